@@ -1,0 +1,57 @@
+// Pieces the time loops of every cell share: the input projection before the forward loop,
+// and the large GEMMs and reductions after the backward loop. Backend-agnostic.
+#pragma once
+
+#include <cstdint>
+
+#include "core/cell_math.h"
+
+FASTRNN_NS_BEGIN
+
+// gates[m, n] += b_ih[n] + b_hh[n]; either bias may be null (b_hh only for the columns
+// where it folds into the input projection: all but GRU's n gate).
+template <typename S>
+struct AddBias {
+  S* gates;  // (M, N)
+  int64_t N;
+  const S* b_ih;    // (N) or null
+  const S* b_hh;    // (N) or null
+  int64_t hh_cols;  // columns [0, hh_cols) take b_hh
+  FASTRNN_HD void operator()(int64_t m, int64_t n) const {
+    S v = gates[m * N + n];
+    if (b_ih) v += b_ih[n];
+    if (b_hh && n < hh_cols) v += b_hh[n];
+    gates[m * N + n] = v;
+  }
+};
+
+// gates (T*B, G*H) = x (T*B, I) w_ih^T + b_ih + b_hh[:hh_cols]: one GEMM for all steps.
+template <typename S, typename Backend>
+void input_projection(Backend& be, int64_t TB, int64_t I, int64_t GH, const S* x, const S* w_ih,
+                      const S* b_ih, const S* b_hh, int64_t hh_cols, S* gates) {
+  be.gemm(false, true, TB, GH, I, S(1), x, I, w_ih, I, S(0), gates, GH);
+  if (b_ih || b_hh) be.pointwise(TB, GH, AddBias<S>{gates, GH, b_ih, b_hh, hh_cols});
+}
+
+// Gradients of an input-side weight block from its pre-activation gradients over all steps:
+//   dx (TB, I) (+)= dg (TB, rows) w_rows (rows, I)       (beta 0 or 1)
+//   dw (rows, I)   = dg^T x
+//   db (rows)      = column sums of dg   (if db is not null)
+template <typename S, typename Backend>
+void input_side_grads(Backend& be, int64_t TB, int64_t I, int64_t rows, const S* dg, int64_t ldg,
+                      const S* x, const S* w_rows, S dx_beta, S* dx, S* dw, S* db) {
+  be.gemm(false, false, TB, I, rows, S(1), dg, ldg, w_rows, I, dx_beta, dx, I);
+  be.gemm(true, false, rows, I, TB, S(1), dg, ldg, x, I, S(0), dw, I);
+  if (db) be.colsum(TB, rows, dg, ldg, db);
+}
+
+// dw (rows, H) = sum_t dg_t^T h_{t-1}, with h_{-1} = h0 and h_t = y[t]: two GEMMs, because
+// h0 and y are separate arrays.
+template <typename S, typename Backend>
+void hidden_weight_grads(Backend& be, int64_t T, int64_t B, int64_t H, int64_t rows, const S* dg,
+                         int64_t ldg, const S* h0, const S* y, S* dw) {
+  be.gemm(true, false, rows, H, B, S(1), dg, ldg, h0, H, S(0), dw, H);
+  if (T > 1) be.gemm(true, false, rows, H, (T - 1) * B, S(1), dg + B * ldg, ldg, y, H, S(1), dw, H);
+}
+
+FASTRNN_NS_END

@@ -1,0 +1,40 @@
+// The BLAS underneath the large GEMMs. The default is scipy-openblas32, the OpenBLAS build
+// NumPy and SciPy ship, whose symbols carry a `scipy_` prefix; FASTRNN_BLAS_PREFIX names
+// the prefix (empty for a plain CBLAS). Its integers are 32-bit: the Python layer rejects
+// shapes whose GEMM dimensions would not fit, and this checks again.
+#pragma once
+
+#include <cblas.h>
+
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+
+#include "core/ns.h"
+#include "cpu/blas_name.h"
+
+FASTRNN_NS_BEGIN
+
+inline blasint blas_int(int64_t v) {
+  if (v > INT_MAX)
+    throw std::overflow_error("fastrnn: a GEMM dimension exceeds the BLAS's 32-bit range");
+  return static_cast<blasint>(v);
+}
+
+inline void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
+                      const float* A, int64_t lda, const float* B, int64_t ldb, float beta,
+                      float* C, int64_t ldc) {
+  FASTRNN_BLAS(cblas_sgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                            tb ? CblasTrans : CblasNoTrans, blas_int(M), blas_int(N), blas_int(K),
+                            alpha, A, blas_int(lda), B, blas_int(ldb), beta, C, blas_int(ldc));
+}
+
+inline void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                      const double* A, int64_t lda, const double* B, int64_t ldb, double beta,
+                      double* C, int64_t ldc) {
+  FASTRNN_BLAS(cblas_dgemm)(CblasRowMajor, ta ? CblasTrans : CblasNoTrans,
+                            tb ? CblasTrans : CblasNoTrans, blas_int(M), blas_int(N), blas_int(K),
+                            alpha, A, blas_int(lda), B, blas_int(ldb), beta, C, blas_int(ldc));
+}
+
+FASTRNN_NS_END

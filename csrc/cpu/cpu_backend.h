@@ -1,0 +1,125 @@
+// CpuBackend: what the time loops in core/ need from a device, on the CPU.
+//   gemm       row-major C = alpha op(A) op(B) + beta C, from the BLAS, rows split over the
+//              pool (the BLAS itself runs single-threaded: one pool in the process)
+//   pack       W_hh into panels, once per call (packed_gemm.h)
+//   step       one time step: the packed recurrent GEMM with the pointwise cell update
+//              fused behind each panel, panels split over the pool
+//   pointwise  f(b, j) over a (M, N) range, rows split over the pool
+//   colsum     bias gradients: out[j] = sum_m A[m, j], in a fixed order
+//   alloc      workspace living as long as the backend object (one kernel call)
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "core/ns.h"
+#include "cpu/blas.h"
+#include "cpu/packed_gemm.h"
+#include "cpu/thread_pool.h"
+
+FASTRNN_NS_BEGIN
+
+template <typename S>
+class CpuBackend {
+ public:
+  using Packed = PackedWeights<S>;
+
+  // Row-major C (M, N) = alpha op(A) op(B) + beta C, op(A) (M, K), op(B) (K, N).
+  void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, S alpha, const S* A,
+            int64_t lda, const S* B, int64_t ldb, S beta, S* C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    if (K == 0) {
+      scale_rows(M, N, beta, C, ldc);
+      return;
+    }
+    // Split the rows of C; a row block of op(A) starts at row m (no transpose) or column m.
+    const int64_t min_rows = std::max<int64_t>(16, (1 << 20) / std::max<int64_t>(1, N * K));
+    parallel_for(
+        M,
+        [&](int64_t m0, int64_t m1) {
+          const S* a = trans_a ? A + m0 : A + m0 * lda;
+          blas_gemm(trans_a, trans_b, m1 - m0, N, K, alpha, a, lda, B, ldb, beta, C + m0 * ldc,
+                    ldc);
+        },
+        min_rows);
+  }
+
+  Packed pack(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H, int64_t K) {
+    return pack_weights(W, stride_n, stride_k, G, H, K);
+  }
+
+  // C[:M, panel columns] = A (M, K) . packed + beta C, then f(b, j) for b < M and the
+  // units j of each panel, with the panel's outputs still in cache.
+  template <typename F>
+  void step(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc, S beta,
+            const F& f) {
+    if (M == 0) return;
+    const int64_t panels = static_cast<int64_t>(w.panels.size());
+    parallel_for(panels, [&](int64_t p0, int64_t p1) {
+      for (int64_t pi = p0; pi < p1; ++pi) {
+        const Panel& p = w.panels[pi];
+        panel_gemm(w, p, M, A, lda, C, ldc, beta);
+        for (int64_t b = 0; b < M; ++b) run_row(f, b, p.unit_begin, p.unit_end);
+      }
+    });
+  }
+
+  // f(b, j) for b < M, j < N.
+  template <typename F>
+  void pointwise(int64_t M, int64_t N, const F& f) {
+    if (M == 0 || N == 0) return;
+    parallel_for(
+        M,
+        [&](int64_t m0, int64_t m1) {
+          for (int64_t b = m0; b < m1; ++b) run_row(f, b, 0, N);
+        },
+        std::max<int64_t>(1, 16384 / N));
+  }
+
+  // out[j] = sum over m of A[m, j] (m in order, so the result never depends on threads).
+  void colsum(int64_t M, int64_t N, const S* A, int64_t lda, S* out) {
+    parallel_for(
+        N,
+        [&](int64_t j0, int64_t j1) {
+          std::fill(out + j0, out + j1, S(0));
+          for (int64_t m = 0; m < M; ++m) {
+            const S* a = A + m * lda;
+#pragma omp simd
+            for (int64_t j = j0; j < j1; ++j) out[j] += a[j];
+          }
+        },
+        256);
+  }
+
+  void copy(int64_t n, const S* src, S* dst) {
+    if (n) std::memcpy(dst, src, n * sizeof(S));
+  }
+
+  void fill_zero(int64_t n, S* dst) { std::fill(dst, dst + n, S(0)); }
+
+  S* alloc(int64_t n) {
+    buffers_.emplace_back(new S[std::max<int64_t>(n, 1)]);
+    return buffers_.back().get();
+  }
+
+ private:
+  template <typename F>
+  static void run_row(const F& f, int64_t b, int64_t j0, int64_t j1) {
+#pragma omp simd
+    for (int64_t j = j0; j < j1; ++j) f(b, j);
+  }
+
+  static void scale_rows(int64_t M, int64_t N, S beta, S* C, int64_t ldc) {
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == S(0) ? S(0) : beta * C[m * ldc + n];
+  }
+
+  std::vector<std::unique_ptr<S[]>> buffers_;
+};
+
+FASTRNN_NS_END

@@ -1,0 +1,152 @@
+#include "cpu/thread_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace fastrnn {
+namespace {
+
+int default_threads() {
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// Workers spin for a short while after each job (the next time step usually follows within
+// microseconds), then sleep on a condition variable.
+class Pool {
+ public:
+  explicit Pool(int n) : n_threads_(n) {
+    for (int k = 1; k < n; ++k) workers_.emplace_back([this, k] { work(k); });
+  }
+  // The pool lives for the process; at exit its sleeping workers are simply ended.
+  ~Pool() = delete;
+
+  int size() const { return n_threads_; }
+
+  // Ends the workers once they wake; the object itself is never freed (they may still be
+  // reading it).
+  void shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stop_ = true;
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.detach();
+  }
+
+  void run(int64_t n, ThreadPool::Task task, const void* ctx, int64_t min_per_thread) {
+    const int64_t parts = std::max<int64_t>(
+        1, std::min<int64_t>(n_threads_, n / std::max<int64_t>(1, min_per_thread)));
+    if (parts == 1) {
+      task(ctx, 0, n);
+      return;
+    }
+    // Two Python threads may call kernels at once (the GIL is released): one job at a time.
+    std::lock_guard<std::mutex> job(job_mu_);
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      task_ = task;
+      ctx_ = ctx;
+      n_ = n;
+      parts_ = parts;
+      pending_.store(static_cast<int>(parts - 1), std::memory_order_relaxed);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    task(ctx, 0, n / parts);
+    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  }
+
+ private:
+  static void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+
+  void work(int k) {
+    uint64_t seen = 0;
+    for (;;) {
+      // Spin first, then sleep.
+      for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen;
+           ++spin)
+        cpu_relax();
+      if (generation_.load(std::memory_order_acquire) == seen) {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
+      }
+      ThreadPool::Task task;
+      const void* ctx;
+      int64_t n, parts;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        if (stop_) return;
+        seen = generation_.load(std::memory_order_acquire);
+        task = task_, ctx = ctx_, n = n_, parts = parts_;
+      }
+      if (k < parts) {
+        task(ctx, n * k / parts, n * (k + 1) / parts);
+        pending_.fetch_sub(1, std::memory_order_acq_rel);
+      }
+    }
+  }
+
+  const int n_threads_;
+  std::vector<std::thread> workers_;
+  std::mutex mu_, job_mu_;
+  bool stop_ = false;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  ThreadPool::Task task_ = nullptr;
+  const void* ctx_ = nullptr;
+  int64_t n_ = 0, parts_ = 1;
+};
+
+std::mutex g_config_mu;
+int g_requested = 0;  // 0: default
+Pool* g_pool = nullptr;
+
+Pool& pool() {
+  std::lock_guard<std::mutex> lock(g_config_mu);
+  if (!g_pool) {
+    g_pool = new Pool(g_requested > 0 ? g_requested : default_threads());
+  }
+  return *g_pool;
+}
+
+// After fork() only the forking thread exists in the child: forget the parent's pool (its
+// workers are gone) and build a new one on first use.
+void after_fork_in_child() {
+  new (&g_config_mu) std::mutex();
+  g_pool = nullptr;
+}
+const int g_atfork = pthread_atfork(nullptr, nullptr, after_fork_in_child);
+
+}  // namespace
+
+void ThreadPool::run(int64_t n, Task task, const void* ctx, int64_t min_per_thread) {
+  pool().run(n, task, ctx, min_per_thread);
+}
+
+void ThreadPool::set_num_threads(int n) {
+  std::lock_guard<std::mutex> lock(g_config_mu);
+  g_requested = n;
+  if (g_pool && g_pool->size() != (n > 0 ? n : default_threads())) {
+    g_pool->shutdown();
+    g_pool = nullptr;
+  }
+}
+
+int ThreadPool::num_threads() { return pool().size(); }
+
+}  // namespace fastrnn

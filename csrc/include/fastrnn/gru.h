@@ -1,0 +1,55 @@
+// GRU, gates (r, z, n):  r, z = sigmoid(W_i{r,z} x + b_i{r,z} + W_h{r,z} h + b_h{r,z}),
+//   reset_after = true  (cuDNN, PyTorch):  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+//   reset_after = false (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
+//   h' = (1 - z) * n + z * h.                                   Conventions: fastrnn.h.
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn {
+
+template <typename S>
+struct GruForwardArgs {
+  int64_t T, B, I, H;
+  const S* x;     // (T, B, I)
+  const S* h0;    // (B, H)
+  const S* w_ih;  // (3H, I)
+  const S* w_hh;  // (3H, H)
+  const S* b_ih;  // (3H) or null
+  const S* b_hh;  // (3H) or null
+  S* y;           // (T, B, H) out
+  S* h_n;         // (B, H) out
+  bool training;
+  bool reset_after;
+  // Training: saved for backward. Inference: workspace, gates (T, B, 3H), extra (B, H).
+  S* gates;  // (T, B, 3H) activated r, z, n
+  S* extra;  // training (T, B, H): reset_after: W_hn h + b_hn; reset_before: r * h
+};
+
+template <typename S>
+struct GruBackwardArgs {
+  int64_t T, B, I, H;
+  bool reset_after;
+  const S* x;     // (T, B, I)
+  const S* h0;    // (B, H)
+  const S* y;     // (T, B, H)
+  const S* w_ih;  // (3H, I)
+  const S* w_hh;  // (3H, H)
+  S* gates;       // (T, B, 3H) saved gates in, gate gradients out (in place)
+  S* extra;       // (T, B, H) saved extra in; reset_after: d(W_in x) out (in place)
+  const S* dy;    // (T, B, H)
+  const S* dh_n;  // (B, H)
+  S* dx;          // (T, B, I) out
+  S* dh0;         // (B, H) out
+  S* dw_ih;       // (3H, I) out
+  S* dw_hh;       // (3H, H) out
+  S* db_ih;       // (3H) out, or null
+  S* db_hh;       // (3H) out, or null
+};
+
+template <typename S>
+void gru_forward(const GruForwardArgs<S>& a);
+template <typename S>
+void gru_backward(const GruBackwardArgs<S>& a);
+
+}  // namespace fastrnn

@@ -1,0 +1,51 @@
+// Elman RNN, one gate:  h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
+// Conventions: fastrnn.h.
+#pragma once
+
+#include <cstdint>
+
+namespace fastrnn {
+
+enum class Activation { Tanh, Relu };
+
+template <typename S>
+struct RnnForwardArgs {
+  int64_t T, B, I, H;
+  const S* x;     // (T, B, I)
+  const S* h0;    // (B, H)
+  const S* w_ih;  // (H, I)
+  const S* w_hh;  // (H, H)
+  const S* b_ih;  // (H) or null
+  const S* b_hh;  // (H) or null
+  S* y;           // (T, B, H) out; with h0, all that backward needs
+  S* h_n;         // (B, H) out
+  Activation act;
+  S* gates;  // (T, B, H) workspace: the input projection
+};
+
+template <typename S>
+struct RnnBackwardArgs {
+  int64_t T, B, I, H;
+  Activation act;
+  const S* x;     // (T, B, I)
+  const S* h0;    // (B, H)
+  const S* y;     // (T, B, H)
+  const S* w_ih;  // (H, I)
+  const S* w_hh;  // (H, H)
+  S* gates;       // (T, B, H) workspace: pre-activation gradients
+  const S* dy;    // (T, B, H)
+  const S* dh_n;  // (B, H)
+  S* dx;          // (T, B, I) out
+  S* dh0;         // (B, H) out
+  S* dw_ih;       // (H, I) out
+  S* dw_hh;       // (H, H) out
+  S* db_ih;       // (H) out, or null
+  S* db_hh;       // (H) out, or null
+};
+
+template <typename S>
+void rnn_forward(const RnnForwardArgs<S>& a);
+template <typename S>
+void rnn_backward(const RnnBackwardArgs<S>& a);
+
+}  // namespace fastrnn

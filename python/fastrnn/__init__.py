@@ -1,0 +1,58 @@
+"""fastrnn: fused LSTM, GRU and RNN kernels (forward and backpropagation through time) in
+C++, with a NumPy API.
+
+- :mod:`fastrnn.ops`: stateless ``{lstm,gru,rnn}_{forward,backward}`` on the C++ kernels.
+- :mod:`fastrnn.reference`: the same functions in plain NumPy, the ground truth.
+"""
+
+from __future__ import annotations
+
+from . import _C, ops, reference
+
+__version__ = "0.1.0"
+__all__ = ["ops", "reference", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
+           "available_cpu_isas", "blas_info",
+           "__version__"]
+
+
+def set_num_threads(n: int) -> None:
+    """Threads used by every fastrnn kernel; 0 restores the default, the number of cores this
+    process may run on. The BLAS under the large GEMMs runs single-threaded inside fastrnn's
+    own pool, so the total never exceeds ``n``. Results are bitwise reproducible for a given
+    thread count; another count may change the last bits of the GEMM results."""
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"set_num_threads: n must be a non-negative int, got {n!r}")
+    _C.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """Threads fastrnn's kernels use."""
+    return _C.get_num_threads()
+
+
+def cpu_isa() -> str:
+    """The instruction set the CPU kernels were dispatched to: avx512, avx2 or generic.
+    ``FASTRNN_CPU_ISA=generic|avx2`` in the environment caps it (read once, at first use)."""
+    return _C.cpu_isa()
+
+
+def set_cpu_isa(name: str) -> None:
+    """Selects the CPU kernels' instruction set: "generic", "avx2" or "avx512" (for tests and
+    benchmarks; by default the best this CPU has is used). Raises ValueError if the CPU lacks
+    it."""
+    if not _C.set_cpu_isa(str(name)):
+        raise ValueError(f"set_cpu_isa: {name!r} is not available here; this CPU supports "
+                         f"{available_cpu_isas()}")
+
+
+def available_cpu_isas() -> list:
+    """The instruction sets the CPU kernels can use on this machine, best last."""
+    current = _C.cpu_isa()
+    found = [isa for isa in ("generic", "avx2", "avx512") if _C.set_cpu_isa(isa)]
+    _C.set_cpu_isa(current)
+    return found
+
+
+def blas_info() -> str:
+    """The BLAS under the large GEMMs and its build configuration."""
+    return _C.blas_info()

@@ -1,0 +1,245 @@
+"""Plain NumPy reference for the fastrnn kernels: the ground truth the C++ is checked against.
+
+Written for clarity, vectorized over the batch only. Same signatures as :mod:`fastrnn.ops`.
+Shapes: T steps, B batch, I input, H hidden; x (T, B, I), y (T, B, H), states (B, H);
+w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,) with gates stacked LSTM (i, f, g, o),
+GRU (r, z, n), RNN (one gate). Inputs must already be validated NumPy arrays of one float
+dtype (``fastrnn.ops`` does that); ``None`` states and gradients mean zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+__all__ = [
+    "lstm_forward",
+    "lstm_backward",
+    "gru_forward",
+    "gru_backward",
+    "rnn_forward",
+    "rnn_backward",
+]
+
+Array = np.ndarray
+
+
+def _sigmoid(v: Array) -> Array:
+    # Two-sided form: never overflows exp for large |v|.
+    e = np.exp(-np.abs(v))
+    return np.where(v >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(v.dtype, copy=False)
+
+
+def _zeros_if_none(a: Optional[Array], shape: tuple, dtype) -> Array:
+    return np.zeros(shape, dtype) if a is None else a
+
+
+def _input_projection(x: Array, w_ih: Array, b_ih: Optional[Array]) -> Array:
+    gx = x @ w_ih.T  # (T, B, G*H)
+    return gx if b_ih is None else gx + b_ih
+
+
+def _bias_grads(dg: Array, has_bias: bool) -> Optional[Array]:
+    return dg.sum(axis=(0, 1)) if has_bias else None
+
+
+# ----------------------------------------------------------------------------- LSTM
+
+
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True):
+    """LSTM over T steps. Returns ``(y (T,B,H), h_n (B,H), c_n (B,H), saved or None)``."""
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    h = _zeros_if_none(h0, (B, H), x.dtype)
+    c = _zeros_if_none(c0, (B, H), x.dtype)
+    gx = _input_projection(x, w_ih, b_ih)
+    ys, hs, cs, gates = [], [h], [c], []
+    for t in range(T):
+        a = gx[t] + h @ w_hh.T
+        if b_hh is not None:
+            a = a + b_hh
+        i, f, g, o = np.split(a, 4, axis=1)
+        i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
+        c = f * c + i * g
+        h = o * np.tanh(c)
+        ys.append(h)
+        hs.append(h)
+        cs.append(c)
+        gates.append(np.concatenate([i, f, g, o], axis=1))
+    y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
+    saved = None
+    if training:
+        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None,
+                     hs=hs, cs=cs, gates=gates)
+    return y, h, c, saved
+
+
+def lstm_backward(saved, dy, dh_n, dc_n):
+    """BPTT through :func:`lstm_forward`. Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    x, w_ih, w_hh = saved["x"], saved["w_ih"], saved["w_hh"]
+    hs, cs, gates = saved["hs"], saved["cs"], saved["gates"]
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    dy = _zeros_if_none(dy, (T, B, H), x.dtype)
+    dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
+    dc = _zeros_if_none(dc_n, (B, H), x.dtype).copy()
+    dg_all = np.zeros((T, B, 4 * H), x.dtype)
+    for t in reversed(range(T)):
+        i, f, g, o = np.split(gates[t], 4, axis=1)
+        tc = np.tanh(cs[t + 1])
+        dh = dh + dy[t]
+        do = dh * tc
+        dc = dc + dh * o * (1 - tc * tc)
+        di, df, dg = dc * g, dc * cs[t], dc * i
+        dg_all[t] = np.concatenate(
+            [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
+        dc = dc * f
+        dh = dg_all[t] @ w_hh
+    h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, H), x.dtype)
+    dx = dg_all @ w_ih
+    dw_ih = np.einsum("tbg,tbi->gi", dg_all, x)
+    dw_hh = np.einsum("tbg,tbh->gh", dg_all, h_prev)
+    db = _bias_grads(dg_all, saved["has_bias"])
+    return dx, dh, dc, dw_ih, dw_hh, db, None if db is None else db.copy()
+
+
+# ----------------------------------------------------------------------------- GRU
+
+
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True):
+    """GRU over T steps. Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
+
+    reset_after=True:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   (cuDNN, PyTorch)
+    reset_after=False: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)   (Cho et al. 2014)
+    h' = (1 - z) * n + z * h in both.
+    """
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    h = _zeros_if_none(h0, (B, H), x.dtype)
+    gx = _input_projection(x, w_ih, b_ih)
+    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
+    b_hrz = None if b_hh is None else b_hh[: 2 * H]
+    b_hn = None if b_hh is None else b_hh[2 * H:]
+    ys, hs, gates, extra = [], [h], [], []
+    for t in range(T):
+        a_rz = gx[t, :, : 2 * H] + h @ w_hrz.T
+        if b_hrz is not None:
+            a_rz = a_rz + b_hrz
+        r, z = np.split(_sigmoid(a_rz), 2, axis=1)
+        if reset_after:
+            hn = h @ w_hn.T  # W_hn h + b_hn, kept for backward
+            if b_hn is not None:
+                hn = hn + b_hn
+            n = np.tanh(gx[t, :, 2 * H:] + r * hn)
+            extra.append(hn)
+        else:
+            rh = r * h  # kept for backward (the input of W_hn)
+            a_n = gx[t, :, 2 * H:] + rh @ w_hn.T
+            if b_hn is not None:
+                a_n = a_n + b_hn
+            n = np.tanh(a_n)
+            extra.append(rh)
+        h = (1 - z) * n + z * h
+        ys.append(h)
+        hs.append(h)
+        gates.append(np.concatenate([r, z, n], axis=1))
+    y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
+    saved = None
+    if training:
+        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs,
+                     gates=gates, extra=extra, reset_after=reset_after)
+    return y, h, saved
+
+
+def gru_backward(saved, dy, dh_n):
+    """BPTT through :func:`gru_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    x, w_ih, w_hh = saved["x"], saved["w_ih"], saved["w_hh"]
+    hs, gates, extra, reset_after = saved["hs"], saved["gates"], saved["extra"], saved["reset_after"]
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
+    dy = _zeros_if_none(dy, (T, B, H), x.dtype)
+    dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
+    dgx = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the x-side pre-activations
+    dgh = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the h-side GEMM outputs (+ b_hh)
+    dw_hh = np.zeros_like(w_hh)
+    for t in reversed(range(T)):
+        r, z, n = np.split(gates[t], 3, axis=1)
+        h_prev = hs[t]
+        dh = dh + dy[t]
+        dn_pre = dh * (1 - z) * (1 - n * n)
+        dz_pre = dh * (h_prev - n) * z * (1 - z)
+        dh_prev = dh * z
+        if reset_after:
+            hn = extra[t]
+            dr_pre = dn_pre * hn * r * (1 - r)
+            dgh_n = dn_pre * r
+            dw_hh[2 * H:] += dgh_n.T @ h_prev
+            dh_prev = dh_prev + dgh_n @ w_hn
+        else:
+            rh = extra[t]
+            drh = dn_pre @ w_hn
+            dr_pre = drh * h_prev * r * (1 - r)
+            dgh_n = dn_pre
+            dw_hh[2 * H:] += dn_pre.T @ rh
+            dh_prev = dh_prev + drh * r
+        dgx[t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
+        dgh[t] = np.concatenate([dr_pre, dz_pre, dgh_n], axis=1)
+        dw_hh[: 2 * H] += dgx[t, :, : 2 * H].T @ h_prev
+        dh = dh_prev + dgx[t, :, : 2 * H] @ w_hrz
+    dx = dgx @ w_ih
+    dw_ih = np.einsum("tbg,tbi->gi", dgx, x)
+    return (dx, dh, dw_ih, dw_hh, _bias_grads(dgx, saved["has_bias"]),
+            _bias_grads(dgh, saved["has_bias"]))
+
+
+# ----------------------------------------------------------------------------- RNN
+
+
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlinearity: str = "tanh"):
+    """Elman RNN over T steps, h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
+
+    Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
+    """
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    h = _zeros_if_none(h0, (B, H), x.dtype)
+    gx = _input_projection(x, w_ih, b_ih)
+    act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
+    hs = [h]
+    for t in range(T):
+        a = gx[t] + h @ w_hh.T
+        if b_hh is not None:
+            a = a + b_hh
+        h = act(a)
+        hs.append(h)
+    y = np.stack(hs[1:]) if T else np.zeros((0, B, H), x.dtype)
+    saved = None
+    if training:
+        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs,
+                     nonlinearity=nonlinearity)
+    return y, h, saved
+
+
+def rnn_backward(saved, dy, dh_n):
+    """BPTT through :func:`rnn_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    x, w_ih, w_hh, hs = saved["x"], saved["w_ih"], saved["w_hh"], saved["hs"]
+    T, B, _ = x.shape
+    H = w_hh.shape[1]
+    dy = _zeros_if_none(dy, (T, B, H), x.dtype)
+    dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
+    da_all = np.zeros((T, B, H), x.dtype)
+    for t in reversed(range(T)):
+        dh = dh + dy[t]
+        h = hs[t + 1]
+        # Derivatives from the saved output: tanh' = 1 - h^2, relu' = [h > 0].
+        da = dh * (1 - h * h) if saved["nonlinearity"] == "tanh" else dh * (h > 0)
+        da_all[t] = da
+        dh = da @ w_hh
+    h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, H), x.dtype)
+    dx = da_all @ w_ih
+    dw_ih = np.einsum("tbg,tbi->gi", da_all, x)
+    dw_hh = np.einsum("tbg,tbh->gh", da_all, h_prev)
+    db = _bias_grads(da_all, saved["has_bias"])
+    return dx, dh, dw_ih, dw_hh, db, None if db is None else db.copy()

@@ -1,0 +1,116 @@
+"""Shared test helpers: one description of each cell variant, random problems, comparisons.
+
+Every test module parametrizes over ``VARIANTS`` so a cell or option added here is checked
+everywhere (reference vs finite differences, C++ vs reference, vs PyTorch, bad input).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Variant:
+    cell: str  # "lstm" | "gru" | "rnn"
+    gates: int  # G: 4, 3, 1
+    options: dict = field(default_factory=dict)  # reset_after / nonlinearity
+
+    @property
+    def id(self) -> str:
+        opts = "-".join(f"{k}={v}" for k, v in self.options.items())
+        return f"{self.cell}[{opts}]" if opts else self.cell
+
+
+VARIANTS = [
+    Variant("lstm", 4),
+    Variant("gru", 3, {"reset_after": True}),
+    Variant("gru", 3, {"reset_after": False}),
+    Variant("rnn", 1, {"nonlinearity": "tanh"}),
+    Variant("rnn", 1, {"nonlinearity": "relu"}),
+]
+VARIANT_IDS = [v.id for v in VARIANTS]
+
+
+@dataclass
+class Problem:
+    """Inputs of one forward call plus the upstream gradients of one backward call."""
+
+    x: np.ndarray  # (T, B, I)
+    h0: np.ndarray  # (B, H)
+    c0: np.ndarray | None  # (B, H), LSTM only
+    w_ih: np.ndarray  # (G*H, I)
+    w_hh: np.ndarray  # (G*H, H)
+    b_ih: np.ndarray | None  # (G*H,)
+    b_hh: np.ndarray | None  # (G*H,)
+    dy: np.ndarray  # (T, B, H)
+    dh_n: np.ndarray  # (B, H)
+    dc_n: np.ndarray | None  # (B, H)
+
+
+def make_problem(v: Variant, T: int, B: int, I: int, H: int, dtype=np.float64, seed: int = 0,
+                 bias: bool = True, scale: float = 0.5) -> Problem:
+    rng = np.random.default_rng(seed)
+
+    def r(*shape, s=1.0):
+        return (rng.standard_normal(shape) * s).astype(dtype)
+
+    G = v.gates
+    k = scale / np.sqrt(H)
+    lstm = v.cell == "lstm"
+    return Problem(
+        x=r(T, B, I), h0=r(B, H, s=0.5), c0=r(B, H, s=0.5) if lstm else None,
+        w_ih=r(G * H, I, s=k * 2), w_hh=r(G * H, H, s=k * 2),
+        b_ih=r(G * H, s=0.3) if bias else None, b_hh=r(G * H, s=0.3) if bias else None,
+        dy=r(T, B, H), dh_n=r(B, H), dc_n=r(B, H) if lstm else None,
+    )
+
+
+def forward(mod, v: Variant, p: Problem, training: bool = True):
+    """Call ``mod.<cell>_forward`` on a problem. Returns (outputs tuple, saved)."""
+    if v.cell == "lstm":
+        y, h, c, saved = mod.lstm_forward(p.x, p.h0, p.c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh,
+                                          training=training)
+        return (y, h, c), saved
+    fn = getattr(mod, f"{v.cell}_forward")
+    y, h, saved = fn(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, training=training, **v.options)
+    return (y, h), saved
+
+
+def backward(mod, v: Variant, saved, p: Problem):
+    """Call ``mod.<cell>_backward``. Returns a dict name -> gradient (None where no bias)."""
+    if v.cell == "lstm":
+        names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"]
+        grads = mod.lstm_backward(saved, p.dy, p.dh_n, p.dc_n)
+    else:
+        names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"]
+        grads = getattr(mod, f"{v.cell}_backward")(saved, p.dy, p.dh_n)
+    return dict(zip(names, grads))
+
+
+def loss(mod, v: Variant, p: Problem) -> float:
+    """The scalar whose gradient backward computes: <y, dy> + <h_n, dh_n> (+ <c_n, dc_n>)."""
+    outs, _ = forward(mod, v, p, training=False)
+    total = np.sum(outs[0] * p.dy) + np.sum(outs[1] * p.dh_n)
+    if v.cell == "lstm":
+        total += np.sum(outs[2] * p.dc_n)
+    return float(total)
+
+
+def assert_close(name: str, got, want, atol: float, rtol: float) -> None:
+    """atol + rtol*|want|, elementwise; prints the worst error before asserting."""
+    if want is None:
+        assert got is None, f"{name}: expected None, got an array"
+        return
+    assert got is not None, f"{name}: expected an array, got None"
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{name}: shape {got.shape} != {want.shape}"
+    err = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    bound = atol + rtol * np.abs(want.astype(np.float64))
+    worst = float(np.max(err - bound)) if err.size else 0.0
+    print(f"{name}: max abs err {float(err.max()) if err.size else 0.0:.3e}")
+    assert worst <= 0, f"{name}: max abs err {float(err.max()):.3e} exceeds atol={atol} rtol={rtol}"
+
+
+TOL = {np.float64: (1e-10, 1e-9), np.float32: (2e-5, 1e-4)}

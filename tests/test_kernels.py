@@ -1,0 +1,121 @@
+"""The C++ kernels (fastrnn.ops) against the NumPy reference: forward outputs, final states
+and every gradient, float64 tightly and float32 to ~1e-5, over awkward shapes."""
+
+import numpy as np
+import pytest
+
+from fastrnn import ops, reference
+from cells import TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem
+
+# (T, B, I, H): B=1, H not a multiple of any vector width, T=1, long T, wide panels.
+SHAPES = [
+    (1, 1, 1, 1),
+    (3, 2, 5, 7),
+    (1, 5, 3, 17),
+    (7, 1, 9, 33),
+    (4, 13, 6, 16),
+    (2, 9, 64, 65),
+    (50, 3, 4, 5),
+    (5, 64, 24, 100),
+]
+
+
+def check_against_reference(v, p, dtype, training=True):
+    atol, rtol = TOL[dtype]
+    want, saved_ref = forward(reference, v, p, training=training)
+    got, saved = forward(ops, v, p, training=training)
+    for name, g, w in zip(["y", "h_n", "c_n"], got, want):
+        assert g.dtype == dtype
+        assert_close(name, g, w, atol, rtol)
+    if not training:
+        assert saved is None
+        return
+    grads_want = backward(reference, v, saved_ref, p)
+    grads_got = backward(ops, v, saved, p)
+    for name in grads_want:
+        assert_close("d" + name, grads_got[name], grads_want[name], atol, rtol)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"T{t}B{b}I{i}H{h}" for t, b, i, h in SHAPES])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_matches_reference(v, shape, dtype, cpu_isa):
+    p = make_problem(v, *shape, dtype=dtype, seed=sum(shape))
+    check_against_reference(v, p, dtype)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+def test_inference_and_bias_options(v, bias):
+    p = make_problem(v, 6, 4, 5, 19, bias=bias, seed=3)
+    check_against_reference(v, p, np.float64, training=False)
+    check_against_reference(v, p, np.float64, training=True)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_long_sequence_float32(v):
+    p = make_problem(v, 300, 2, 8, 24, dtype=np.float32, seed=5)
+    check_against_reference(v, p, np.float32)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("T,B", [(0, 3), (4, 0), (0, 0)])
+def test_empty_time_or_batch(v, T, B):
+    """T=0: the final state is the initial one, gradients zero. B=0: empty outputs."""
+    p = make_problem(v, T, B, 3, 4, seed=2)
+    check_against_reference(v, p, np.float64)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_non_contiguous_inputs(v):
+    p = make_problem(v, 5, 3, 4, 6, seed=4)
+    want, _ = forward(ops, v, p, training=False)
+    # Same values, other memory layouts: Fortran order and strided views.
+    p.x = np.asfortranarray(p.x)
+    p.w_hh = np.asfortranarray(p.w_hh)
+    big = np.zeros((p.w_ih.shape[0], 2 * p.w_ih.shape[1]))
+    big[:, ::2] = p.w_ih
+    p.w_ih = big[:, ::2]
+    got, _ = forward(ops, v, p, training=False)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_nan_propagates(v):
+    p = make_problem(v, 3, 2, 4, 5, seed=6)
+    p.x[1, 0, 0] = np.nan
+    (y, *_), _ = forward(ops, v, p, training=False)
+    assert np.all(np.isfinite(y[0])) and np.all(np.isfinite(y[:, 1]))
+    assert np.all(np.isnan(y[1:, 0])) or v.options.get("nonlinearity") == "relu"
+    assert np.any(np.isnan(y[1, 0]))
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_deterministic(v):
+    p = make_problem(v, 20, 16, 32, 48, dtype=np.float32, seed=7)
+    a, sa = forward(ops, v, p)
+    b, sb = forward(ops, v, p)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    ga, gb = backward(ops, v, sa, p), backward(ops, v, sb, p)
+    for k in ga:
+        if ga[k] is not None:
+            np.testing.assert_array_equal(ga[k], gb[k])
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_thread_counts(v, threads):
+    """Every thread count gives the reference's answer (3 oversubscribes a 2-core machine on
+    purpose: correctness must not depend on the split)."""
+    import fastrnn
+
+    before = fastrnn.get_num_threads()
+    fastrnn.set_num_threads(threads)
+    try:
+        assert fastrnn.get_num_threads() == threads
+        p = make_problem(v, 9, 21, 40, 70, dtype=np.float64, seed=threads)
+        check_against_reference(v, p, np.float64)
+    finally:
+        fastrnn.set_num_threads(before)

@@ -1,0 +1,71 @@
+"""fastrnn (C++ kernels and the NumPy reference) against torch.nn.LSTM / GRU / RNN with the
+same weights: outputs, final states and every gradient. Skipped where PyTorch is absent
+(install the test extra `torch`, the CPU build: pip install torch==2.13.0)."""
+
+import numpy as np
+import pytest
+
+from fastrnn import ops, reference
+from cells import TOL, VARIANTS, assert_close, backward, forward, make_problem
+
+torch = pytest.importorskip("torch")
+
+# reset_after=False (Cho et al.) has no torch.nn counterpart.
+TORCH_VARIANTS = [v for v in VARIANTS if v.options.get("reset_after", True)]
+
+
+def torch_run(v, p, dtype):
+    """Forward + backward through torch.nn; returns (outputs, grads) as NumPy arrays."""
+    T, B, I = p.x.shape
+    H = p.w_hh.shape[1]
+    tdt = torch.float64 if dtype == np.float64 else torch.float32
+    bias = p.b_ih is not None
+    if v.cell == "lstm":
+        m = torch.nn.LSTM(I, H, bias=bias, dtype=tdt)
+    elif v.cell == "gru":
+        m = torch.nn.GRU(I, H, bias=bias, dtype=tdt)
+    else:
+        m = torch.nn.RNN(I, H, bias=bias, nonlinearity=v.options["nonlinearity"], dtype=tdt)
+    with torch.no_grad():
+        m.weight_ih_l0.copy_(torch.from_numpy(p.w_ih))
+        m.weight_hh_l0.copy_(torch.from_numpy(p.w_hh))
+        if bias:
+            m.bias_ih_l0.copy_(torch.from_numpy(p.b_ih))
+            m.bias_hh_l0.copy_(torch.from_numpy(p.b_hh))
+    x = torch.from_numpy(p.x).requires_grad_()
+    h0 = torch.from_numpy(p.h0)[None].clone().requires_grad_()
+    if v.cell == "lstm":
+        c0 = torch.from_numpy(p.c0)[None].clone().requires_grad_()
+        y, (h, c) = m(x, (h0, c0))
+        loss = (y * torch.from_numpy(p.dy)).sum() + (h[0] * torch.from_numpy(p.dh_n)).sum() \
+            + (c[0] * torch.from_numpy(p.dc_n)).sum()
+        outs = (y, h[0], c[0])
+    else:
+        y, h = m(x, h0)
+        loss = (y * torch.from_numpy(p.dy)).sum() + (h[0] * torch.from_numpy(p.dh_n)).sum()
+        outs = (y, h[0])
+    loss.backward()
+    grads = {"x": x.grad, "h0": h0.grad[0], "w_ih": m.weight_ih_l0.grad, "w_hh": m.weight_hh_l0.grad,
+             "b_ih": m.bias_ih_l0.grad if bias else None, "b_hh": m.bias_hh_l0.grad if bias else None}
+    if v.cell == "lstm":
+        grads["c0"] = c0.grad[0]
+    to_np = lambda t: None if t is None else t.detach().numpy()  # noqa: E731
+    return [to_np(o) for o in outs], {k: to_np(g) for k, g in grads.items()}
+
+
+@pytest.mark.parametrize("v", TORCH_VARIANTS, ids=[v.id for v in TORCH_VARIANTS])
+@pytest.mark.parametrize("impl", [ops, reference], ids=["cpu", "reference"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape,bias", [((6, 3, 5, 7), True), ((1, 1, 2, 1), True),
+                                        ((20, 8, 16, 33), False)])
+def test_matches_torch(v, impl, dtype, shape, bias):
+    torch.set_num_threads(1)
+    p = make_problem(v, *shape, dtype=dtype, bias=bias, seed=11)
+    want_outs, want_grads = torch_run(v, p, dtype)
+    outs, saved = forward(impl, v, p)
+    grads = backward(impl, v, saved, p)
+    atol, rtol = TOL[dtype]
+    for name, g, w in zip(["y", "h_n", "c_n"], outs, want_outs):
+        assert_close(name, g, w, atol, rtol)
+    for name, w in want_grads.items():
+        assert_close("d" + name, grads[name], w, atol, rtol)
