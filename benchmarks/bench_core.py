@@ -14,12 +14,23 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 
-import numpy as np
 
-import fastrnn
-from fastrnn import ops, reference
+def _threads_from_argv() -> str:
+    args = sys.argv[1:]
+    return args[args.index("--threads") + 1] if "--threads" in args[:-1] else "1"
+
+
+# NumPy's own OpenBLAS (the reference's GEMMs) must use the same thread count as the peers,
+# and reads it only at import.
+os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
+
+import numpy as np  # noqa: E402
+
+import fastrnn  # noqa: E402
+from fastrnn import _C, ops, reference  # noqa: E402
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
@@ -34,14 +45,22 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
-def timeit(fn, repeats: int):
-    fn()
-    times = []
+def timeit(fns: dict, repeats: int) -> dict:
+    """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
+    drifts of a shared machine hit every peer alike. Returns name -> list of ms."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {name: [] for name in fns}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return float(np.median(times)), float(min(times)), float(max(times))
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def summary(ms: list) -> str:
+    return f"{np.median(ms):8.1f} ({min(ms):6.1f}-{max(ms):6.1f})"
 
 
 def fastrnn_fns(mod, cell, x, w):
@@ -83,13 +102,12 @@ def torch_fns(cell, x, w):
 
 
 def gemm_gflops(M: int, N: int, K: int, repeats: int) -> float:
-    """Throughput of fastrnn's BLAS-backed large GEMM path, measured through a T=1 RNN
-    forward whose time is dominated by one (M x K) x (K x N) input projection."""
+    """GFLOP/s of fastrnn's large-GEMM path (the BLAS, as the kernels call it) at one shape."""
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((1, M, K)).astype(np.float32)
-    w_ih = rng.standard_normal((N, K)).astype(np.float32)
-    w_hh = np.zeros((N, N), np.float32)
-    ms = timeit(lambda: ops.rnn_forward(x, None, w_ih, w_hh, None, None, training=False), repeats)[0]
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((N, K)).astype(np.float32)
+    c = np.empty((M, N), np.float32)
+    ms = np.median(timeit({"gemm": lambda: _C.gemm_nt(a, b, c)}, repeats)["gemm"])
     return 2 * M * N * K / ms / 1e6
 
 
@@ -113,39 +131,47 @@ def main() -> None:
     except ImportError:
         pass
     print(f"machine: {machine()}; fastrnn {fastrnn.__version__} ({fastrnn.cpu_isa()}, "
-          f"{fastrnn.get_num_threads()} threads); numpy {np.__version__}; "
+          f"{fastrnn.get_num_threads()} threads); numpy {np.__version__} "
+          f"({os.environ['OPENBLAS_NUM_THREADS']} BLAS threads); "
           + (f"torch {peers['torch']} ({args.threads} threads)" if peers else "torch not installed"))
-    print(f"float32, T={T} B={B} I=H={H}; median ms (min-max) over {args.repeats} runs; "
-          f"peer columns: time / fastrnn's time\n")
-    gflops = gemm_gflops(T * B, 4 * H, I, args.repeats)
-    print(f"roofline: large GEMM ({T * B} x {I}) x ({I} x {4 * H}) runs at {gflops:.0f} GFLOP/s here\n")
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((T, B, I)).astype(np.float32)
-    header = f"{'case':18} {'fastrnn':>22} {'of roofline':>11}"
+    print(f"float32, T={T} B={B} I=H={H}; median ms (min-max) over {args.repeats} interleaved runs; "
+          f"ratios: median of per-run time / fastrnn's time (> 1: fastrnn faster)")
+    # The roofline: each case's FLOPs at the speed of GEMMs of its own shapes, measured now:
+    # the input projection (T*B x I by I x G*H) and the per-step recurrent GEMM (B x H by H x G*H).
+    header = f"{'case':22} {'fastrnn ms':>24} {'of roofline':>11}"
     if not args.no_reference:
         header += f" {'numpy ref':>10}"
     if peers:
-        header += f" {'torch':>22} {'torch/fastrnn':>13}"
-    print(header)
+        header += f" {'torch ms':>24} {'torch/fastrnn':>13}"
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
     for cell in args.cells:
         G = GATES[cell]
+        big, step = gemm_gflops(T * B, G * H, I, 3), gemm_gflops(B, G * H, H, 5)
+        flops_in, flops_rec = 2 * T * B * G * H * I, 2 * T * B * G * H * H
+        roof_ms = flops_in / big / 1e6 + flops_rec / step / 1e6
+        print(f"\n{cell}: GEMMs here: ({T * B} x {I}) x ({I} x {G * H}) {big:.0f} GFLOP/s, "
+              f"({B} x {H}) x ({H} x {G * H}) {step:.0f} GFLOP/s -> forward roofline "
+              f"{roof_ms:.1f} ms, training (3x the FLOPs) {3 * roof_ms:.1f} ms")
+        print(header)
         k = 1 / np.sqrt(H)
         w = [rng.uniform(-k, k, s).astype(np.float32) for s in [(G * H, I), (G * H, H), (G * H,), (G * H,)]]
         fr = fastrnn_fns(ops, cell, x, w)
         ref = fastrnn_fns(reference, cell, x, w)
         tc = torch_fns(cell, x, w) if peers else (None, None)
-        flops_fwd = 2 * T * B * G * H * (I + H)
-        for name, f_fast, f_ref, f_torch, flops in [
-            ("forward", fr[0], ref[0], tc[0], flops_fwd),
-            ("forward+backward", fr[1], ref[1], tc[1], 3 * flops_fwd),
-        ]:
-            med, lo, hi = timeit(f_fast, args.repeats)
-            line = f"{cell + ' ' + name:18} {med:8.1f} ({lo:6.1f}-{hi:6.1f}) {flops / med / 1e6 / gflops:10.0%}"
+        for i, (name, roof) in enumerate([("forward", roof_ms), ("forward+backward", 3 * roof_ms)]):
+            fns = {"fastrnn": fr[i]}
+            if tc[i]:
+                fns["torch"] = tc[i]
+            t = timeit(fns, args.repeats)
+            med = float(np.median(t["fastrnn"]))
+            line = f"{cell + ' ' + name:22} {summary(t['fastrnn'])} {roof / med:11.0%}"
             if not args.no_reference:
-                line += f" {timeit(f_ref, max(1, args.repeats // 3))[0] / med:9.1f}x"
-            if f_torch:
-                tmed, tlo, thi = timeit(f_torch, args.repeats)
-                line += f" {tmed:8.1f} ({tlo:6.1f}-{thi:6.1f}) {tmed / med:12.2f}x"
+                ref_ms = np.median(timeit({"ref": ref[i]}, max(1, args.repeats // 3))["ref"])
+                line += f" {ref_ms / med:9.1f}x"
+            if "torch" in t:
+                ratio = np.median(np.array(t["torch"]) / np.array(t["fastrnn"]))
+                line += f" {summary(t['torch'])} {ratio:12.2f}x"
             print(line, flush=True)
 
 

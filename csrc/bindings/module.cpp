@@ -237,6 +237,21 @@ void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   fastrnn::rnn_backward(a);
 }
 
+template <typename S>
+void gemm_nt(py::object a, py::object b, py::object c) {
+  const char* fn = "gemm_nt";
+  if (!py::isinstance<py::array>(b) || py::reinterpret_borrow<py::array>(a).ndim() != 2 ||
+      py::reinterpret_borrow<py::array>(b).ndim() != 2)
+    throw py::value_error("gemm_nt: a and b must be 2-D numpy arrays");
+  py::array A = py::reinterpret_borrow<py::array>(a), B = py::reinterpret_borrow<py::array>(b);
+  const int64_t M = A.shape(0), K = A.shape(1), N = B.shape(0);
+  const S* pa = arg<S>(fn, "a", a, {M, K}, false);
+  const S* pb = arg<S>(fn, "b", b, {N, K}, false);
+  S* pc = arg<S>(fn, "c", c, {M, N}, true);
+  py::gil_scoped_release release;
+  fastrnn::gemm_nt(M, N, K, pa, pb, pc);
+}
+
 // Binds one kernel for both dtypes, choosing by the dtype of x.
 #define FASTRNN_BIND(m, name, doc)                                                  \
   m.def(                                                                            \
@@ -267,6 +282,7 @@ PYBIND11_MODULE(_C, m) {
   FASTRNN_BIND(m, rnn_backward,
                "(x, h0, y, w_ih, w_hh, gates, dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, "
                "nonlinearity, H)");
+  FASTRNN_BIND(m, gemm_nt, "(a (M, K), b (N, K), c (M, N)): c = a b^T on the kernels' BLAS path");
   m.def("set_num_threads", &fastrnn::set_num_threads, py::arg("n"),
         "Threads for every kernel; 0 restores the default (the cores this process may use).");
   m.def("get_num_threads", &fastrnn::get_num_threads);

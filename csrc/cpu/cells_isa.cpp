@@ -27,4 +27,14 @@ FASTRNN_CPU_ENTRY(gru, backward, GruBackwardArgs)
 FASTRNN_CPU_ENTRY(rnn, forward, RnnForwardArgs)
 FASTRNN_CPU_ENTRY(rnn, backward, RnnBackwardArgs)
 
+// C (M, N) = A (M, K) B^T, B (N, K): the large-GEMM path of the kernels (BLAS rows split over
+// the pool), exposed so the benchmarks can measure the roofline they are judged against.
+template <typename S>
+void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C) {
+  CpuBackend<S> be;
+  be.gemm(false, true, M, N, K, S(1), A, K, B, K, S(0), C, N);
+}
+template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, float*);
+template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*);
+
 FASTRNN_NS_END

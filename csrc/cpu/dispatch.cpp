@@ -24,6 +24,8 @@
   void rnn_forward(const RnnForwardArgs<S>&);     \
   template <typename S>                           \
   void rnn_backward(const RnnBackwardArgs<S>&);   \
+  template <typename S>                           \
+  void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*); \
   }                                               \
   }
 
@@ -115,5 +117,19 @@ FASTRNN_PUBLIC(gru_forward, GruForwardArgs)
 FASTRNN_PUBLIC(gru_backward, GruBackwardArgs)
 FASTRNN_PUBLIC(rnn_forward, RnnForwardArgs)
 FASTRNN_PUBLIC(rnn_backward, RnnBackwardArgs)
+
+template <typename S>
+void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C) {
+#ifdef FASTRNN_HAVE_X86_ISAS
+  switch (selected()) {
+    case Isa::Avx512: return avx512::gemm_nt(M, N, K, A, B, C);
+    case Isa::Avx2: return avx2::gemm_nt(M, N, K, A, B, C);
+    default: break;
+  }
+#endif
+  generic::gemm_nt(M, N, K, A, B, C);
+}
+template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, float*);
+template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*);
 
 }  // namespace fastrnn

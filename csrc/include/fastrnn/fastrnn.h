@@ -24,6 +24,11 @@
 
 namespace fastrnn {
 
+// C (M, N) = A (M, K) B^T with B (N, K), row-major: the large-GEMM path the kernels use
+// (BLAS, rows split over the pool). For benchmarks: the roofline the kernels are judged by.
+template <typename S>
+void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C);
+
 // Threads used by every kernel (default: the number of cores the process may use).
 void set_num_threads(int n);
 int get_num_threads();
