@@ -44,13 +44,17 @@ class Problem:
     w_hh: np.ndarray  # (G*H, H)
     b_ih: np.ndarray | None  # (G*H,)
     b_hh: np.ndarray | None  # (G*H,)
-    dy: np.ndarray  # (T, B, H)
-    dh_n: np.ndarray  # (B, H)
+    dy: np.ndarray  # (T, B, P)
+    dh_n: np.ndarray  # (B, P)
     dc_n: np.ndarray | None  # (B, H)
+    w_hr: np.ndarray | None = None  # (P, H), LSTM with a projection
+    lengths: np.ndarray | None = None  # (B,)
 
 
 def make_problem(v: Variant, T: int, B: int, I: int, H: int, dtype=np.float64, seed: int = 0,
-                 bias: bool = True, scale: float = 0.5) -> Problem:
+                 bias: bool = True, scale: float = 0.5, proj: int = 0, lengths=None) -> Problem:
+    """A random problem; proj > 0 gives an LSTM a projection of that size; lengths is None,
+    "random" (each in [0, T], unsorted) or a list."""
     rng = np.random.default_rng(seed)
 
     def r(*shape, s=1.0):
@@ -59,29 +63,38 @@ def make_problem(v: Variant, T: int, B: int, I: int, H: int, dtype=np.float64, s
     G = v.gates
     k = scale / np.sqrt(H)
     lstm = v.cell == "lstm"
+    P = proj or H
+    if isinstance(lengths, str):
+        lengths = rng.integers(0, T + 1, size=B)
     return Problem(
-        x=r(T, B, I), h0=r(B, H, s=0.5), c0=r(B, H, s=0.5) if lstm else None,
-        w_ih=r(G * H, I, s=k * 2), w_hh=r(G * H, H, s=k * 2),
+        x=r(T, B, I), h0=r(B, P, s=0.5), c0=r(B, H, s=0.5) if lstm else None,
+        w_ih=r(G * H, I, s=k * 2), w_hh=r(G * H, P, s=k * 2),
         b_ih=r(G * H, s=0.3) if bias else None, b_hh=r(G * H, s=0.3) if bias else None,
-        dy=r(T, B, H), dh_n=r(B, H), dc_n=r(B, H) if lstm else None,
+        dy=r(T, B, P), dh_n=r(B, P), dc_n=r(B, H) if lstm else None,
+        w_hr=r(P, H, s=k * 2) if proj else None,
+        lengths=None if lengths is None else np.asarray(lengths),
     )
 
 
 def forward(mod, v: Variant, p: Problem, training: bool = True):
     """Call ``mod.<cell>_forward`` on a problem. Returns (outputs tuple, saved)."""
+    extra = {} if p.lengths is None else {"lengths": p.lengths}
     if v.cell == "lstm":
+        if p.w_hr is not None:
+            extra["w_hr"] = p.w_hr
         y, h, c, saved = mod.lstm_forward(p.x, p.h0, p.c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh,
-                                          training=training)
+                                          training=training, **extra)
         return (y, h, c), saved
     fn = getattr(mod, f"{v.cell}_forward")
-    y, h, saved = fn(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, training=training, **v.options)
+    y, h, saved = fn(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, training=training, **v.options,
+                     **extra)
     return (y, h), saved
 
 
 def backward(mod, v: Variant, saved, p: Problem):
     """Call ``mod.<cell>_backward``. Returns a dict name -> gradient (None where no bias)."""
     if v.cell == "lstm":
-        names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"]
+        names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"]
         grads = mod.lstm_backward(saved, p.dy, p.dh_n, p.dc_n)
     else:
         names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"]

@@ -119,3 +119,48 @@ def test_thread_counts(v, threads):
         check_against_reference(v, p, np.float64)
     finally:
         fastrnn.set_num_threads(before)
+
+
+# (T, B, I, H, lengths, proj): lengths unsorted with 0 and T; projections of LSTMs.
+OPTION_CASES = [
+    (5, 4, 3, 7, [2, 0, 5, 1], 0),
+    (6, 7, 4, 19, "random", 0),
+    (9, 33, 10, 40, "random", 0),
+    (4, 3, 5, 17, None, 5),
+    (7, 6, 8, 33, "random", 16),
+    (3, 4, 2, 9, [0, 0, 0, 0], 3),
+    (3, 4, 2, 9, [3, 3, 3, 3], 0),
+]
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("T,B,I,H,lengths,proj", OPTION_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_lengths_and_projection_match_reference(v, T, B, I, H, lengths, proj, dtype, cpu_isa):
+    if proj and v.cell != "lstm":
+        pytest.skip("projections are an LSTM option")
+    p = make_problem(v, T, B, I, H, dtype=dtype, seed=T * B, proj=proj, lengths=lengths)
+    check_against_reference(v, p, dtype)
+    check_against_reference(v, p, dtype, training=False)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_padding_values_never_matter(v):
+    """Whatever lies past a sequence's end in x and dy (NaN included) changes nothing."""
+    p = make_problem(v, 6, 5, 4, 9, seed=9, lengths=[6, 2, 0, 4, 1])
+    outs, saved = forward(ops, v, p)
+    grads = backward(ops, v, saved, p)
+    for t in range(6):
+        for b, L in enumerate(p.lengths):
+            if t >= L:
+                p.x[t, b] = np.nan
+                p.dy[t, b] = np.nan
+    outs2, saved2 = forward(ops, v, p)
+    grads2 = backward(ops, v, saved2, p)
+    for a, b in zip(outs, outs2):
+        np.testing.assert_array_equal(a, b)
+    for k in grads:
+        if grads[k] is not None:
+            mask = np.isfinite(grads2[k]) | (k == "x")
+            np.testing.assert_array_equal(np.where(mask, grads[k], 0), np.where(mask, grads2[k], 0))
+            assert np.all(np.isfinite(grads2[k])), k

@@ -69,56 +69,89 @@ int64_t dim(const py::object& x, int i) {
   return a.shape(i);
 }
 
+// batch_sizes: null (None) or int64 (T,), non-increasing, each in [0, B]. Checked here in
+// full, since the kernels index rows by it.
+const int64_t* batch_sizes_arg(const char* fn, const py::object& obj, int64_t T, int64_t B) {
+  if (obj.is_none()) return nullptr;
+  const int64_t* bs = arg<int64_t>(fn, "batch_sizes", obj, {T}, false);
+  for (int64_t t = 0; t < T; ++t) {
+    if (bs[t] < 0 || bs[t] > B || (t > 0 && bs[t] > bs[t - 1]))
+      throw py::value_error(
+          std::string(fn) + ": batch_sizes must be non-increasing, each in [0, B=" +
+          std::to_string(B) + "]; got " + std::to_string(bs[t]) + " at step " + std::to_string(t));
+  }
+  return bs;
+}
+
 // ---------------------------------------------------------------------------- LSTM
 
 template <typename S>
 void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, py::object w_hh,
-                  py::object b_ih, py::object b_hh, py::object y, py::object h_n, py::object c_n,
-                  py::object gates, py::object cells, bool training, int64_t H) {
+                  py::object b_ih, py::object b_hh, py::object w_hr, py::object batch_sizes,
+                  py::object y, py::object h_n, py::object c_n, py::object gates, py::object cells,
+                  py::object m, bool training, int64_t H, int64_t P) {
   const char* fn = "lstm_forward";
   const int64_t T = dim(x, 0), B = dim(x, 1), I = dim(x, 2), G = 4 * H;
-  fastrnn::LstmForwardArgs<S> a{T, B, I, H};
+  fastrnn::LstmForwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H, a.P = P;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
   a.x = arg<S>(fn, "x", x, {T, B, I}, false);
-  a.h0 = arg<S>(fn, "h0", h0, {B, H}, false);
+  a.h0 = arg<S>(fn, "h0", h0, {B, P}, false);
   a.c0 = arg<S>(fn, "c0", c0, {B, H}, false);
   a.w_ih = arg<S>(fn, "w_ih", w_ih, {G, I}, false);
-  a.w_hh = arg<S>(fn, "w_hh", w_hh, {G, H}, false);
+  a.w_hh = arg<S>(fn, "w_hh", w_hh, {G, P}, false);
   a.b_ih = arg<S>(fn, "b_ih", b_ih, {G}, false, true);
   a.b_hh = arg<S>(fn, "b_hh", b_hh, {G}, false, true);
-  a.y = arg<S>(fn, "y", y, {T, B, H}, true);
-  a.h_n = arg<S>(fn, "h_n", h_n, {B, H}, true);
+  a.w_hr = arg<S>(fn, "w_hr", w_hr, {P, H}, false, true);
+  if (!a.w_hr && P != H) throw py::value_error("lstm_forward: P != H needs w_hr");
+  a.y = arg<S>(fn, "y", y, {T, B, P}, true);
+  a.h_n = arg<S>(fn, "h_n", h_n, {B, P}, true);
   a.c_n = arg<S>(fn, "c_n", c_n, {B, H}, true);
   a.training = training;
   a.gates = arg<S>(fn, "gates", gates, {T, B, G}, true);
-  a.cells = training ? arg<S>(fn, "cells", cells, {T + 1, B, H}, true)
-                     : arg<S>(fn, "cells", cells, {B, H}, true);
+  std::vector<int64_t> state =
+      training ? std::vector<int64_t>{T + 1, B, H} : std::vector<int64_t>{B, H};
+  a.cells = arg<S>(fn, "cells", cells, state, true);
+  if (a.w_hr) {
+    state[0] -= training ? 1 : 0;
+    a.m = arg<S>(fn, "m", m, state, true);
+  }
   py::gil_scoped_release release;
   fastrnn::lstm_forward(a);
 }
 
 template <typename S>
 void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
-                   py::object gates, py::object cells, py::object dy, py::object dh_n,
-                   py::object dc_n, py::object dx, py::object dh0, py::object dc0, py::object dw_ih,
-                   py::object dw_hh, py::object db_ih, py::object db_hh, int64_t H) {
+                   py::object w_hr, py::object batch_sizes, py::object gates, py::object cells,
+                   py::object m, py::object dy, py::object dh_n, py::object dc_n, py::object dx,
+                   py::object dh0, py::object dc0, py::object dw_ih, py::object dw_hh,
+                   py::object dw_hr, py::object db_ih, py::object db_hh, int64_t H, int64_t P) {
   const char* fn = "lstm_backward";
   const int64_t T = dim(x, 0), B = dim(x, 1), I = dim(x, 2), G = 4 * H;
-  fastrnn::LstmBackwardArgs<S> a{T, B, I, H};
+  fastrnn::LstmBackwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H, a.P = P;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
   a.x = arg<S>(fn, "x", x, {T, B, I}, false);
-  a.h0 = arg<S>(fn, "h0", h0, {B, H}, false);
-  a.y = arg<S>(fn, "y", y, {T, B, H}, false);
+  a.h0 = arg<S>(fn, "h0", h0, {B, P}, false);
+  a.y = arg<S>(fn, "y", y, {T, B, P}, false);
   a.w_ih = arg<S>(fn, "w_ih", w_ih, {G, I}, false);
-  a.w_hh = arg<S>(fn, "w_hh", w_hh, {G, H}, false);
+  a.w_hh = arg<S>(fn, "w_hh", w_hh, {G, P}, false);
+  a.w_hr = arg<S>(fn, "w_hr", w_hr, {P, H}, false, true);
+  if (!a.w_hr && P != H) throw py::value_error("lstm_backward: P != H needs w_hr");
   a.gates = arg<S>(fn, "gates", gates, {T, B, G}, true);
   a.cells = arg<S>(fn, "cells", cells, {T + 1, B, H}, false);
-  a.dy = arg<S>(fn, "dy", dy, {T, B, H}, false);
-  a.dh_n = arg<S>(fn, "dh_n", dh_n, {B, H}, false);
+  a.dy = arg<S>(fn, "dy", dy, {T, B, P}, false);
+  a.dh_n = arg<S>(fn, "dh_n", dh_n, {B, P}, false);
   a.dc_n = arg<S>(fn, "dc_n", dc_n, {B, H}, false);
   a.dx = arg<S>(fn, "dx", dx, {T, B, I}, true);
-  a.dh0 = arg<S>(fn, "dh0", dh0, {B, H}, true);
+  a.dh0 = arg<S>(fn, "dh0", dh0, {B, P}, true);
   a.dc0 = arg<S>(fn, "dc0", dc0, {B, H}, true);
   a.dw_ih = arg<S>(fn, "dw_ih", dw_ih, {G, I}, true);
-  a.dw_hh = arg<S>(fn, "dw_hh", dw_hh, {G, H}, true);
+  a.dw_hh = arg<S>(fn, "dw_hh", dw_hh, {G, P}, true);
+  if (a.w_hr) {
+    a.m = arg<S>(fn, "m", m, {T, B, H}, false);
+    a.dw_hr = arg<S>(fn, "dw_hr", dw_hr, {P, H}, true);
+  }
   a.db_ih = arg<S>(fn, "db_ih", db_ih, {G}, true, true);
   a.db_hh = arg<S>(fn, "db_hh", db_hh, {G}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("lstm_backward: db_ih and db_hh go together");
@@ -130,11 +163,13 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
 
 template <typename S>
 void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
-                 py::object b_hh, py::object y, py::object h_n, py::object gates, py::object extra,
-                 bool training, bool reset_after, int64_t H) {
+                 py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
+                 py::object gates, py::object extra, bool training, bool reset_after, int64_t H) {
   const char* fn = "gru_forward";
   const int64_t T = dim(x, 0), B = dim(x, 1), I = dim(x, 2), G = 3 * H;
-  fastrnn::GruForwardArgs<S> a{T, B, I, H};
+  fastrnn::GruForwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
   a.x = arg<S>(fn, "x", x, {T, B, I}, false);
   a.h0 = arg<S>(fn, "h0", h0, {B, H}, false);
   a.w_ih = arg<S>(fn, "w_ih", w_ih, {G, I}, false);
@@ -154,12 +189,16 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
 
 template <typename S>
 void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
-                  py::object gates, py::object extra, py::object dy, py::object dh_n, py::object dx,
-                  py::object dh0, py::object dw_ih, py::object dw_hh, py::object db_ih,
-                  py::object db_hh, bool reset_after, int64_t H) {
+                  py::object batch_sizes, py::object gates, py::object extra, py::object dy,
+                  py::object dh_n, py::object dx, py::object dh0, py::object dw_ih,
+                  py::object dw_hh, py::object db_ih, py::object db_hh, bool reset_after,
+                  int64_t H) {
   const char* fn = "gru_backward";
   const int64_t T = dim(x, 0), B = dim(x, 1), I = dim(x, 2), G = 3 * H;
-  fastrnn::GruBackwardArgs<S> a{T, B, I, H, reset_after};
+  fastrnn::GruBackwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.reset_after = reset_after;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
   a.x = arg<S>(fn, "x", x, {T, B, I}, false);
   a.h0 = arg<S>(fn, "h0", h0, {B, H}, false);
   a.y = arg<S>(fn, "y", y, {T, B, H}, false);
@@ -190,11 +229,13 @@ Activation activation(const std::string& name) {
 
 template <typename S>
 void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
-                 py::object b_hh, py::object y, py::object h_n, py::object gates,
-                 const std::string& nonlinearity, int64_t H) {
+                 py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
+                 py::object gates, const std::string& nonlinearity, int64_t H) {
   const char* fn = "rnn_forward";
   const int64_t T = dim(x, 0), B = dim(x, 1), I = dim(x, 2);
-  fastrnn::RnnForwardArgs<S> a{T, B, I, H};
+  fastrnn::RnnForwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
   a.x = arg<S>(fn, "x", x, {T, B, I}, false);
   a.h0 = arg<S>(fn, "h0", h0, {B, H}, false);
   a.w_ih = arg<S>(fn, "w_ih", w_ih, {H, I}, false);
@@ -211,12 +252,14 @@ void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
 
 template <typename S>
 void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
-                  py::object gates, py::object dy, py::object dh_n, py::object dx, py::object dh0,
-                  py::object dw_ih, py::object dw_hh, py::object db_ih, py::object db_hh,
-                  const std::string& nonlinearity, int64_t H) {
+                  py::object batch_sizes, py::object gates, py::object dy, py::object dh_n,
+                  py::object dx, py::object dh0, py::object dw_ih, py::object dw_hh,
+                  py::object db_ih, py::object db_hh, const std::string& nonlinearity, int64_t H) {
   const char* fn = "rnn_backward";
   const int64_t T = dim(x, 0), B = dim(x, 1), I = dim(x, 2);
-  fastrnn::RnnBackwardArgs<S> a{T, B, I, H};
+  fastrnn::RnnBackwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
   a.act = activation(nonlinearity);
   a.x = arg<S>(fn, "x", x, {T, B, I}, false);
   a.h0 = arg<S>(fn, "h0", h0, {B, H}, false);
@@ -268,20 +311,24 @@ void gemm_nt(py::object a, py::object b, py::object c) {
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastrnn's C++ kernels. Use fastrnn.ops; these take preallocated outputs.";
-  FASTRNN_BIND(m, lstm_forward,
-               "(x, h0, c0, w_ih, w_hh, b_ih, b_hh, y, h_n, c_n, gates, cells, training, H)");
+  FASTRNN_BIND(
+      m, lstm_forward,
+      "(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, h_n, c_n, gates, cells, m, "
+      "training, H, P)");
   FASTRNN_BIND(m, lstm_backward,
-               "(x, h0, y, w_ih, w_hh, gates, cells, dy, dh_n, dc_n, dx, dh0, dc0, dw_ih, "
-               "dw_hh, db_ih, db_hh, H)");
+               "(x, h0, y, w_ih, w_hh, w_hr, batch_sizes, gates, cells, m, dy, dh_n, dc_n, dx, "
+               "dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, H, P)");
   FASTRNN_BIND(m, gru_forward,
-               "(x, h0, w_ih, w_hh, b_ih, b_hh, y, h_n, gates, extra, training, reset_after, H)");
+               "(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, h_n, gates, extra, training, "
+               "reset_after, H)");
   FASTRNN_BIND(m, gru_backward,
-               "(x, h0, y, w_ih, w_hh, gates, extra, dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, "
-               "db_hh, reset_after, H)");
-  FASTRNN_BIND(m, rnn_forward, "(x, h0, w_ih, w_hh, b_ih, b_hh, y, h_n, gates, nonlinearity, H)");
+               "(x, h0, y, w_ih, w_hh, batch_sizes, gates, extra, dy, dh_n, dx, dh0, dw_ih, "
+               "dw_hh, db_ih, db_hh, reset_after, H)");
+  FASTRNN_BIND(m, rnn_forward,
+               "(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, h_n, gates, nonlinearity, H)");
   FASTRNN_BIND(m, rnn_backward,
-               "(x, h0, y, w_ih, w_hh, gates, dy, dh_n, dx, dh0, dw_ih, dw_hh, db_ih, db_hh, "
-               "nonlinearity, H)");
+               "(x, h0, y, w_ih, w_hh, batch_sizes, gates, dy, dh_n, dx, dh0, dw_ih, dw_hh, "
+               "db_ih, db_hh, nonlinearity, H)");
   FASTRNN_BIND(m, gemm_nt, "(a (M, K), b (N, K), c (M, N)): c = a b^T on the kernels' BLAS path");
   m.def("set_num_threads", &fastrnn::set_num_threads, py::arg("n"),
         "Threads for every kernel; 0 restores the default (the cores this process may use).");

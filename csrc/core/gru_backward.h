@@ -82,6 +82,8 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     be.fill_zero(TB * I, a.dx);
     return;
   }
+  const int64_t* bs = a.batch_sizes;
+  auto rows = [&](int64_t t) { return rows_at(bs, B, t); };
   auto h_prev = [&](int64_t t) { return t == 0 ? a.h0 : a.y + (t - 1) * BH; };
   auto gates = [&](int64_t t) { return a.gates + t * B * G3; };
   if (a.reset_after) {
@@ -89,9 +91,12 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
       return GruAfterBackStep<S>{gates(t), a.extra + t * BH, h_prev(t), a.dy + t * BH, a.dh0, H};
     };
     const auto w = be.pack(a.w_hh, 1, H, 1, H, G3);  // W_hh (3H, H) as K x N
-    be.pointwise(B, H, f(T - 1));
-    for (int64_t t = T - 2; t >= 0; --t) be.step(w, B, gates(t + 1), G3, a.dh0, H, S(1), f(t));
-    be.gemm(false, false, B, H, G3, S(1), gates(0), G3, a.w_hh, H, S(1), a.dh0, H);
+    be.pointwise(rows(T - 1), H, f(T - 1));
+    for (int64_t t = T - 2; t >= 0; --t)
+      be.step(w, rows(t + 1), rows(t), gates(t + 1), G3, a.dh0, H, S(1), f(t));
+    be.step(w, rows(0), gates(0), G3, a.dh0, H, S(1));
+    zero_finished_rows(be, bs, T, B, G3, a.gates);
+    zero_finished_rows(be, bs, T, B, H, a.extra);
 
     // x side: rows r, z from gates, rows n from extra (= dn).
     input_side_grads(be, TB, I, 2 * H, a.gates, G3, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
@@ -109,16 +114,17 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
       return GruBeforeZnStep<S>{gates(t), h_prev(t), a.dy + t * BH, a.dh0, H};
     };
     auto r_step = [&](int64_t t) {
-      be.step(w_n, B, gates(t) + 2 * H, G3, drh, H, S(0),
+      be.step(w_n, rows(t), rows(t), gates(t) + 2 * H, G3, drh, H, S(0),
               GruBeforeRStep<S>{gates(t), h_prev(t), drh, a.dh0, H});
     };
-    be.pointwise(B, H, f_zn(T - 1));
+    be.pointwise(rows(T - 1), H, f_zn(T - 1));
     r_step(T - 1);
     for (int64_t t = T - 2; t >= 0; --t) {
-      be.step(w_rz, B, gates(t + 1), G3, a.dh0, H, S(1), f_zn(t));
+      be.step(w_rz, rows(t + 1), rows(t), gates(t + 1), G3, a.dh0, H, S(1), f_zn(t));
       r_step(t);
     }
-    be.gemm(false, false, B, H, 2 * H, S(1), gates(0), G3, a.w_hh, H, S(1), a.dh0, H);
+    be.step(w_rz, rows(0), gates(0), G3, a.dh0, H, S(1));
+    zero_finished_rows(be, bs, T, B, G3, a.gates);
 
     input_side_grads(be, TB, I, G3, a.gates, G3, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
     hidden_weight_grads(be, T, B, H, 2 * H, a.gates, G3, a.h0, a.y, a.dw_hh);

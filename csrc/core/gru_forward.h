@@ -79,23 +79,28 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     S* gh = be.alloc(B * G3);
     const S* b_hn = a.b_hh ? a.b_hh + 2 * H : nullptr;
     for (int64_t t = 0; t < T; ++t) {
+      const int64_t M = rows_at(a.batch_sizes, B, t);
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
       const GruAfterStep<S> f{a.gates + t * B * G3,       gh, b_hn, h_prev, a.y + t * BH,
                               a.extra + t * extra_stride, H};
-      be.step(w, B, h_prev, H, gh, G3, S(0), f);
+      be.step(w, M, M, h_prev, H, gh, G3, S(0), f);
     }
   } else {
     const auto w_rz = be.pack(a.w_hh, H, 1, 2, H, H);
     const auto w_n = be.pack(a.w_hh + 2 * H * H, H, 1, 1, H, H);
     for (int64_t t = 0; t < T; ++t) {
+      const int64_t M = rows_at(a.batch_sizes, B, t);
       S* g = a.gates + t * B * G3;
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
       S* rh = a.extra + t * extra_stride;
-      be.step(w_rz, B, h_prev, H, g, G3, S(1), GruRzStep<S>{g, h_prev, rh, H});
-      be.step(w_n, B, rh, H, g + 2 * H, G3, S(1), GruNStep<S>{g, h_prev, a.y + t * BH, H});
+      be.step(w_rz, M, M, h_prev, H, g, G3, S(1), GruRzStep<S>{g, h_prev, rh, H});
+      be.step(w_n, M, M, rh, H, g + 2 * H, G3, S(1), GruNStep<S>{g, h_prev, a.y + t * BH, H});
     }
+    // r * h of finished rows is never written; dW_hn = dn^T (r * h) reads every row.
+    if (a.training) zero_finished_rows(be, a.batch_sizes, T, B, H, a.extra);
   }
-  be.copy(BH, a.y + (T - 1) * BH, a.h_n);
+  zero_finished_rows(be, a.batch_sizes, T, B, H, a.y);
+  be.pointwise(B, H, GatherFinal<S>{a.batch_sizes, T, B, H, a.y, a.h0, a.h_n});
 }
 
 FASTRNN_NS_END

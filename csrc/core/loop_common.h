@@ -8,6 +8,52 @@
 
 FASTRNN_NS_BEGIN
 
+// Variable lengths arrive packed, as cuDNN takes them: sequences sorted by decreasing length,
+// and batch_sizes[t] = the number still running at step t (non-increasing). Step t then works
+// on rows [0, batch_sizes[t]) only. Null batch_sizes: every row runs every step.
+FASTRNN_HD int64_t rows_at(const int64_t* batch_sizes, int64_t B, int64_t t) {
+  return batch_sizes ? batch_sizes[t] : B;
+}
+
+// How many steps row b runs: the number of t with batch_sizes[t] > b (binary search).
+FASTRNN_HD int64_t steps_of_row(const int64_t* batch_sizes, int64_t T, int64_t b) {
+  if (!batch_sizes) return T;
+  int64_t lo = 0, hi = T;  // batch_sizes[t] > b for t < lo; <= b for t >= hi
+  while (lo < hi) {
+    const int64_t mid = (lo + hi) / 2;
+    if (batch_sizes[mid] > b)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+// out[b] = the state after row b's last step: seq[L_b - 1][b] (seq (T, B, N) holds the
+// state after each step), or init[b] for a row that never ran.
+template <typename S>
+struct GatherFinal {
+  const int64_t* batch_sizes;
+  int64_t T, B, N;
+  const S* seq;   // (T, B, N)
+  const S* init;  // (B, N)
+  S* out;         // (B, N)
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    const int64_t L = steps_of_row(batch_sizes, T, b);
+    out[b * N + j] = L > 0 ? seq[(L - 1) * B * N + b * N + j] : init[b * N + j];
+  }
+};
+
+// Zeroes the rows of each step that take no part in it: buf (T, B, N).
+template <typename S, typename Backend>
+void zero_finished_rows(Backend& be, const int64_t* batch_sizes, int64_t T, int64_t B, int64_t N,
+                        S* buf) {
+  if (!batch_sizes) return;
+  for (int64_t t = 0; t < T; ++t)
+    if (batch_sizes[t] < B)
+      be.fill_zero((B - batch_sizes[t]) * N, buf + (t * B + batch_sizes[t]) * N);
+}
+
 // gates[m, n] += b_ih[n] + b_hh[n]; either bias may be null (b_hh only for the columns
 // where it folds into the input projection: all but GRU's n gate).
 template <typename S>

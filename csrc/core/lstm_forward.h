@@ -1,6 +1,8 @@
 // LSTM forward time loop, written once for every backend.
-// Per call: the input projection for all steps (one GEMM) and W_hh packed once.
-// Per step: gates_t += h_{t-1} W_hh^T, fused with the cell update (LstmForwardStep).
+// Per call: the input projection for all steps (one GEMM) and W_hh (and W_hr) packed once.
+// Per step t, on the rows still running:
+//   gates_t += h_{t-1} W_hh^T, fused with the cell update (LstmForwardStep);
+//   with a projection, h_t = m_t W_hr^T with m_t = o * tanh(c_t) (a second, small GEMM).
 #pragma once
 
 #include "core/cell_math.h"
@@ -15,7 +17,7 @@ struct LstmForwardStep {
   S* gates;         // (B, 4H) of step t
   const S* c_prev;  // (B, H)
   S* c;             // (B, H); equals c_prev in inference (updated in place)
-  S* h;             // (B, H) = y[t]
+  S* h;             // (B, H): y[t], or m_t with a projection
   int64_t H;
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 4 * H;
@@ -26,26 +28,39 @@ struct LstmForwardStep {
 
 template <typename S, typename Backend>
 void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
-  const int64_t T = a.T, B = a.B, H = a.H, BH = B * H, G4 = 4 * H;
-  // Training keeps every c_t (c_0 at index 0); inference overwrites one (B, H) buffer.
+  const int64_t T = a.T, B = a.B, H = a.H, P = a.P, BH = B * H, BP = B * P, G4 = 4 * H;
+  // Training keeps every c_t (c_0 at index 0); inference updates one (B, H) buffer in place,
+  // where a finished sequence's row keeps its last value. The same for m with a projection.
   const int64_t c_stride = a.training ? BH : 0;
   be.copy(BH, a.c0, a.cells);
   if (T == 0 || B == 0) {
-    be.copy(BH, a.h0, a.h_n);
+    be.copy(BP, a.h0, a.h_n);
     be.copy(BH, a.c0, a.c_n);
     return;
   }
   input_projection(be, T * B, a.I, G4, a.x, a.w_ih, a.b_ih, a.b_hh, G4, a.gates);
-  const auto w = be.pack(a.w_hh, H, 1, 4, H, H);
+  const auto w = be.pack(a.w_hh, P, 1, 4, H, P);
+  const bool proj = a.w_hr != nullptr;
+  typename Backend::Packed w_r;
+  if (proj) w_r = be.pack(a.w_hr, H, 1, 1, P, H);
   for (int64_t t = 0; t < T; ++t) {
+    const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = a.gates + t * B * G4;
-    const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-    const LstmForwardStep<S> f{g, a.cells + t * c_stride, a.cells + (t + 1) * c_stride,
-                               a.y + t * BH, H};
-    be.step(w, B, h_prev, H, g, G4, S(1), f);
+    const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BP;
+    S* y_t = a.y + t * BP;
+    S* m_t = proj ? a.m + t * c_stride : y_t;
+    be.step(w, M, M, h_prev, P, g, G4, S(1),
+            LstmForwardStep<S>{g, a.cells + t * c_stride, a.cells + (t + 1) * c_stride, m_t, H});
+    if (proj) be.step(w_r, M, m_t, H, y_t, P, S(0));
   }
-  be.copy(BH, a.y + (T - 1) * BH, a.h_n);
-  be.copy(BH, a.cells + T * c_stride, a.c_n);
+  zero_finished_rows(be, a.batch_sizes, T, B, P, a.y);
+  be.pointwise(B, P, GatherFinal<S>{a.batch_sizes, T, B, P, a.y, a.h0, a.h_n});
+  if (a.training) {
+    if (proj) zero_finished_rows(be, a.batch_sizes, T, B, H, a.m);
+    be.pointwise(B, H, GatherFinal<S>{a.batch_sizes, T, B, H, a.cells + BH, a.c0, a.c_n});
+  } else {
+    be.copy(BH, a.cells, a.c_n);
+  }
 }
 
 FASTRNN_NS_END

@@ -39,11 +39,13 @@ void rnn_backward_loop(Backend& be, const RnnBackwardArgs<S>& a) {
   auto f = [&](int64_t t) {
     return RnnBackwardStep<S>{a.gates + t * BH, a.y + t * BH, a.dy + t * BH, a.dh0, H, is_tanh};
   };
+  auto rows = [&](int64_t t) { return rows_at(a.batch_sizes, B, t); };
   const auto w = be.pack(a.w_hh, 1, H, 1, H, H);
-  be.pointwise(B, H, f(T - 1));
+  be.pointwise(rows(T - 1), H, f(T - 1));
   for (int64_t t = T - 2; t >= 0; --t)
-    be.step(w, B, a.gates + (t + 1) * BH, H, a.dh0, H, S(0), f(t));
-  be.gemm(false, false, B, H, H, S(1), a.gates, H, a.w_hh, H, S(0), a.dh0, H);
+    be.step(w, rows(t + 1), rows(t), a.gates + (t + 1) * BH, H, a.dh0, H, S(0), f(t));
+  be.step(w, rows(0), a.gates, H, a.dh0, H, S(0));
+  zero_finished_rows(be, a.batch_sizes, T, B, H, a.gates);
 
   input_side_grads(be, T * B, I, H, a.gates, H, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
   hidden_weight_grads(be, T, B, H, H, a.gates, H, a.h0, a.y, a.dw_hh);

@@ -30,11 +30,13 @@ void rnn_forward_loop(Backend& be, const RnnForwardArgs<S>& a) {
   input_projection(be, T * B, a.I, H, a.x, a.w_ih, a.b_ih, a.b_hh, H, a.gates);
   const auto w = be.pack(a.w_hh, H, 1, 1, H, H);
   for (int64_t t = 0; t < T; ++t) {
+    const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = a.gates + t * BH;
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-    be.step(w, B, h_prev, H, g, H, S(1), RnnForwardStep<S>{g, a.y + t * BH, H, is_tanh});
+    be.step(w, M, M, h_prev, H, g, H, S(1), RnnForwardStep<S>{g, a.y + t * BH, H, is_tanh});
   }
-  be.copy(BH, a.y + (T - 1) * BH, a.h_n);
+  zero_finished_rows(be, a.batch_sizes, T, B, H, a.y);
+  be.pointwise(B, H, GatherFinal<S>{a.batch_sizes, T, B, H, a.y, a.h0, a.h_n});
 }
 
 FASTRNN_NS_END

@@ -53,20 +53,26 @@ class CpuBackend {
     return pack_weights(W, stride_n, stride_k, G, H, K);
   }
 
-  // C[:M, panel columns] = A (M, K) . packed + beta C, then f(b, j) for b < M and the
-  // units j of each panel, with the panel's outputs still in cache.
+  // C[:M, panel columns] = A (M, K) . packed + beta C, then f(b, j) for b < M_f and the
+  // units j of each panel, with the panel's outputs still in cache. Rows in [M, M_f) take
+  // part in the pointwise pass only (in backward: sequences whose last step this is).
   template <typename F>
-  void step(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc, S beta,
-            const F& f) {
-    if (M == 0) return;
+  void step(const Packed& w, int64_t M, int64_t M_f, const S* A, int64_t lda, S* C, int64_t ldc,
+            S beta, const F& f) {
+    if (std::max(M, M_f) == 0) return;
     const int64_t panels = static_cast<int64_t>(w.panels.size());
     parallel_for(panels, [&](int64_t p0, int64_t p1) {
       for (int64_t pi = p0; pi < p1; ++pi) {
         const Panel& p = w.panels[pi];
-        panel_gemm(w, p, M, A, lda, C, ldc, beta);
-        for (int64_t b = 0; b < M; ++b) run_row(f, b, p.unit_begin, p.unit_end);
+        if (M > 0) panel_gemm(w, p, M, A, lda, C, ldc, beta);
+        for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
       }
     });
+  }
+
+  // C = A . packed + beta C over M rows, nothing fused.
+  void step(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc, S beta) {
+    step(w, M, 0, A, lda, C, ldc, beta, [](int64_t, int64_t) {});
   }
 
   // f(b, j) for b < M, j < N.

@@ -9,24 +9,24 @@
 #include "fastrnn/fastrnn.h"
 
 // Declarations of the per-ISA builds (defined in cells_isa.cpp, one namespace per build).
-#define FASTRNN_DECLARE_ISA(isa)                  \
-  namespace fastrnn {                             \
-  namespace isa {                                 \
-  template <typename S>                           \
-  void lstm_forward(const LstmForwardArgs<S>&);   \
-  template <typename S>                           \
-  void lstm_backward(const LstmBackwardArgs<S>&); \
-  template <typename S>                           \
-  void gru_forward(const GruForwardArgs<S>&);     \
-  template <typename S>                           \
-  void gru_backward(const GruBackwardArgs<S>&);   \
-  template <typename S>                           \
-  void rnn_forward(const RnnForwardArgs<S>&);     \
-  template <typename S>                           \
-  void rnn_backward(const RnnBackwardArgs<S>&);   \
-  template <typename S>                           \
+#define FASTRNN_DECLARE_ISA(isa)                                   \
+  namespace fastrnn {                                              \
+  namespace isa {                                                  \
+  template <typename S>                                            \
+  void lstm_forward(const LstmForwardArgs<S>&);                    \
+  template <typename S>                                            \
+  void lstm_backward(const LstmBackwardArgs<S>&);                  \
+  template <typename S>                                            \
+  void gru_forward(const GruForwardArgs<S>&);                      \
+  template <typename S>                                            \
+  void gru_backward(const GruBackwardArgs<S>&);                    \
+  template <typename S>                                            \
+  void rnn_forward(const RnnForwardArgs<S>&);                      \
+  template <typename S>                                            \
+  void rnn_backward(const RnnBackwardArgs<S>&);                    \
+  template <typename S>                                            \
   void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*); \
-  }                                               \
+  }                                                                \
   }
 
 FASTRNN_DECLARE_ISA(generic)

@@ -93,8 +93,12 @@ def _contiguous(arr: Optional[np.ndarray]) -> Optional[np.ndarray]:
     return None if arr is None else np.ascontiguousarray(arr)
 
 
-def _prepare(fn: str, G: int, x, w_ih, w_hh, b_ih, b_hh, states: dict):
-    """Validates the forward arguments; returns (x, w_ih, w_hh, b_ih, b_hh, states, T, B, I, H)."""
+def _prepare(fn: str, G: int, x, w_ih, w_hh, b_ih, b_hh, states: dict, w_hr=None):
+    """Validates the forward arguments.
+
+    Returns (x, w_ih, w_hh, b_ih, b_hh, w_hr, states, T, B, I, H, P): P is the size of h (H,
+    or the projection size with w_hr (P, H)); states maps a name to its array, zeros for None.
+    """
     x = _as_float_array(fn, "x", x)
     if x.ndim != 3:
         raise ValueError(f"{fn}: argument 'x' must be 3-D (T, B, I), got shape {_shape(x)}")
@@ -103,11 +107,19 @@ def _prepare(fn: str, G: int, x, w_ih, w_hh, b_ih, b_hh, states: dict):
     w_hh = _as_float_array(fn, "w_hh", w_hh, dtype)
     if w_hh.ndim != 2:
         raise ValueError(f"{fn}: argument 'w_hh' must be 2-D ({G}*H, H), got shape {_shape(w_hh)}")
-    H = w_hh.shape[1]
+    H, P = w_hh.shape[0] // G, w_hh.shape[1]
+    if w_hr is None:
+        H = P  # without a projection, w_hh is (G*H, H)
     if H == 0 or I == 0:
         raise ValueError(f"{fn}: hidden size H (w_hh.shape[1]) and input size I (x.shape[2]) must "
                          f"be positive, got H={H}, I={I}")
-    _check_shape(fn, "w_hh", w_hh, (G * H, H), f"({G}*H, H) with H={H}")
+    if w_hr is not None:
+        w_hr = _as_float_array(fn, "w_hr", w_hr, dtype)
+        _check_shape(fn, "w_hr", w_hr, (P, H), f"(P, H) with P={P} (w_hh.shape[1]), H={H}")
+        if not 0 < P < H:
+            raise ValueError(f"{fn}: the projection size P={P} must be in [1, H) with H={H}")
+    _check_shape(fn, "w_hh", w_hh, (G * H, P), f"({G}*H, {'P' if w_hr is not None else 'H'}) "
+                 f"with H={H}")
     w_ih = _as_float_array(fn, "w_ih", w_ih, dtype)
     _check_shape(fn, "w_ih", w_ih, (G * H, I), f"({G}*H, I) with H={H}, I={I} (from x)")
     if (b_ih is None) != (b_hh is None):
@@ -120,17 +132,65 @@ def _prepare(fn: str, G: int, x, w_ih, w_hh, b_ih, b_hh, states: dict):
         _check_shape(fn, "b_hh", b_hh, (G * H,), f"({G}*H,) with H={H}")
     out_states = {}
     for name, s in states.items():
+        n = P if name == "h0" else H
         if s is None:
-            out_states[name] = np.zeros((B, H), dtype)
+            out_states[name] = np.zeros((B, n), dtype)
         else:
             s = _as_float_array(fn, name, s, dtype)
-            _check_shape(fn, name, s, (B, H), f"(B, H) with B={B} (from x), H={H} (from w_hh)")
+            legend = "(B, P)" if n != H else "(B, H)"
+            _check_shape(fn, name, s, (B, n), f"{legend} with B={B} (from x), "
+                         f"{'P' if n != H else 'H'}={n} (from w_hh)")
             out_states[name] = np.ascontiguousarray(s)
     if max(T * B, G * H, I) > _INT32_MAX:
         raise ValueError(f"{fn}: T*B={T * B}, G*H={G * H} and I={I} must each be below 2**31 "
                          f"(the BLAS takes 32-bit dimensions)")
     return (np.ascontiguousarray(x), np.ascontiguousarray(w_ih), np.ascontiguousarray(w_hh),
-            _contiguous(b_ih), _contiguous(b_hh), out_states, T, B, I, H)
+            _contiguous(b_ih), _contiguous(b_hh), _contiguous(w_hr), out_states, T, B, I, H, P)
+
+
+class _Lengths:
+    """Variable lengths, arranged as the kernels take them (cuDNN's packed order): rows sorted
+    by decreasing length (a stable sort, hidden from the caller) and batch_sizes[t], the
+    number of sequences still running at step t."""
+
+    def __init__(self, fn: str, lengths, T: int, B: int):
+        arr = np.asarray(lengths)
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
+        if arr.shape != (B,):
+            raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
+        if B and (arr.min() < 0 or arr.max() > T):
+            raise ValueError(f"{fn}: lengths must be in [0, T={T}], got min {arr.min()}, "
+                             f"max {arr.max()}")
+        self.lengths = arr.astype(np.int64)
+        self.order = np.argsort(-self.lengths, kind="stable")  # sorted row k is caller row order[k]
+        self.identity = bool(np.all(self.order == np.arange(B)))
+        counts = np.bincount(self.lengths, minlength=T + 1)  # sequences of each length
+        self.batch_sizes = (B - np.cumsum(counts)[:T]).astype(np.int64)  # lengths > t
+
+    def rows(self, a: np.ndarray, axis: int) -> np.ndarray:
+        """The caller's rows in sorted order (a new C-contiguous array)."""
+        return a if self.identity else np.ascontiguousarray(np.take(a, self.order, axis=axis))
+
+    def unsort(self, a: np.ndarray, axis: int) -> np.ndarray:
+        if self.identity:
+            return a
+        out = np.empty_like(a)
+        index = [slice(None)] * a.ndim
+        index[axis] = self.order
+        out[tuple(index)] = a
+        return out
+
+    def zero_padding(self, x: np.ndarray) -> np.ndarray:
+        """x (T, B, ...) in sorted order with the steps past each sequence's end zeroed, so that
+        whatever the caller left there (NaN included) never reaches a gradient."""
+        T = x.shape[0]
+        running = np.arange(T)[:, None] < self.lengths[self.order][None, :]
+        return np.where(running[:, :, None], x, x.dtype.type(0))
+
+
+def _lengths_or_none(fn: str, lengths, T: int, B: int) -> Optional[_Lengths]:
+    return None if lengths is None else _Lengths(fn, lengths, T, B)
 
 
 def _empty(shape: tuple, dtype) -> np.ndarray:
@@ -164,20 +224,44 @@ def _grad_in(fn: str, name: str, value, shape: tuple, legend: str, dtype) -> np.
     return np.ascontiguousarray(arr)
 
 
-def _weight_grads(s: Saved, G: int):
+def _weight_grads(s: Saved, G: int, P: int):
     d = s.dtype
-    dw_ih, dw_hh = _empty((G * s.H, s.I), d), _empty((G * s.H, s.H), d)
+    dw_ih, dw_hh = _empty((G * s.H, s.I), d), _empty((G * s.H, P), d)
     db_ih = _empty((G * s.H,), d) if s.has_bias else None
     db_hh = _empty((G * s.H,), d) if s.has_bias else None
     return dw_ih, dw_hh, db_ih, db_hh
 
 
-def _upstream(fn: str, s: Saved, dy, finals: dict):
-    legend = f"(T, B, H) = ({s.T}, {s.B}, {s.H}) from the forward"
-    dy = _grad_in(fn, "dy", dy, (s.T, s.B, s.H), legend, s.dtype)
-    out = {name: _grad_in(fn, name, v, (s.B, s.H), f"(B, H) = ({s.B}, {s.H}) from the forward",
-                          s.dtype) for name, v in finals.items()}
+def _upstream(fn: str, s: Saved, dy, finals: dict, P: int):
+    """dy (T, B, P) and the final-state gradients (B, P) for dh_n, (B, H) for dc_n."""
+    hp = "H" if P == s.H else "P"
+    legend = f"(T, B, {hp}) = ({s.T}, {s.B}, {P}) from the forward"
+    dy = _grad_in(fn, "dy", dy, (s.T, s.B, P), legend, s.dtype)
+    out = {}
+    for name, v in finals.items():
+        n, nn = (P, hp) if name == "dh_n" else (s.H, "H")
+        out[name] = _grad_in(fn, name, v, (s.B, n), f"(B, {nn}) = ({s.B}, {n}) from the forward",
+                             s.dtype)
     return dy, out
+
+
+def _sorted_inputs(fn, lengths, T, B, x, states):
+    """Applies variable lengths: (packing or None, x, states) in the kernels' row order."""
+    pk = _lengths_or_none(fn, lengths, T, B)
+    if pk is None:
+        return None, x, states
+    return pk, pk.zero_padding(pk.rows(x, 1)), {k: pk.rows(v, 0) for k, v in states.items()}
+
+
+def _unsorted(pk: Optional[_Lengths], seqs: tuple, states: tuple) -> tuple:
+    """Outputs back in the caller's row order: sequences (T, B, ...) then states (B, ...)."""
+    if pk is None:
+        return seqs + states
+    return tuple(pk.unsort(a, 1) for a in seqs) + tuple(pk.unsort(a, 0) for a in states)
+
+
+def _batch_sizes(pk: Optional[_Lengths]):
+    return None if pk is None else pk.batch_sizes
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -185,39 +269,54 @@ def _upstream(fn: str, s: Saved, dy, finals: dict):
 
 def lstm_forward(x: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike], w_ih: ArrayLike,
                  w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
-                 training: bool = True
+                 training: bool = True, *, w_hr: Optional[ArrayLike] = None,
+                 lengths: Optional[ArrayLike] = None
                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Saved]]:
-    """LSTM over T steps: ``(y (T,B,H), h_n (B,H), c_n (B,H), saved)``; saved is None unless
-    ``training``."""
+    """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
+    ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
+    ``lengths`` (B,) runs sequence b for its first lengths[b] steps only."""
     fn = "lstm_forward"
-    x, w_ih, w_hh, b_ih, b_hh, st, T, B, I, H = _prepare(fn, 4, x, w_ih, w_hh, b_ih, b_hh,
-                                                        {"h0": h0, "c0": c0})
+    x, w_ih, w_hh, b_ih, b_hh, w_hr, st, T, B, I, H, P = _prepare(
+        fn, 4, x, w_ih, w_hh, b_ih, b_hh, {"h0": h0, "c0": c0}, w_hr)
+    pk, x, st = _sorted_inputs(fn, lengths, T, B, x, st)
     d = x.dtype
-    y, h_n, c_n = _empty((T, B, H), d), _empty((B, H), d), _empty((B, H), d)
+    y, h_n, c_n = _empty((T, B, P), d), _empty((B, P), d), _empty((B, H), d)
     gates = _empty((T, B, 4 * H), d)
-    cells = _empty((T + 1, B, H) if training else (B, H), d)
-    _C.lstm_forward(x, st["h0"], st["c0"], w_ih, w_hh, b_ih, b_hh, y, h_n, c_n, gates, cells,
-                    bool(training), H)
+    state_shape = (T + 1, B, H) if training else (B, H)
+    cells = _empty(state_shape, d)
+    m = None if w_hr is None else _empty((T, B, H) if training else (B, H), d)
+    _C.lstm_forward(x, st["h0"], st["c0"], w_ih, w_hh, b_ih, b_hh, w_hr, _batch_sizes(pk), y, h_n,
+                    c_n, gates, cells, m, bool(training), H, P)
+    y_out, h_out, c_out = _unsorted(pk, (y,), (h_n, c_n))
     if not training:
-        return y, h_n, c_n, None
+        return y_out, h_out, c_out, None
     saved = Saved("lstm", d, T, B, I, H, b_ih is not None,
-                  dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates, cells=cells))
-    return y.copy(), h_n, c_n, saved
+                  dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates, cells=cells),
+                  dict(P=P, w_hr=w_hr, m=m, lengths=pk))
+    return (y_out.copy() if y_out is y else y_out), h_out, c_out, saved
 
 
 def lstm_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike],
                   dc_n: Optional[ArrayLike]):
-    """BPTT through :func:`lstm_forward`: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
+    """BPTT through :func:`lstm_forward`: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, and
+    ``dw_hr`` as an eighth when the forward had a projection."""
     fn = "lstm_backward"
     s = _check_saved(fn, saved, "lstm")
-    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n, "dc_n": dc_n})
+    P, w_hr, pk = s.options["P"], s.options["w_hr"], s.options["lengths"]
+    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n, "dc_n": dc_n}, P)
+    if pk is not None:
+        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
     d, a = s.dtype, s.arrays
-    dx, dh0, dc0 = _empty((s.T, s.B, s.I), d), _empty((s.B, s.H), d), _empty((s.B, s.H), d)
-    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 4)
+    dx, dh0, dc0 = _empty((s.T, s.B, s.I), d), _empty((s.B, P), d), _empty((s.B, s.H), d)
+    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 4, P)
+    dw_hr = None if w_hr is None else _empty(w_hr.shape, d)
     s.consumed = True
-    _C.lstm_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], a["gates"], a["cells"], dy,
-                     fin["dh_n"], fin["dc_n"], dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh, s.H)
-    return dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh
+    _C.lstm_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], w_hr, _batch_sizes(pk),
+                     a["gates"], a["cells"], s.options["m"], dy, fin["dh_n"], fin["dc_n"], dx,
+                     dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, s.H, P)
+    dx, dh0, dc0 = _unsorted(pk, (dx,), (dh0, dc0))
+    grads = (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+    return grads if w_hr is None else grads + (dw_hr,)
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -225,38 +324,46 @@ def lstm_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLik
 
 def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
                 b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike], training: bool = True,
-                reset_after: bool = True) -> Tuple[np.ndarray, np.ndarray, Optional[Saved]]:
+                reset_after: bool = True, *, lengths: Optional[ArrayLike] = None
+                ) -> Tuple[np.ndarray, np.ndarray, Optional[Saved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
-    reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README."""
+    reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
+    ``lengths`` (B,) runs sequence b for its first lengths[b] steps only."""
     fn = "gru_forward"
-    x, w_ih, w_hh, b_ih, b_hh, st, T, B, I, H = _prepare(fn, 3, x, w_ih, w_hh, b_ih, b_hh,
-                                                        {"h0": h0})
+    x, w_ih, w_hh, b_ih, b_hh, _, st, T, B, I, H, _ = _prepare(fn, 3, x, w_ih, w_hh, b_ih, b_hh,
+                                                              {"h0": h0})
+    pk, x, st = _sorted_inputs(fn, lengths, T, B, x, st)
     d = x.dtype
     y, h_n = _empty((T, B, H), d), _empty((B, H), d)
     gates = _empty((T, B, 3 * H), d)
     extra = _empty((T, B, H) if training else (B, H), d)
-    _C.gru_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, y, h_n, gates, extra, bool(training),
-                   bool(reset_after), H)
+    _C.gru_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates, extra,
+                   bool(training), bool(reset_after), H)
+    y_out, h_out = _unsorted(pk, (y,), (h_n,))
     if not training:
-        return y, h_n, None
+        return y_out, h_out, None
     saved = Saved("gru", d, T, B, I, H, b_ih is not None,
                   dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates, extra=extra),
-                  dict(reset_after=bool(reset_after)))
-    return y.copy(), h_n, saved
+                  dict(reset_after=bool(reset_after), lengths=pk))
+    return (y_out.copy() if y_out is y else y_out), h_out, saved
 
 
 def gru_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]):
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     fn = "gru_backward"
     s = _check_saved(fn, saved, "gru")
-    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n})
+    pk = s.options["lengths"]
+    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n}, s.H)
+    if pk is not None:
+        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
     d, a = s.dtype, s.arrays
     dx, dh0 = _empty((s.T, s.B, s.I), d), _empty((s.B, s.H), d)
-    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 3)
+    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 3, s.H)
     s.consumed = True
-    _C.gru_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], a["gates"], a["extra"], dy,
-                    fin["dh_n"], dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
+    _C.gru_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk), a["gates"],
+                    a["extra"], dy, fin["dh_n"], dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
                     s.options["reset_after"], s.H)
+    dx, dh0 = _unsorted(pk, (dx,), (dh0,))
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
 
 
@@ -271,34 +378,44 @@ def _check_nonlinearity(fn: str, nonlinearity) -> str:
 
 def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
                 b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike], training: bool = True,
-                nonlinearity: str = "tanh") -> Tuple[np.ndarray, np.ndarray, Optional[Saved]]:
-    """Elman RNN over T steps, act in {"tanh", "relu"}: ``(y (T,B,H), h_n (B,H), saved)``."""
+                nonlinearity: str = "tanh", *, lengths: Optional[ArrayLike] = None
+                ) -> Tuple[np.ndarray, np.ndarray, Optional[Saved]]:
+    """Elman RNN over T steps, act in {"tanh", "relu"}: ``(y (T,B,H), h_n (B,H), saved)``.
+    ``lengths`` (B,) runs sequence b for its first lengths[b] steps only."""
     fn = "rnn_forward"
     _check_nonlinearity(fn, nonlinearity)
-    x, w_ih, w_hh, b_ih, b_hh, st, T, B, I, H = _prepare(fn, 1, x, w_ih, w_hh, b_ih, b_hh,
-                                                        {"h0": h0})
+    x, w_ih, w_hh, b_ih, b_hh, _, st, T, B, I, H, _ = _prepare(fn, 1, x, w_ih, w_hh, b_ih, b_hh,
+                                                              {"h0": h0})
+    pk, x, st = _sorted_inputs(fn, lengths, T, B, x, st)
     d = x.dtype
     y, h_n = _empty((T, B, H), d), _empty((B, H), d)
     gates = _empty((T, B, H), d)
-    _C.rnn_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, y, h_n, gates, nonlinearity, H)
+    _C.rnn_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates,
+                   nonlinearity, H)
+    y_out, h_out = _unsorted(pk, (y,), (h_n,))
     if not training:
-        return y, h_n, None
+        return y_out, h_out, None
     # The gates buffer is reused by backward for the pre-activation gradients.
     saved = Saved("rnn", d, T, B, I, H, b_ih is not None,
                   dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates),
-                  dict(nonlinearity=nonlinearity))
-    return y.copy(), h_n, saved
+                  dict(nonlinearity=nonlinearity, lengths=pk))
+    return (y_out.copy() if y_out is y else y_out), h_out, saved
 
 
 def rnn_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]):
     """BPTT through :func:`rnn_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     fn = "rnn_backward"
     s = _check_saved(fn, saved, "rnn")
-    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n})
+    pk = s.options["lengths"]
+    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n}, s.H)
+    if pk is not None:
+        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
     d, a = s.dtype, s.arrays
     dx, dh0 = _empty((s.T, s.B, s.I), d), _empty((s.B, s.H), d)
-    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 1)
+    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 1, s.H)
     s.consumed = True
-    _C.rnn_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], a["gates"], dy, fin["dh_n"],
-                    dx, dh0, dw_ih, dw_hh, db_ih, db_hh, s.options["nonlinearity"], s.H)
+    _C.rnn_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk), a["gates"],
+                    dy, fin["dh_n"], dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
+                    s.options["nonlinearity"], s.H)
+    dx, dh0 = _unsorted(pk, (dx,), (dh0,))
     return dx, dh0, dw_ih, dw_hh, db_ih, db_hh

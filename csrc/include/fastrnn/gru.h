@@ -11,14 +11,15 @@ namespace fastrnn {
 template <typename S>
 struct GruForwardArgs {
   int64_t T, B, I, H;
-  const S* x;     // (T, B, I)
-  const S* h0;    // (B, H)
-  const S* w_ih;  // (3H, I)
-  const S* w_hh;  // (3H, H)
-  const S* b_ih;  // (3H) or null
-  const S* b_hh;  // (3H) or null
-  S* y;           // (T, B, H) out
-  S* h_n;         // (B, H) out
+  const int64_t* batch_sizes;  // (T) sequences running at step t (non-increasing), or null
+  const S* x;                  // (T, B, I)
+  const S* h0;                 // (B, H)
+  const S* w_ih;               // (3H, I)
+  const S* w_hh;               // (3H, H)
+  const S* b_ih;               // (3H) or null
+  const S* b_hh;               // (3H) or null
+  S* y;                        // (T, B, H) out, zero where a sequence has ended
+  S* h_n;                      // (B, H) out: h at each sequence's last step
   bool training;
   bool reset_after;
   // Training: saved for backward. Inference: workspace, gates (T, B, 3H), extra (B, H).
@@ -29,6 +30,7 @@ struct GruForwardArgs {
 template <typename S>
 struct GruBackwardArgs {
   int64_t T, B, I, H;
+  const int64_t* batch_sizes;  // (T) sequences running at step t (non-increasing), or null
   bool reset_after;
   const S* x;     // (T, B, I)
   const S* h0;    // (B, H)

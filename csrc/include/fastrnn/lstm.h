@@ -1,5 +1,7 @@
 // LSTM, gates (i, f, g, o):  i, f, o = sigmoid(.), g = tanh(.),
-//   c' = f * c + i * g,   h' = o * tanh(c').   Conventions: fastrnn.h.
+//   c' = f * c + i * g,   h' = o * tanh(c'),
+// or with a projection (LSTMP, proj_size P < H):  h' = W_hr (o * tanh(c')).
+// Conventions: fastrnn.h. P is the size of h: H without a projection.
 #pragma once
 
 #include <cstdint>
@@ -8,43 +10,50 @@ namespace fastrnn {
 
 template <typename S>
 struct LstmForwardArgs {
-  int64_t T, B, I, H;
-  const S* x;     // (T, B, I)
-  const S* h0;    // (B, H)
-  const S* c0;    // (B, H)
-  const S* w_ih;  // (4H, I)
-  const S* w_hh;  // (4H, H)
-  const S* b_ih;  // (4H) or null
-  const S* b_hh;  // (4H) or null
-  S* y;           // (T, B, H) out: h_1 .. h_T
-  S* h_n;         // (B, H) out
-  S* c_n;         // (B, H) out
+  int64_t T, B, I, H, P;
+  const int64_t* batch_sizes;  // (T) sequences running at step t (non-increasing), or null
+  const S* x;                  // (T, B, I)
+  const S* h0;                 // (B, P)
+  const S* c0;                 // (B, H)
+  const S* w_ih;               // (4H, I)
+  const S* w_hh;               // (4H, P)
+  const S* b_ih;               // (4H) or null
+  const S* b_hh;               // (4H) or null
+  const S* w_hr;               // (P, H) or null (no projection: P == H)
+  S* y;                        // (T, B, P) out: h_1 .. h_T, zero where a sequence has ended
+  S* h_n;                      // (B, P) out: h at each sequence's last step
+  S* c_n;                      // (B, H) out
   bool training;
-  // Training: saved for backward. Inference: workspace, gates (T, B, 4H), cells (B, H).
+  // Training: saved for backward. Inference: workspace.
   S* gates;  // (T, B, 4H) activated gates
   S* cells;  // training (T + 1, B, H): c_0 .. c_T; inference (B, H)
+  S* m;      // with w_hr: o * tanh(c), training (T, B, H), inference (B, H); else null
 };
 
 template <typename S>
 struct LstmBackwardArgs {
-  int64_t T, B, I, H;
-  const S* x;      // (T, B, I)   the forward's input
-  const S* h0;     // (B, H)      the forward's h0
-  const S* y;      // (T, B, H)   the forward's output (h_1 .. h_T)
-  const S* w_ih;   // (4H, I)
-  const S* w_hh;   // (4H, H)
-  S* gates;        // (T, B, 4H)  saved gates in, gate gradients out (in place)
-  const S* cells;  // (T + 1, B, H) saved c_0 .. c_T
-  const S* dy;     // (T, B, H)
-  const S* dh_n;   // (B, H)
-  const S* dc_n;   // (B, H)
-  S* dx;           // (T, B, I) out
-  S* dh0;          // (B, H) out
-  S* dc0;          // (B, H) out
-  S* dw_ih;        // (4H, I) out
-  S* dw_hh;        // (4H, H) out
-  S* db_ih;        // (4H) out, or null (no bias)
-  S* db_hh;        // (4H) out, or null (no bias)
+  int64_t T, B, I, H, P;
+  const int64_t* batch_sizes;  // as in the forward
+  const S* x;                  // (T, B, I)   the forward's input
+  const S* h0;                 // (B, P)      the forward's h0
+  const S* y;                  // (T, B, P)   the forward's output
+  const S* w_ih;               // (4H, I)
+  const S* w_hh;               // (4H, P)
+  const S* w_hr;               // (P, H) or null
+  S* gates;                    // (T, B, 4H)  saved gates in, gate gradients out (in place)
+  const S* cells;              // (T + 1, B, H) saved c_0 .. c_T
+  const S* m;                  // (T, B, H) saved o * tanh(c) with w_hr, else null
+  const S* dy;                 // (T, B, P)
+  const S* dh_n;               // (B, P)
+  const S* dc_n;               // (B, H)
+  S* dx;                       // (T, B, I) out
+  S* dh0;                      // (B, P) out
+  S* dc0;                      // (B, H) out
+  S* dw_ih;                    // (4H, I) out
+  S* dw_hh;                    // (4H, P) out
+  S* dw_hr;                    // (P, H) out with w_hr, else null
+  S* db_ih;                    // (4H) out, or null (no bias)
+  S* db_hh;                    // (4H) out, or null (no bias)
 };
 
 template <typename S>

@@ -11,14 +11,15 @@ enum class Activation { Tanh, Relu };
 template <typename S>
 struct RnnForwardArgs {
   int64_t T, B, I, H;
-  const S* x;     // (T, B, I)
-  const S* h0;    // (B, H)
-  const S* w_ih;  // (H, I)
-  const S* w_hh;  // (H, H)
-  const S* b_ih;  // (H) or null
-  const S* b_hh;  // (H) or null
-  S* y;           // (T, B, H) out; with h0, all that backward needs
-  S* h_n;         // (B, H) out
+  const int64_t* batch_sizes;  // (T) sequences running at step t (non-increasing), or null
+  const S* x;                  // (T, B, I)
+  const S* h0;                 // (B, H)
+  const S* w_ih;               // (H, I)
+  const S* w_hh;               // (H, H)
+  const S* b_ih;               // (H) or null
+  const S* b_hh;               // (H) or null
+  S* y;                        // (T, B, H) out; with h0, all that backward needs
+  S* h_n;                      // (B, H) out: h at each sequence's last step
   Activation act;
   S* gates;  // (T, B, H) workspace: the input projection
 };
@@ -26,6 +27,7 @@ struct RnnForwardArgs {
 template <typename S>
 struct RnnBackwardArgs {
   int64_t T, B, I, H;
+  const int64_t* batch_sizes;  // (T) sequences running at step t (non-increasing), or null
   Activation act;
   const S* x;     // (T, B, I)
   const S* h0;    // (B, H)

@@ -5,6 +5,11 @@ Shapes: T steps, B batch, I input, H hidden; x (T, B, I), y (T, B, H), states (B
 w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,) with gates stacked LSTM (i, f, g, o),
 GRU (r, z, n), RNN (one gate). Inputs must already be validated NumPy arrays of one float
 dtype (``fastrnn.ops`` does that); ``None`` states and gradients mean zeros.
+
+``lengths`` (B,) lets sequence b run for its first lengths[b] steps only: its outputs after
+that are zero, its state stops changing (so h_n is the state after its last step, h0 for
+length 0), and gradients flow accordingly. Here that is a mask per step; the kernels run
+only the rows still going.
 """
 
 from __future__ import annotations
@@ -44,70 +49,96 @@ def _bias_grads(dg: Array, has_bias: bool) -> Optional[Array]:
     return dg.sum(axis=(0, 1)) if has_bias else None
 
 
+def _masks(lengths: Optional[Array], T: int, B: int, dtype) -> Array:
+    """(T, B, 1) with 1 where sequence b runs step t."""
+    if lengths is None:
+        return np.ones((T, B, 1), dtype)
+    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
+
+
 # ----------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True):
-    """LSTM over T steps. Returns ``(y (T,B,H), h_n (B,H), c_n (B,H), saved or None)``."""
+def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None,
+                 lengths=None):
+    """LSTM over T steps. Returns ``(y (T,B,P), h_n (B,P), c_n (B,H), saved or None)``.
+
+    With ``w_hr`` (P, H) (a projection, LSTMP): h' = W_hr (o * tanh(c')); else P = H.
+    """
     T, B, _ = x.shape
-    H = w_hh.shape[1]
-    h = _zeros_if_none(h0, (B, H), x.dtype)
+    H = w_ih.shape[0] // 4
+    P = w_hh.shape[1]
+    h = _zeros_if_none(h0, (B, P), x.dtype)
     c = _zeros_if_none(c0, (B, H), x.dtype)
     gx = _input_projection(x, w_ih, b_ih)
-    ys, hs, cs, gates = [], [h], [c], []
+    masks = _masks(lengths, T, B, x.dtype)
+    ys, hs, cs, ms, gates = [], [h], [c], [], []
     for t in range(T):
         a = gx[t] + h @ w_hh.T
         if b_hh is not None:
             a = a + b_hh
         i, f, g, o = np.split(a, 4, axis=1)
         i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
-        c = f * c + i * g
-        h = o * np.tanh(c)
-        ys.append(h)
+        c_new = f * c + i * g
+        m = o * np.tanh(c_new)
+        h_new = m if w_hr is None else m @ w_hr.T
+        run = masks[t]
+        h = np.where(run > 0, h_new, h)
+        c = np.where(run > 0, c_new, c)
+        ys.append(np.where(run > 0, h_new, 0))
         hs.append(h)
         cs.append(c)
+        ms.append(m)
         gates.append(np.concatenate([i, f, g, o], axis=1))
-    y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
+    y = np.stack(ys) if T else np.zeros((0, B, P), x.dtype)
     saved = None
     if training:
-        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None,
-                     hs=hs, cs=cs, gates=gates)
+        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, has_bias=b_ih is not None,
+                     hs=hs, cs=cs, ms=ms, gates=gates, masks=masks)
     return y, h, c, saved
 
 
 def lstm_backward(saved, dy, dh_n, dc_n):
-    """BPTT through :func:`lstm_forward`. Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    x, w_ih, w_hh = saved["x"], saved["w_ih"], saved["w_hh"]
-    hs, cs, gates = saved["hs"], saved["cs"], saved["gates"]
+    """BPTT through :func:`lstm_forward`. Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih,
+    db_hh)``, and ``dw_hr`` last when the forward had a projection."""
+    x, w_ih, w_hh, w_hr = saved["x"], saved["w_ih"], saved["w_hh"], saved["w_hr"]
+    hs, cs, ms, gates, masks = saved["hs"], saved["cs"], saved["ms"], saved["gates"], saved["masks"]
     T, B, _ = x.shape
-    H = w_hh.shape[1]
-    dy = _zeros_if_none(dy, (T, B, H), x.dtype)
-    dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
+    H, P = w_ih.shape[0] // 4, w_hh.shape[1]
+    dy = _zeros_if_none(dy, (T, B, P), x.dtype)
+    dh = _zeros_if_none(dh_n, (B, P), x.dtype).copy()
     dc = _zeros_if_none(dc_n, (B, H), x.dtype).copy()
     dg_all = np.zeros((T, B, 4 * H), x.dtype)
+    dw_hr = None if w_hr is None else np.zeros_like(w_hr)
     for t in reversed(range(T)):
+        run = masks[t]
         i, f, g, o = np.split(gates[t], 4, axis=1)
-        tc = np.tanh(cs[t + 1])
-        dh = dh + dy[t]
-        do = dh * tc
-        dc = dc + dh * o * (1 - tc * tc)
-        di, df, dg = dc * g, dc * cs[t], dc * i
-        dg_all[t] = np.concatenate(
-            [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1)
-        dc = dc * f
-        dh = dg_all[t] @ w_hh
-    h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, H), x.dtype)
+        tc = np.tanh(cs[t + 1])  # rows not running at t are masked out below
+        dh_t = np.where(run > 0, dh + dy[t], 0)
+        dm = dh_t if w_hr is None else dh_t @ w_hr
+        if w_hr is not None:
+            dw_hr += dh_t.T @ ms[t]
+        do = dm * tc
+        dc_t = dc + dm * o * (1 - tc * tc)
+        di, df, dg = dc_t * g, dc_t * cs[t], dc_t * i
+        dg_all[t] = np.where(run > 0, np.concatenate(
+            [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1), 0)
+        dc = np.where(run > 0, dc_t * f, dc)
+        dh = np.where(run > 0, dg_all[t] @ w_hh, dh)
+    h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, P), x.dtype)
     dx = dg_all @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", dg_all, x)
     dw_hh = np.einsum("tbg,tbh->gh", dg_all, h_prev)
     db = _bias_grads(dg_all, saved["has_bias"])
-    return dx, dh, dc, dw_ih, dw_hh, db, None if db is None else db.copy()
+    grads = (dx, dh, dc, dw_ih, dw_hh, db, None if db is None else db.copy())
+    return grads if w_hr is None else grads + (dw_hr,)
 
 
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True):
+def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True,
+                *, lengths=None):
     """GRU over T steps. Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
 
     reset_after=True:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   (cuDNN, PyTorch)
@@ -121,6 +152,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
     b_hrz = None if b_hh is None else b_hh[: 2 * H]
     b_hn = None if b_hh is None else b_hh[2 * H:]
+    masks = _masks(lengths, T, B, x.dtype)
     ys, hs, gates, extra = [], [h], [], []
     for t in range(T):
         a_rz = gx[t, :, : 2 * H] + h @ w_hrz.T
@@ -140,15 +172,17 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
                 a_n = a_n + b_hn
             n = np.tanh(a_n)
             extra.append(rh)
-        h = (1 - z) * n + z * h
-        ys.append(h)
+        h_new = (1 - z) * n + z * h
+        run = masks[t]
+        h = np.where(run > 0, h_new, h)
+        ys.append(np.where(run > 0, h_new, 0))
         hs.append(h)
         gates.append(np.concatenate([r, z, n], axis=1))
     y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
     saved = None
     if training:
         saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs,
-                     gates=gates, extra=extra, reset_after=reset_after)
+                     gates=gates, extra=extra, reset_after=reset_after, masks=masks)
     return y, h, saved
 
 
@@ -164,10 +198,13 @@ def gru_backward(saved, dy, dh_n):
     dgx = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the x-side pre-activations
     dgh = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the h-side GEMM outputs (+ b_hh)
     dw_hh = np.zeros_like(w_hh)
+    masks = saved["masks"]
     for t in reversed(range(T)):
+        run = masks[t]
         r, z, n = np.split(gates[t], 3, axis=1)
         h_prev = hs[t]
-        dh = dh + dy[t]
+        dh_in = dh
+        dh = np.where(run > 0, dh + dy[t], 0)
         dn_pre = dh * (1 - z) * (1 - n * n)
         dz_pre = dh * (h_prev - n) * z * (1 - z)
         dh_prev = dh * z
@@ -175,19 +212,19 @@ def gru_backward(saved, dy, dh_n):
             hn = extra[t]
             dr_pre = dn_pre * hn * r * (1 - r)
             dgh_n = dn_pre * r
-            dw_hh[2 * H:] += dgh_n.T @ h_prev
             dh_prev = dh_prev + dgh_n @ w_hn
         else:
             rh = extra[t]
             drh = dn_pre @ w_hn
             dr_pre = drh * h_prev * r * (1 - r)
             dgh_n = dn_pre
-            dw_hh[2 * H:] += dn_pre.T @ rh
             dh_prev = dh_prev + drh * r
-        dgx[t] = np.concatenate([dr_pre, dz_pre, dn_pre], axis=1)
-        dgh[t] = np.concatenate([dr_pre, dz_pre, dgh_n], axis=1)
+        dgx[t] = np.where(run > 0, np.concatenate([dr_pre, dz_pre, dn_pre], axis=1), 0)
+        dgh[t] = np.where(run > 0, np.concatenate([dr_pre, dz_pre, dgh_n], axis=1), 0)
         dw_hh[: 2 * H] += dgx[t, :, : 2 * H].T @ h_prev
-        dh = dh_prev + dgx[t, :, : 2 * H] @ w_hrz
+        # W_hn multiplies h (reset after) or r * h (reset before).
+        dw_hh[2 * H:] += dgh[t, :, 2 * H:].T @ (h_prev if reset_after else extra[t])
+        dh = np.where(run > 0, dh_prev + dgx[t, :, : 2 * H] @ w_hrz, dh_in)
     dx = dgx @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", dgx, x)
     return (dx, dh, dw_ih, dw_hh, _bias_grads(dgx, saved["has_bias"]),
@@ -197,7 +234,8 @@ def gru_backward(saved, dy, dh_n):
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlinearity: str = "tanh"):
+def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlinearity: str = "tanh",
+                *, lengths=None):
     """Elman RNN over T steps, h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
 
     Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
@@ -207,18 +245,23 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlineari
     h = _zeros_if_none(h0, (B, H), x.dtype)
     gx = _input_projection(x, w_ih, b_ih)
     act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
-    hs = [h]
+    masks = _masks(lengths, T, B, x.dtype)
+    hs, ys, outs = [h], [], []
     for t in range(T):
         a = gx[t] + h @ w_hh.T
         if b_hh is not None:
             a = a + b_hh
-        h = act(a)
+        h_new = act(a)
+        run = masks[t]
+        h = np.where(run > 0, h_new, h)
         hs.append(h)
-    y = np.stack(hs[1:]) if T else np.zeros((0, B, H), x.dtype)
+        outs.append(h_new)
+        ys.append(np.where(run > 0, h_new, 0))
+    y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
     saved = None
     if training:
-        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs,
-                     nonlinearity=nonlinearity)
+        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs, outs=outs,
+                     nonlinearity=nonlinearity, masks=masks)
     return y, h, saved
 
 
@@ -231,12 +274,13 @@ def rnn_backward(saved, dy, dh_n):
     dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
     da_all = np.zeros((T, B, H), x.dtype)
     for t in reversed(range(T)):
-        dh = dh + dy[t]
-        h = hs[t + 1]
+        run = saved["masks"][t]
+        dh_t = np.where(run > 0, dh + dy[t], 0)
+        h = saved["outs"][t]
         # Derivatives from the saved output: tanh' = 1 - h^2, relu' = [h > 0].
-        da = dh * (1 - h * h) if saved["nonlinearity"] == "tanh" else dh * (h > 0)
-        da_all[t] = da
-        dh = da @ w_hh
+        da = dh_t * (1 - h * h) if saved["nonlinearity"] == "tanh" else dh_t * (h > 0)
+        da_all[t] = np.where(run > 0, da, 0)
+        dh = np.where(run > 0, da @ w_hh, dh)
     h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, H), x.dtype)
     dx = da_all @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", da_all, x)
