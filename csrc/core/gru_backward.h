@@ -90,7 +90,7 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     auto f = [&](int64_t t) {
       return GruAfterBackStep<S>{gates(t), a.extra + t * BH, h_prev(t), a.dy + t * BH, a.dh0, H};
     };
-    const auto w = be.pack(a.w_hh, 1, H, 1, H, G3);  // W_hh (3H, H) as K x N
+    const auto w = be.pack(a.w_hh, 1, H, 1, H, G3, T);  // W_hh (3H, H) as K x N
     be.pointwise(rows(T - 1), H, f(T - 1));
     for (int64_t t = T - 2; t >= 0; --t)
       be.step(w, rows(t + 1), rows(t), gates(t + 1), G3, a.dh0, H, S(1), f(t));
@@ -107,8 +107,8 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     if (a.db_hh) be.colsum(TB, G3, a.gates, G3, a.db_hh);
   } else {
     const S* w_hn = a.w_hh + 2 * H * H;
-    const auto w_rz = be.pack(a.w_hh, 1, H, 1, H, 2 * H);  // W_h{r,z} (2H, H) as K x N
-    const auto w_n = be.pack(w_hn, 1, H, 1, H, H);         // W_hn (H, H) as K x N
+    const auto w_rz = be.pack(a.w_hh, 1, H, 1, H, 2 * H, T);  // W_h{r,z} (2H, H) as K x N
+    const auto w_n = be.pack(w_hn, 1, H, 1, H, H, T);         // W_hn (H, H) as K x N
     S* drh = be.alloc(BH);
     auto f_zn = [&](int64_t t) {
       return GruBeforeZnStep<S>{gates(t), h_prev(t), a.dy + t * BH, a.dh0, H};

@@ -75,7 +75,7 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
   input_projection(be, T * B, a.I, G3, a.x, a.w_ih, a.b_ih, a.b_hh, a.reset_after ? 2 * H : G3,
                    a.gates);
   if (a.reset_after) {
-    const auto w = be.pack(a.w_hh, H, 1, 3, H, H);
+    const auto w = be.pack(a.w_hh, H, 1, 3, H, H, T);
     S* gh = be.alloc(B * G3);
     const S* b_hn = a.b_hh ? a.b_hh + 2 * H : nullptr;
     for (int64_t t = 0; t < T; ++t) {
@@ -86,8 +86,8 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
       be.step(w, M, M, h_prev, H, gh, G3, S(0), f);
     }
   } else {
-    const auto w_rz = be.pack(a.w_hh, H, 1, 2, H, H);
-    const auto w_n = be.pack(a.w_hh + 2 * H * H, H, 1, 1, H, H);
+    const auto w_rz = be.pack(a.w_hh, H, 1, 2, H, H, T);
+    const auto w_n = be.pack(a.w_hh + 2 * H * H, H, 1, 1, H, H, T);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
       S* g = a.gates + t * B * G3;

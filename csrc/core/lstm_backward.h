@@ -62,7 +62,7 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
     return;
   }
   // W_hh (4H, P) as the K x N right operand of dh = dgates W_hh; W_hr (P, H) likewise.
-  const auto w = be.pack(a.w_hh, 1, P, 1, P, G4);
+  const auto w = be.pack(a.w_hh, 1, P, 1, P, G4, T);
   auto gates = [&](int64_t t) { return a.gates + t * B * G4; };
   auto cell_step = [&](int64_t t, const S* dy, const S* dh_rec) {
     return LstmBackwardStep<S>{
@@ -77,7 +77,7 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
       be.step(w, rows(t + 1), rows(t), gates(t + 1), G4, a.dh0, H, S(0),
               cell_step(t, a.dy + t * BH, a.dh0));
   } else {
-    const auto w_r = be.pack(a.w_hr, 1, H, 1, H, P);
+    const auto w_r = be.pack(a.w_hr, 1, H, 1, H, P, T);
     S* dh = be.alloc(T * BP);  // dh_t for every step, for dW_hr
     S* dm = be.alloc(BH);
     S* zeros = be.alloc(BH);

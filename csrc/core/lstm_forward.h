@@ -39,10 +39,10 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
     return;
   }
   input_projection(be, T * B, a.I, G4, a.x, a.w_ih, a.b_ih, a.b_hh, G4, a.gates);
-  const auto w = be.pack(a.w_hh, P, 1, 4, H, P);
+  const auto w = be.pack(a.w_hh, P, 1, 4, H, P, T);
   const bool proj = a.w_hr != nullptr;
   typename Backend::Packed w_r;
-  if (proj) w_r = be.pack(a.w_hr, H, 1, 1, P, H);
+  if (proj) w_r = be.pack(a.w_hr, H, 1, 1, P, H, T);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = a.gates + t * B * G4;

@@ -40,7 +40,7 @@ void rnn_backward_loop(Backend& be, const RnnBackwardArgs<S>& a) {
     return RnnBackwardStep<S>{a.gates + t * BH, a.y + t * BH, a.dy + t * BH, a.dh0, H, is_tanh};
   };
   auto rows = [&](int64_t t) { return rows_at(a.batch_sizes, B, t); };
-  const auto w = be.pack(a.w_hh, 1, H, 1, H, H);
+  const auto w = be.pack(a.w_hh, 1, H, 1, H, H, T);
   be.pointwise(rows(T - 1), H, f(T - 1));
   for (int64_t t = T - 2; t >= 0; --t)
     be.step(w, rows(t + 1), rows(t), a.gates + (t + 1) * BH, H, a.dh0, H, S(0), f(t));

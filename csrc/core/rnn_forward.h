@@ -28,7 +28,7 @@ void rnn_forward_loop(Backend& be, const RnnForwardArgs<S>& a) {
   }
   const bool is_tanh = a.act == Activation::Tanh;
   input_projection(be, T * B, a.I, H, a.x, a.w_ih, a.b_ih, a.b_hh, H, a.gates);
-  const auto w = be.pack(a.w_hh, H, 1, 1, H, H);
+  const auto w = be.pack(a.w_hh, H, 1, 1, H, H, T);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = a.gates + t * BH;

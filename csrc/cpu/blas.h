@@ -37,4 +37,26 @@ inline void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, double 
                             alpha, A, blas_int(lda), B, blas_int(ldb), beta, C, blas_int(ldc));
 }
 
+// y (N) = beta y + op(W) x for one row x (K): W stored (N, K) with row stride ldw when
+// w_is_nk (y = W x), else (K, N) (y = W^T x).
+inline void blas_gemv(bool w_is_nk, int64_t K, int64_t N, const float* W, int64_t ldw,
+                      const float* x, float beta, float* y) {
+  if (w_is_nk)
+    FASTRNN_BLAS(cblas_sgemv)(CblasRowMajor, CblasNoTrans, blas_int(N), blas_int(K), 1.0f, W,
+                              blas_int(ldw), x, 1, beta, y, 1);
+  else
+    FASTRNN_BLAS(cblas_sgemv)(CblasRowMajor, CblasTrans, blas_int(K), blas_int(N), 1.0f, W,
+                              blas_int(ldw), x, 1, beta, y, 1);
+}
+
+inline void blas_gemv(bool w_is_nk, int64_t K, int64_t N, const double* W, int64_t ldw,
+                      const double* x, double beta, double* y) {
+  if (w_is_nk)
+    FASTRNN_BLAS(cblas_dgemv)(CblasRowMajor, CblasNoTrans, blas_int(N), blas_int(K), 1.0, W,
+                              blas_int(ldw), x, 1, beta, y, 1);
+  else
+    FASTRNN_BLAS(cblas_dgemv)(CblasRowMajor, CblasTrans, blas_int(K), blas_int(N), 1.0, W,
+                              blas_int(ldw), x, 1, beta, y, 1);
+}
+
 FASTRNN_NS_END

@@ -49,7 +49,12 @@ class CpuBackend {
         min_rows);
   }
 
-  Packed pack(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H, int64_t K) {
+  // Packs W for `step`, if it pays: packing reads and writes all of W once, so for a weight
+  // used by one step only (T = 1: single-cell calls) the handle keeps W as it is and `step`
+  // calls the BLAS instead.
+  Packed pack(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H, int64_t K,
+              int64_t uses) {
+    if (uses < 2) return unpacked_weights(W, stride_n, stride_k, G, H, K);
     return pack_weights(W, stride_n, stride_k, G, H, K);
   }
 
@@ -60,6 +65,11 @@ class CpuBackend {
   void step(const Packed& w, int64_t M, int64_t M_f, const S* A, int64_t lda, S* C, int64_t ldc,
             S beta, const F& f) {
     if (std::max(M, M_f) == 0) return;
+    if (!w.data) {  // not packed: one BLAS call over every column, then the pointwise pass
+      if (M > 0) unpacked_gemm(w, M, A, lda, C, ldc, beta);
+      if (M_f > 0) pointwise(M_f, w.H, f);
+      return;
+    }
     const int64_t panels = static_cast<int64_t>(w.panels.size());
     parallel_for(panels, [&](int64_t p0, int64_t p1) {
       for (int64_t pi = p0; pi < p1; ++pi) {
@@ -118,6 +128,28 @@ class CpuBackend {
   static void run_row(const F& f, int64_t b, int64_t j0, int64_t j1) {
 #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) f(b, j);
+  }
+
+  // C (M, G*H) = A (M, K) Bm + beta C for an unpacked handle; Bm(k, n) = W[n sn + k sk].
+  void unpacked_gemm(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc,
+                     S beta) {
+    const int64_t N = w.G * w.H;
+    // W stored (N, K) (C = A W^T) or (K, N) (C = A W); with both strides 1 (a single row or
+    // column) the row stride tells which.
+    const bool w_is_nk = w.stride_k == 1 && w.stride_n >= w.K;
+    if (M == 1 && N > 0 && w.K > 0) {
+      // A single row is a GEMV: split W's output columns over the pool.
+      parallel_for(
+          N,
+          [&](int64_t n0, int64_t n1) {
+            blas_gemv(w_is_nk, w.K, n1 - n0, w.W + n0 * (w_is_nk ? w.stride_n : 1),
+                      w_is_nk ? w.stride_n : w.stride_k, A, beta, C + n0);
+          },
+          256);
+      return;
+    }
+    gemm(false, w_is_nk, M, N, w.K, S(1), A, lda, w.W, w_is_nk ? w.stride_n : w.stride_k, beta, C,
+         ldc);
   }
 
   static void scale_rows(int64_t M, int64_t N, S beta, S* C, int64_t ldc) {

@@ -69,12 +69,26 @@ struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
 
+// Packed panels, or (data null) the weights as given, for a step that runs once.
 template <typename S>
 struct PackedWeights {
   int64_t K = 0;
   std::vector<Panel> panels;
   std::unique_ptr<S, AlignedFree> data;
+  // The source: Bm(k, g*H + u) = W[(g*H + u) * stride_n + k * stride_k].
+  const S* W = nullptr;
+  int64_t stride_n = 0, stride_k = 0, H = 0;
+  int G = 0;
 };
+
+template <typename S>
+PackedWeights<S> unpacked_weights(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H,
+                                  int64_t K) {
+  PackedWeights<S> pw;
+  pw.K = K;
+  pw.W = W, pw.stride_n = stride_n, pw.stride_k = stride_k, pw.G = G, pw.H = H;
+  return pw;
+}
 
 // Packs the (K x G*H) matrix Bm(k, g*H + u) = W[(g*H + u) * stride_n + k * stride_k].
 // Forward (C = A W^T, W (G*H, K)): stride_n = ldw, stride_k = 1.
@@ -85,8 +99,7 @@ PackedWeights<S> pack_weights(const S* W, int64_t stride_n, int64_t stride_k, in
   constexpr int L = lanes<S>();
   const int64_t unit_blocks = (H + L - 1) / L;
   const int blocks_per_panel = std::max(1, 4 / G);
-  PackedWeights<S> pw;
-  pw.K = K;
+  PackedWeights<S> pw = unpacked_weights(W, stride_n, stride_k, G, H, K);
   int64_t offset = 0;
   for (int64_t ub = 0; ub < unit_blocks; ub += blocks_per_panel) {
     Panel p{};
