@@ -108,7 +108,7 @@ void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, p
   a.h_n = arg<S>(fn, "h_n", h_n, {B, P}, true);
   a.c_n = arg<S>(fn, "c_n", c_n, {B, H}, true);
   a.training = training;
-  a.gates = arg<S>(fn, "gates", gates, {T, B, G}, true);
+  a.gates = arg<S>(fn, "gates", gates, {T, B, G}, true, !training);
   std::vector<int64_t> state =
       training ? std::vector<int64_t>{T + 1, B, H} : std::vector<int64_t>{B, H};
   a.cells = arg<S>(fn, "cells", cells, state, true);
@@ -180,7 +180,7 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.h_n = arg<S>(fn, "h_n", h_n, {B, H}, true);
   a.training = training;
   a.reset_after = reset_after;
-  a.gates = arg<S>(fn, "gates", gates, {T, B, G}, true);
+  a.gates = arg<S>(fn, "gates", gates, {T, B, G}, true, !training);
   a.extra = training ? arg<S>(fn, "extra", extra, {T, B, H}, true)
                      : arg<S>(fn, "extra", extra, {B, H}, true);
   py::gil_scoped_release release;
@@ -245,7 +245,7 @@ void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.y = arg<S>(fn, "y", y, {T, B, H}, true);
   a.h_n = arg<S>(fn, "h_n", h_n, {B, H}, true);
   a.act = activation(nonlinearity);
-  a.gates = arg<S>(fn, "gates", gates, {T, B, H}, true);
+  a.gates = arg<S>(fn, "gates", gates, {T, B, H}, true, true);
   py::gil_scoped_release release;
   fastrnn::rnn_forward(a);
 }

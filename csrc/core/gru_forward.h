@@ -72,8 +72,8 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     return;
   }
   const int64_t extra_stride = a.training ? BH : 0;
-  input_projection(be, T * B, a.I, G3, a.x, a.w_ih, a.b_ih, a.b_hh, a.reset_after ? 2 * H : G3,
-                   a.gates);
+  StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G3, a.x, a.w_ih,
+                              a.b_ih, a.b_hh, a.reset_after ? 2 * H : G3);
   if (a.reset_after) {
     const auto w = be.pack(a.w_hh, H, 1, 3, H, H, T);
     S* gh = be.alloc(B * G3);
@@ -81,8 +81,8 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     for (int64_t t = 0; t < T; ++t) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-      const GruAfterStep<S> f{a.gates + t * B * G3,       gh, b_hn, h_prev, a.y + t * BH,
-                              a.extra + t * extra_stride, H};
+      const GruAfterStep<S> f{
+          gates.at(t), gh, b_hn, h_prev, a.y + t * BH, a.extra + t * extra_stride, H};
       be.step(w, M, M, h_prev, H, gh, G3, S(0), f);
     }
   } else {
@@ -90,7 +90,7 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     const auto w_n = be.pack(a.w_hh + 2 * H * H, H, 1, 1, H, H, T);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
-      S* g = a.gates + t * B * G3;
+      S* g = gates.at(t);
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
       S* rh = a.extra + t * extra_stride;
       be.step(w_rz, M, M, h_prev, H, g, G3, S(1), GruRzStep<S>{g, h_prev, rh, H});

@@ -38,14 +38,15 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
     be.copy(BH, a.c0, a.c_n);
     return;
   }
-  input_projection(be, T * B, a.I, G4, a.x, a.w_ih, a.b_ih, a.b_hh, G4, a.gates);
+  StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G4, a.x, a.w_ih,
+                              a.b_ih, a.b_hh, G4);
   const auto w = be.pack(a.w_hh, P, 1, 4, H, P, T);
   const bool proj = a.w_hr != nullptr;
   typename Backend::Packed w_r;
   if (proj) w_r = be.pack(a.w_hr, H, 1, 1, P, H, T);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
-    S* g = a.gates + t * B * G4;
+    S* g = gates.at(t);
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BP;
     S* y_t = a.y + t * BP;
     S* m_t = proj ? a.m + t * c_stride : y_t;

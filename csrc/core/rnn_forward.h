@@ -27,11 +27,11 @@ void rnn_forward_loop(Backend& be, const RnnForwardArgs<S>& a) {
     return;
   }
   const bool is_tanh = a.act == Activation::Tanh;
-  input_projection(be, T * B, a.I, H, a.x, a.w_ih, a.b_ih, a.b_hh, H, a.gates);
+  StepGates<S, Backend> gates(be, a.gates, T, B, a.I, H, a.x, a.w_ih, a.b_ih, a.b_hh, H);
   const auto w = be.pack(a.w_hh, H, 1, 1, H, H, T);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
-    S* g = a.gates + t * BH;
+    S* g = gates.at(t);
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
     be.step(w, M, M, h_prev, H, g, H, S(1), RnnForwardStep<S>{g, a.y + t * BH, H, is_tanh});
   }

@@ -37,6 +37,15 @@ class CpuBackend {
       scale_rows(M, N, beta, C, ldc);
       return;
     }
+    if (M == 1 && !trans_a && alpha == S(1)) {  // one row: a GEMV, columns split over the pool
+      parallel_for(
+          N,
+          [&](int64_t n0, int64_t n1) {
+            blas_gemv(trans_b, K, n1 - n0, B + n0 * (trans_b ? ldb : 1), ldb, A, beta, C + n0);
+          },
+          256);
+      return;
+    }
     // Split the rows of C; a row block of op(A) starts at row m (no transpose) or column m.
     const int64_t min_rows = std::max<int64_t>(16, (1 << 20) / std::max<int64_t>(1, N * K));
     parallel_for(
@@ -137,17 +146,6 @@ class CpuBackend {
     // W stored (N, K) (C = A W^T) or (K, N) (C = A W); with both strides 1 (a single row or
     // column) the row stride tells which.
     const bool w_is_nk = w.stride_k == 1 && w.stride_n >= w.K;
-    if (M == 1 && N > 0 && w.K > 0) {
-      // A single row is a GEMV: split W's output columns over the pool.
-      parallel_for(
-          N,
-          [&](int64_t n0, int64_t n1) {
-            blas_gemv(w_is_nk, w.K, n1 - n0, w.W + n0 * (w_is_nk ? w.stride_n : 1),
-                      w_is_nk ? w.stride_n : w.stride_k, A, beta, C + n0);
-          },
-          256);
-      return;
-    }
     gemm(false, w_is_nk, M, N, w.K, S(1), A, lda, w.W, w_is_nk ? w.stride_n : w.stride_k, beta, C,
          ldc);
   }

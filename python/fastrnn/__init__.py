@@ -3,14 +3,19 @@ C++, with a NumPy API.
 
 - :mod:`fastrnn.ops`: stateless ``{lstm,gru,rnn}_{forward,backward}`` on the C++ kernels.
 - :mod:`fastrnn.reference`: the same functions in plain NumPy, the ground truth.
+- ``LSTM``, ``GRU``, ``RNN`` and their ``*Cell`` forms: layers with torch.nn's arguments and
+  parameter names, on either backend.
 """
 
 from __future__ import annotations
 
 from . import _C, ops, reference
+from .cells import GRUCell, LSTMCell, RNNCell
+from .layers import GRU, LSTM, RNN, backends, no_grad
 
 __version__ = "0.1.0"
-__all__ = ["ops", "reference", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "no_grad",
+           "ops", "reference", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
            "available_cpu_isas", "blas_info",
            "__version__"]
 

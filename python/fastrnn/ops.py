@@ -281,7 +281,7 @@ def lstm_forward(x: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike],
     pk, x, st = _sorted_inputs(fn, lengths, T, B, x, st)
     d = x.dtype
     y, h_n, c_n = _empty((T, B, P), d), _empty((B, P), d), _empty((B, H), d)
-    gates = _empty((T, B, 4 * H), d)
+    gates = _empty((T, B, 4 * H), d) if training else None  # inference: chunked in C++
     state_shape = (T + 1, B, H) if training else (B, H)
     cells = _empty(state_shape, d)
     m = None if w_hr is None else _empty((T, B, H) if training else (B, H), d)
@@ -335,7 +335,7 @@ def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: Ar
     pk, x, st = _sorted_inputs(fn, lengths, T, B, x, st)
     d = x.dtype
     y, h_n = _empty((T, B, H), d), _empty((B, H), d)
-    gates = _empty((T, B, 3 * H), d)
+    gates = _empty((T, B, 3 * H), d) if training else None  # inference: chunked in C++
     extra = _empty((T, B, H) if training else (B, H), d)
     _C.gru_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates, extra,
                    bool(training), bool(reset_after), H)
@@ -389,7 +389,7 @@ def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: Ar
     pk, x, st = _sorted_inputs(fn, lengths, T, B, x, st)
     d = x.dtype
     y, h_n = _empty((T, B, H), d), _empty((B, H), d)
-    gates = _empty((T, B, H), d)
+    gates = _empty((T, B, H), d) if training else None  # inference: chunked in C++
     _C.rnn_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates,
                    nonlinearity, H)
     y_out, h_out = _unsorted(pk, (y,), (h_n,))

@@ -22,7 +22,8 @@ struct GruForwardArgs {
   S* h_n;                      // (B, H) out: h at each sequence's last step
   bool training;
   bool reset_after;
-  // Training: saved for backward. Inference: workspace, gates (T, B, 3H), extra (B, H).
+  // Training: saved for backward. Inference: gates null (the kernel projects the input a few
+  // steps at a time, so memory does not grow with T), extra (B, H) workspace.
   S* gates;  // (T, B, 3H) activated r, z, n
   S* extra;  // training (T, B, H): reset_after: W_hn h + b_hn; reset_before: r * h
 };

@@ -24,7 +24,8 @@ struct LstmForwardArgs {
   S* h_n;                      // (B, P) out: h at each sequence's last step
   S* c_n;                      // (B, H) out
   bool training;
-  // Training: saved for backward. Inference: workspace.
+  // Training: saved for backward. Inference: workspace (gates null: the kernel projects the
+  // input a few steps at a time, so memory does not grow with T).
   S* gates;  // (T, B, 4H) activated gates
   S* cells;  // training (T + 1, B, H): c_0 .. c_T; inference (B, H)
   S* m;      // with w_hr: o * tanh(c), training (T, B, H), inference (B, H); else null

@@ -21,7 +21,8 @@ struct RnnForwardArgs {
   S* y;                        // (T, B, H) out; with h0, all that backward needs
   S* h_n;                      // (B, H) out: h at each sequence's last step
   Activation act;
-  S* gates;  // (T, B, H) workspace: the input projection
+  S* gates;  // (T, B, H) workspace for the input projection (training: backward reuses it),
+             // or null: the kernel then projects a few steps at a time (memory flat in T)
 };
 
 template <typename S>
