@@ -9,13 +9,13 @@ C++, with a NumPy API.
 
 from __future__ import annotations
 
-from . import _C, ops, reference
+from . import _C, ops, reference, train
 from .cells import GRUCell, LSTMCell, RNNCell
 from .layers import GRU, LSTM, RNN, backends, no_grad
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "no_grad",
-           "ops", "reference", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
+           "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
            "available_cpu_isas", "blas_info",
            "__version__"]
 

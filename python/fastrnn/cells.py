@@ -65,7 +65,7 @@ class _CellBase(_Base):
         self._saved = (saved, unbatched) if training else None
         self._last = "training" if training else "inference"
 
-    def _take_saved(self):
+    def _peek_saved(self):
         name = type(self).__name__
         if self._saved is None:
             if self._last is None:
@@ -74,9 +74,7 @@ class _CellBase(_Base):
                 raise RuntimeError(f"{name}.backward: the last step ran in inference mode "
                                    f"(eval() or no_grad()) and kept nothing for backward")
             raise RuntimeError(f"{name}.backward: already called for the last step")
-        saved, unbatched = self._saved
-        self._saved = None
-        return saved, unbatched
+        return self._saved
 
     def _grad(self, what: str, g, unbatched: bool, B: int) -> Optional[np.ndarray]:
         if g is None:
@@ -117,8 +115,9 @@ class RNNCell(_CellBase):
 
     def backward(self, dh: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """Gradients of the last step: ``dx, dh_prev``; parameter gradients accumulate."""
-        saved, un = self._take_saved()
+        saved, un = self._peek_saved()
         dh = self._grad("dh", dh, un, saved_batch(saved))
+        self._saved = None  # one backward per step, as the kernels' saved state
         bwd = self._impl.rnn_backward if self._cell == "rnn" else self._impl.gru_backward
         dx, dh0, *wgrads = bwd(saved, None, dh)
         self._accumulate(self._names(), wgrads)
@@ -160,9 +159,10 @@ class LSTMCell(_CellBase):
     def backward(self, dh: Optional[ArrayLike], dc: Optional[ArrayLike] = None):
         """Gradients of the last step: ``dx, (dh_prev, dc_prev)``; parameter gradients
         accumulate into ``self.grads``. dh or dc may be None (zeros)."""
-        saved, un = self._take_saved()
+        saved, un = self._peek_saved()
         B = saved_batch(saved)
         dh, dc = self._grad("dh", dh, un, B), self._grad("dc", dc, un, B)
+        self._saved = None  # one backward per step, as the kernels' saved state
         dx, dh0, dc0, *wgrads = self._impl.lstm_backward(saved, None, dh, dc)
         self._accumulate(self._names(), wgrads)
         return _squeeze(dx[0], un), (_squeeze(dh0, un), _squeeze(dc0, un))

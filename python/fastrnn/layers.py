@@ -299,6 +299,7 @@ class _RNNBase(_Base):
                 tape["masks"][layer] = mask
                 inp = inp * mask
         self._tape = tape if training else None
+        self._dropout_masks_for_tests = tape["masks"]
         self._last_forward = "training" if training else "inference"
         y = inp
         if self.batch_first and not unbatched:

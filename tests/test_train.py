@@ -1,0 +1,89 @@
+"""fastrnn.train: clipping, truncated BPTT (k1 = k2 and the documented k1 != k2), stream
+batching."""
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn.train import clip_grad_norm, stream_batches, truncated_bptt
+
+
+def test_clip_grad_norm():
+    g = {"a": np.array([3.0, 0.0]), "b": np.array([[4.0]]), "none": None}
+    assert clip_grad_norm(g, 10.0) == pytest.approx(5.0)
+    np.testing.assert_array_equal(g["a"], [3.0, 0.0])  # under the limit: unchanged
+    assert clip_grad_norm(g, 1.0) == pytest.approx(5.0)
+    norm = np.sqrt(np.sum(g["a"] ** 2) + np.sum(g["b"] ** 2))
+    assert norm == pytest.approx(1.0, rel=1e-5)
+    with pytest.raises(ValueError, match="max_norm must be positive"):
+        clip_grad_norm(g, 0)
+    g32 = {"w": np.full(4, 10.0, np.float32)}
+    clip_grad_norm(g32, 2.0)
+    assert g32["w"].dtype == np.float32
+
+
+def test_truncated_bptt_carries_state_and_cuts_gradients():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((23, 2, 3))
+    lstm = fastrnn.LSTM(3, 5, dtype=np.float64, seed=1)
+    with fastrnn.no_grad():
+        y_full, _ = lstm(x)
+    ys, starts = [], []
+    state = None
+    for t0, xc, yc in truncated_bptt(lstm, x, 5):
+        ys.append(yc)
+        starts.append(t0)
+        lstm.zero_grad()
+        lstm.backward(np.ones_like(yc))
+        chunk_grads = {k: g.copy() for k, g in lstm.grads.items()}
+        # The same gradients as a fresh run over the chunk from the carried state.
+        fresh = fastrnn.LSTM(3, 5, dtype=np.float64)
+        fresh.load_state_dict(lstm.state_dict())
+        fresh(xc, state)
+        fresh.backward(np.ones_like(yc))
+        for k in chunk_grads:
+            np.testing.assert_allclose(chunk_grads[k], fresh.grads[k], rtol=1e-12, atol=1e-14)
+        state = lstm.last_state
+    assert starts == [0, 5, 10, 15, 20]
+    np.testing.assert_allclose(np.concatenate(ys), y_full, rtol=1e-12, atol=1e-14)
+
+
+def test_documented_k1_k2_example_runs_and_matches_a_direct_computation():
+    rng = np.random.default_rng(1)
+    T, k1, k2 = 12, 2, 6
+    x = rng.standard_normal((T, 1, 3))
+    target = rng.standard_normal((T, 1, 4))
+    lstm = fastrnn.LSTM(3, 4, dtype=np.float64, seed=0)
+    dloss_dy = lambda y, tgt: y - tgt  # noqa: E731  (squared error)
+    states, grads = [None], []
+    for t in range(k1, T + 1, k1):
+        t0 = max(0, t - k2)
+        y, state = lstm(x[t0:t], states[t0 // k1])
+        states.append(state)
+        dy = np.zeros_like(y)
+        dy[-k1:] = dloss_dy(y[-k1:], target[t - k1:t])
+        lstm.backward(dy)
+        grads.append(lstm.grads["weight_hh_l0"].copy())
+        lstm.zero_grad()
+    # Direct: at t = 8 the window is steps 2..8 started from the true state entering step 2.
+    with fastrnn.no_grad():
+        _, s2 = lstm(x[:2])
+    y, _ = lstm(x[2:8], s2)
+    dy = np.zeros_like(y)
+    dy[-k1:] = dloss_dy(y[-k1:], target[6:8])
+    lstm.backward(dy)
+    np.testing.assert_allclose(grads[3], lstm.grads["weight_hh_l0"], rtol=1e-12)
+
+
+def test_stream_batches_continue_each_stream():
+    data = np.arange(103)
+    batches = list(stream_batches(data, batch_size=4, steps=6))
+    per_stream = 103 // 4  # 25 items per stream; 24 (input, target) pairs
+    assert sum(inp.shape[0] for inp, _ in batches) == per_stream - 1
+    first, second = batches[0], batches[1]
+    assert first[0].shape == (6, 4)
+    np.testing.assert_array_equal(first[0][:, 1], np.arange(25, 31))  # stream 1 starts at 25
+    np.testing.assert_array_equal(first[1], first[0] + 1)
+    np.testing.assert_array_equal(second[0][0], first[0][-1] + 1)  # continues where it stopped
+    with pytest.raises(ValueError, match="cannot make 4 streams"):
+        list(stream_batches(np.arange(5), 4, 2))
