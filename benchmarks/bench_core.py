@@ -12,55 +12,15 @@ the same FLOPs measured in the same run (the roofline fraction).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
-import time
 
+import common  # first: it sets NumPy's BLAS threads, which NumPy reads at import
+import numpy as np
 
-def _threads_from_argv() -> str:
-    args = sys.argv[1:]
-    return args[args.index("--threads") + 1] if "--threads" in args[:-1] else "1"
-
-
-# NumPy's own OpenBLAS (the reference's GEMMs) must use the same thread count as the peers,
-# and reads it only at import.
-os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
-
-import numpy as np  # noqa: E402
-
-import fastrnn  # noqa: E402
-from fastrnn import _C, ops, reference  # noqa: E402
+import fastrnn
+from common import machine, summary, timeit
+from fastrnn import _C, ops, reference
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
-
-
-def timeit(fns: dict, repeats: int) -> dict:
-    """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
-    drifts of a shared machine hit every peer alike. Returns name -> list of ms."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
-def summary(ms: list) -> str:
-    return f"{np.median(ms):8.1f} ({min(ms):6.1f}-{max(ms):6.1f})"
 
 
 def fastrnn_fns(mod, cell, x, w):
@@ -132,7 +92,7 @@ def main() -> None:
         pass
     print(f"machine: {machine()}; fastrnn {fastrnn.__version__} ({fastrnn.cpu_isa()}, "
           f"{fastrnn.get_num_threads()} threads); numpy {np.__version__} "
-          f"({os.environ['OPENBLAS_NUM_THREADS']} BLAS threads); "
+          f"({common.numpy_threads()} BLAS threads); "
           + (f"torch {peers['torch']} ({args.threads} threads)" if peers else "torch not installed"))
     print(f"float32, T={T} B={B} I=H={H}; median ms (min-max) over {args.repeats} interleaved runs; "
           f"ratios: median of per-run time / fastrnn's time (> 1: fastrnn faster)")

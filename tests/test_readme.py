@@ -25,3 +25,12 @@ def test_main_job_runs():
     for cell in ("lstm", "gru", "rnn"):
         line = next(l for l in out.splitlines() if l.startswith(cell))
         assert float(line.split()[1]) < 1e-4  # max relative error against the reference
+
+
+def test_readme_python_examples_run():
+    """Every python block of the README runs, in order, in one namespace."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)

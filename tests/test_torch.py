@@ -70,14 +70,8 @@ def torch_run(v, p, dtype):
     return [to_np(o) for o in outs], {k: to_np(g) for k, g in grads.items()}
 
 
-@pytest.mark.parametrize("v", TORCH_VARIANTS, ids=[v.id for v in TORCH_VARIANTS])
-@pytest.mark.parametrize("impl", [ops, reference], ids=["cpu", "reference"])
-@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("shape,bias", [((6, 3, 5, 7), True), ((1, 1, 2, 1), True),
-                                        ((20, 8, 16, 33), False)])
-def test_matches_torch(v, impl, dtype, shape, bias):
+def check_against_torch(v, impl, p, dtype):
     torch.set_num_threads(1)
-    p = make_problem(v, *shape, dtype=dtype, bias=bias, seed=11)
     want_outs, want_grads = torch_run(v, p, dtype)
     outs, saved = forward(impl, v, p)
     grads = backward(impl, v, saved, p)
@@ -86,6 +80,15 @@ def test_matches_torch(v, impl, dtype, shape, bias):
         assert_close(name, g, w, atol, rtol)
     for name, w in want_grads.items():
         assert_close("d" + name, grads[name], w, atol, rtol)
+
+
+@pytest.mark.parametrize("v", TORCH_VARIANTS, ids=[v.id for v in TORCH_VARIANTS])
+@pytest.mark.parametrize("impl", [ops, reference], ids=["cpu", "reference"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+@pytest.mark.parametrize("shape,bias", [((6, 3, 5, 7), True), ((1, 1, 2, 1), True),
+                                        ((20, 8, 16, 33), False)])
+def test_matches_torch(v, impl, dtype, shape, bias):
+    check_against_torch(v, impl, make_problem(v, *shape, dtype=dtype, bias=bias, seed=11), dtype)
 
 
 @pytest.mark.parametrize("v", TORCH_VARIANTS, ids=[v.id for v in TORCH_VARIANTS])
@@ -97,13 +100,5 @@ def test_lengths_and_projection_match_torch(v, impl, dtype, lengths, proj):
     """torch's PackedSequence (lengths >= 1: torch rejects 0) and proj_size."""
     if proj and v.cell != "lstm":
         pytest.skip("projections are an LSTM option")
-    torch.set_num_threads(1)
-    p = make_problem(v, 7, 5, 6, 9, dtype=dtype, seed=13, proj=proj, lengths=lengths)
-    want_outs, want_grads = torch_run(v, p, dtype)
-    outs, saved = forward(impl, v, p)
-    grads = backward(impl, v, saved, p)
-    atol, rtol = TOL[dtype]
-    for name, g, w in zip(["y", "h_n", "c_n"], outs, want_outs):
-        assert_close(name, g, w, atol, rtol)
-    for name, w in want_grads.items():
-        assert_close("d" + name, grads[name], w, atol, rtol)
+    check_against_torch(v, impl, make_problem(v, 7, 5, 6, 9, dtype=dtype, seed=13, proj=proj,
+                                              lengths=lengths), dtype)

@@ -75,11 +75,7 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, I = a.I, H = a.H, BH = B * H, G3 = 3 * H, TB = T * B;
   be.copy(BH, a.dh_n, a.dh0);
   if (T == 0 || B == 0) {
-    be.fill_zero(G3 * I, a.dw_ih);
-    be.fill_zero(G3 * H, a.dw_hh);
-    if (a.db_ih) be.fill_zero(G3, a.db_ih);
-    if (a.db_hh) be.fill_zero(G3, a.db_hh);
-    be.fill_zero(TB * I, a.dx);
+    zero_grads(be, T * B, I, G3, H, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
     return;
   }
   const int64_t* bs = a.batch_sizes;

@@ -122,6 +122,17 @@ class StepGates {
   S* buf_ = nullptr;
 };
 
+// The gradients of a call with nothing to run (T = 0 or B = 0): zero weights and dx.
+template <typename S, typename Backend>
+void zero_grads(Backend& be, int64_t TB, int64_t I, int64_t GH, int64_t P, S* dx, S* dw_ih,
+                S* dw_hh, S* db_ih, S* db_hh) {
+  be.fill_zero(TB * I, dx);
+  be.fill_zero(GH * I, dw_ih);
+  be.fill_zero(GH * P, dw_hh);
+  if (db_ih) be.fill_zero(GH, db_ih);
+  if (db_hh) be.fill_zero(GH, db_hh);
+}
+
 // Gradients of an input-side weight block from its pre-activation gradients over all steps:
 //   dx (TB, I) (+)= dg (TB, rows) w_rows (rows, I)       (beta 0 or 1)
 //   dw (rows, I)   = dg^T x

@@ -53,12 +53,8 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
   be.copy(BP, a.dh_n, a.dh0);  // dh0 doubles as the carry of dh
   be.copy(BH, a.dc_n, a.dc0);  // and dc0 as the running dc
   if (T == 0 || B == 0) {
-    be.fill_zero(G4 * I, a.dw_ih);
-    be.fill_zero(G4 * P, a.dw_hh);
     if (a.dw_hr) be.fill_zero(P * H, a.dw_hr);
-    if (a.db_ih) be.fill_zero(G4, a.db_ih);
-    if (a.db_hh) be.fill_zero(G4, a.db_hh);
-    be.fill_zero(T * B * I, a.dx);
+    zero_grads(be, T * B, I, G4, P, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
     return;
   }
   // W_hh (4H, P) as the K x N right operand of dh = dgates W_hh; W_hr (P, H) likewise.

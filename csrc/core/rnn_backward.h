@@ -28,11 +28,7 @@ void rnn_backward_loop(Backend& be, const RnnBackwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, I = a.I, H = a.H, BH = B * H;
   be.copy(BH, a.dh_n, a.dh0);
   if (T == 0 || B == 0) {
-    be.fill_zero(H * I, a.dw_ih);
-    be.fill_zero(H * H, a.dw_hh);
-    if (a.db_ih) be.fill_zero(H, a.db_ih);
-    if (a.db_hh) be.fill_zero(H, a.db_hh);
-    be.fill_zero(T * B * I, a.dx);
+    zero_grads(be, T * B, I, H, H, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
     return;
   }
   const bool is_tanh = a.act == Activation::Tanh;

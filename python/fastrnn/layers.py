@@ -398,7 +398,20 @@ class _RNNBase(_Base):
         return dx, dh0, dc0
 
 
-class RNN(_RNNBase):
+class _OneStateLayer(_RNNBase):
+    """GRU and RNN: the state is h alone."""
+
+    def _split_hx(self, hx, B, unbatched):
+        return self._state("h0", hx, B, self.hidden_size, unbatched), None
+
+    def backward(self, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike] = None):
+        """BPTT through the last forward: ``dx, dh0``; parameter gradients accumulate into
+        ``self.grads``. dy (shaped as y) and dh_n (as h_n) may be None (zeros)."""
+        dx, dh0, _ = self._backward(dy, dh_n, None)
+        return dx, dh0
+
+
+class RNN(_OneStateLayer):
     """Elman RNN layers, h' = act(W_ih x + b_ih + W_hh h + b_hh), act = "tanh" | "relu".
     Arguments as torch.nn.RNN, plus dtype, backend ("auto" | "cpu" | "numpy") and seed."""
 
@@ -414,17 +427,9 @@ class RNN(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, dtype, backend, seed, nonlinearity=nonlinearity)
 
-    def _split_hx(self, hx, B, unbatched):
-        return self._state("h0", hx, B, self.hidden_size, unbatched), None
-
-    def backward(self, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike] = None):
-        """BPTT through the last forward: ``dx, dh0``; parameter gradients accumulate into
-        ``self.grads``. dy (shaped as y) and dh_n (as h_n) may be None (zeros)."""
-        dx, dh0, _ = self._backward(dy, dh_n, None)
-        return dx, dh0
 
 
-class GRU(_RNNBase):
+class GRU(_OneStateLayer):
     """GRU layers. Arguments as torch.nn.GRU, plus reset_after (True: PyTorch/cuDNN's
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)); False: Cho et al.'s
     n = tanh(W_in x + b_in + W_hn (r h) + b_hn)), dtype, backend and seed."""
@@ -439,14 +444,6 @@ class GRU(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, 0, dtype, backend, seed, reset_after=self.reset_after)
 
-    def _split_hx(self, hx, B, unbatched):
-        return self._state("h0", hx, B, self.hidden_size, unbatched), None
-
-    def backward(self, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike] = None):
-        """BPTT through the last forward: ``dx, dh0``; parameter gradients accumulate into
-        ``self.grads``. dy (shaped as y) and dh_n (as h_n) may be None (zeros)."""
-        dx, dh0, _ = self._backward(dy, dh_n, None)
-        return dx, dh0
 
 
 class LSTM(_RNNBase):

@@ -264,6 +264,20 @@ def _batch_sizes(pk: Optional[_Lengths]):
     return None if pk is None else pk.batch_sizes
 
 
+def _begin_backward(fn: str, saved, cell: str, G: int, dy, finals: dict):
+    """Checks a backward's arguments and allocates its outputs. Returns (s, dy, finals,
+    outputs) with dy and finals in the kernels' row order and outputs = (dx, dh0, dw_ih,
+    dw_hh, db_ih, db_hh); marks the saved state consumed (the kernel overwrites it)."""
+    s = _check_saved(fn, saved, cell)
+    pk, P = s.options["lengths"], s.options.get("P", s.H)
+    dy, fin = _upstream(fn, s, dy, finals, P)
+    if pk is not None:
+        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
+    dx, dh0 = _empty((s.T, s.B, s.I), s.dtype), _empty((s.B, P), s.dtype)
+    s.consumed = True
+    return s, dy, fin, (dx, dh0) + _weight_grads(s, G, P)
+
+
 # ----------------------------------------------------------------------------- LSTM
 
 
@@ -300,22 +314,16 @@ def lstm_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLik
                   dc_n: Optional[ArrayLike]):
     """BPTT through :func:`lstm_forward`: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, and
     ``dw_hr`` as an eighth when the forward had a projection."""
-    fn = "lstm_backward"
-    s = _check_saved(fn, saved, "lstm")
-    P, w_hr, pk = s.options["P"], s.options["w_hr"], s.options["lengths"]
-    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n, "dc_n": dc_n}, P)
-    if pk is not None:
-        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
-    d, a = s.dtype, s.arrays
-    dx, dh0, dc0 = _empty((s.T, s.B, s.I), d), _empty((s.B, P), d), _empty((s.B, s.H), d)
-    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 4, P)
-    dw_hr = None if w_hr is None else _empty(w_hr.shape, d)
-    s.consumed = True
+    s, dy, fin, out = _begin_backward("lstm_backward", saved, "lstm", 4, dy,
+                                      {"dh_n": dh_n, "dc_n": dc_n})
+    a, pk, w_hr, P = s.arrays, s.options["lengths"], s.options["w_hr"], s.options["P"]
+    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = out
+    dc0 = _empty((s.B, s.H), s.dtype)
+    dw_hr = None if w_hr is None else _empty(w_hr.shape, s.dtype)
     _C.lstm_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], w_hr, _batch_sizes(pk),
                      a["gates"], a["cells"], s.options["m"], dy, fin["dh_n"], fin["dc_n"], dx,
                      dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, s.H, P)
-    dx, dh0, dc0 = _unsorted(pk, (dx,), (dh0, dc0))
-    grads = (dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)
+    grads = _unsorted(pk, (dx,), (dh0, dc0)) + (dw_ih, dw_hh, db_ih, db_hh)
     return grads if w_hr is None else grads + (dw_hr,)
 
 
@@ -350,21 +358,11 @@ def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: Ar
 
 def gru_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]):
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    fn = "gru_backward"
-    s = _check_saved(fn, saved, "gru")
-    pk = s.options["lengths"]
-    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n}, s.H)
-    if pk is not None:
-        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
-    d, a = s.dtype, s.arrays
-    dx, dh0 = _empty((s.T, s.B, s.I), d), _empty((s.B, s.H), d)
-    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 3, s.H)
-    s.consumed = True
+    s, dy, fin, out = _begin_backward("gru_backward", saved, "gru", 3, dy, {"dh_n": dh_n})
+    a, pk = s.arrays, s.options["lengths"]
     _C.gru_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk), a["gates"],
-                    a["extra"], dy, fin["dh_n"], dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
-                    s.options["reset_after"], s.H)
-    dx, dh0 = _unsorted(pk, (dx,), (dh0,))
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+                    a["extra"], dy, fin["dh_n"], *out, s.options["reset_after"], s.H)
+    return _unsorted(pk, out[:1], out[1:2]) + out[2:]
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -404,18 +402,8 @@ def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: Ar
 
 def rnn_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]):
     """BPTT through :func:`rnn_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    fn = "rnn_backward"
-    s = _check_saved(fn, saved, "rnn")
-    pk = s.options["lengths"]
-    dy, fin = _upstream(fn, s, dy, {"dh_n": dh_n}, s.H)
-    if pk is not None:
-        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
-    d, a = s.dtype, s.arrays
-    dx, dh0 = _empty((s.T, s.B, s.I), d), _empty((s.B, s.H), d)
-    dw_ih, dw_hh, db_ih, db_hh = _weight_grads(s, 1, s.H)
-    s.consumed = True
+    s, dy, fin, out = _begin_backward("rnn_backward", saved, "rnn", 1, dy, {"dh_n": dh_n})
+    a, pk = s.arrays, s.options["lengths"]
     _C.rnn_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk), a["gates"],
-                    dy, fin["dh_n"], dx, dh0, dw_ih, dw_hh, db_ih, db_hh,
-                    s.options["nonlinearity"], s.H)
-    dx, dh0 = _unsorted(pk, (dx,), (dh0,))
-    return dx, dh0, dw_ih, dw_hh, db_ih, db_hh
+                    dy, fin["dh_n"], *out, s.options["nonlinearity"], s.H)
+    return _unsorted(pk, out[:1], out[1:2]) + out[2:]

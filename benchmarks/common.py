@@ -1,0 +1,60 @@
+"""What the benchmark scripts share: the machine's name, interleaved timing, thread setup.
+
+Import it before NumPy: NumPy's own OpenBLAS (the reference's GEMMs) reads its thread count
+only at import, and every peer must run at the same explicit count (--threads, default 1).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+
+
+def _threads_from_argv() -> str:
+    args = sys.argv[1:]
+    return args[args.index("--threads") + 1] if "--threads" in args[:-1] else "1"
+
+
+os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
+
+import numpy as np  # noqa: E402
+
+
+def numpy_threads() -> str:
+    return os.environ["OPENBLAS_NUM_THREADS"]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{cpu}, {os.cpu_count()} logical CPUs"
+
+
+def timeit(fns: dict, repeats: int) -> dict:
+    """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
+    drifts of a shared machine hit every peer alike. Returns name -> list of ms."""
+    for fn in fns.values():
+        fn()  # warm-up
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def summary(ms: list) -> str:
+    """median (min-max)"""
+    return f"{np.median(ms):8.2f} ({min(ms):7.2f}-{max(ms):7.2f})"
+
+
+def ratio(peer: list, ours: list) -> float:
+    """Median of per-run ratios peer / ours (> 1: ours faster); robust to drifts."""
+    return float(np.median(np.array(peer) / np.array(ours)))
