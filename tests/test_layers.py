@@ -96,7 +96,7 @@ def compare(kind, dtype, lengths=None, batch_first=False, **kw):
         assert_close("d" + name, got[2][name], want[2][name], atol, rtol)
 
 
-GRID = list(itertools.product([1, 3], [False, True], [False, True], [True, False], [None, LENGTHS]))
+GRID = list(itertools.product([1, 2, 3], [False, True], [False, True], [True, False], [None, LENGTHS]))
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
@@ -138,7 +138,7 @@ def test_dropout_matches_torch_with_the_same_masks(kind, bidirectional):
     rng = np.random.default_rng(2)
     x, state, dy, dstate = random_problem(ours, kind, False, rng, np.float64)
     got = run_ours(ours, kind, x, state, LENGTHS, dy, dstate)
-    masks = [ours._dropout_masks_for_tests[l] for l in range(L - 1)]
+    masks = [ours.last_dropout_masks[l] for l in range(L - 1)]
     assert all(((m == 0) | np.isclose(m, 1 / (1 - p))).all() for m in masks)
     assert 0.2 < np.mean([(m == 0).mean() for m in masks]) < 0.6
 
@@ -175,13 +175,18 @@ def test_dropout_matches_torch_with_the_same_masks(kind, bidirectional):
         assert_close(name, g, s.grad.numpy(), atol, rtol)
 
 
-@pytest.mark.parametrize("kind", list(LAYERS))
-def test_numpy_backend_matches_cpu_backend(kind):
-    cls, _, extra = LAYERS[kind]
+OURS_ONLY = {**LAYERS, "gru_reset_before": (fastrnn.GRU, None, {"reset_after": False})}
+
+
+@pytest.mark.parametrize("kind", list(OURS_ONLY))
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_numpy_backend_matches_cpu_backend(kind, dropout):
+    cls, _, extra = OURS_ONLY[kind]
     a = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend="cpu",
-            **extra)
+            dropout=dropout, **extra)
     b = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend="numpy",
-            **extra)
+            dropout=dropout, **extra)
+    kind = kind.split("_")[0]
     rng = np.random.default_rng(3)
     x, state, dy, dstate = random_problem(a, kind, False, rng, np.float64)
     ra = run_ours(a, kind, x, state, LENGTHS, dy, dstate)
@@ -192,10 +197,10 @@ def test_numpy_backend_matches_cpu_backend(kind):
         assert_close(k, ra[2][k], rb[2][k], *TOL[np.float64])
 
 
-@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before", "rnn_tanh"])
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 def test_stacked_bidirectional_with_lengths_finite_differences(kind, backend):
-    cls, _, extra = LAYERS[kind]
+    cls, _, extra = OURS_ONLY[kind]
     kw = {"proj_size": 2} if kind == "lstm" else {}
     net = cls(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=1, backend=backend,
               **extra, **kw)
@@ -214,7 +219,8 @@ def test_stacked_bidirectional_with_lengths_finite_differences(kind, backend):
     dx = net.backward(wy)[0]
     eps = 1e-6
     checks = [("x", x, dx)] + [(k, net.parameters()[k], net.grads[k]) for k in
-                               ["weight_hh_l0_reverse", "weight_ih_l1", "bias_hh_l1"]]
+                               ["weight_hh_l0_reverse", "weight_ih_l1", "bias_hh_l1"]
+                               + (["weight_hr_l0"] if kind == "lstm" else [])]
     for name, arr, grad in checks:
         for idx in map(tuple, rng.integers(0, arr.shape, size=(6, arr.ndim))):
             old = arr[idx]
@@ -296,3 +302,17 @@ def test_inference_keeps_nothing_and_its_memory_does_not_grow_with_T():
     print(f"peak RSS growth (KiB): {grew}")
     assert grew["eval"] < 49_000 + 20_000
     assert grew["train"] > 49_000 + 197_000
+
+
+def test_dropout_is_reproducible_with_a_seed_and_off_in_eval():
+    x = np.random.default_rng(0).standard_normal((T, B, I)).astype(np.float32)
+    a = fastrnn.LSTM(I, H, num_layers=3, dropout=0.5, seed=11)
+    b = fastrnn.LSTM(I, H, num_layers=3, dropout=0.5, seed=11)
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])
+    np.testing.assert_array_equal(a(x)[0], b(x)[0])  # the same sequence of masks
+    assert set(a.last_dropout_masks) == {0, 1}
+    with fastrnn.no_grad():
+        y1, y2 = a(x)[0], a(x)[0]
+    np.testing.assert_array_equal(y1, y2)  # inference: no dropout
+    a.eval()
+    np.testing.assert_array_equal(a(x)[0], y1)

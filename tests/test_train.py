@@ -30,7 +30,8 @@ def test_truncated_bptt_carries_state_and_cuts_gradients():
         y_full, _ = lstm(x)
     ys, starts = [], []
     state = None
-    for t0, xc, yc in truncated_bptt(lstm, x, 5):
+    tbptt = truncated_bptt(lstm, x, 5)
+    for t0, xc, yc in tbptt:
         ys.append(yc)
         starts.append(t0)
         lstm.zero_grad()
@@ -43,7 +44,7 @@ def test_truncated_bptt_carries_state_and_cuts_gradients():
         fresh.backward(np.ones_like(yc))
         for k in chunk_grads:
             np.testing.assert_allclose(chunk_grads[k], fresh.grads[k], rtol=1e-12, atol=1e-14)
-        state = lstm.last_state
+        state = tbptt.state
     assert starts == [0, 5, 10, 15, 20]
     np.testing.assert_allclose(np.concatenate(ys), y_full, rtol=1e-12, atol=1e-14)
 
@@ -87,3 +88,8 @@ def test_stream_batches_continue_each_stream():
     np.testing.assert_array_equal(second[0][0], first[0][-1] + 1)  # continues where it stopped
     with pytest.raises(ValueError, match="cannot make 4 streams"):
         list(stream_batches(np.arange(5), 4, 2))
+
+
+def test_truncated_bptt_rejects_bad_k():
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        truncated_bptt(fastrnn.GRU(2, 3), np.zeros((4, 1, 2), np.float32), 0)

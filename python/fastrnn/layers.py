@@ -204,6 +204,9 @@ class _RNNBase(_Base):
                     shapes[f"weight_hr{sfx}"] = (P, H)
         self._init_params(shapes, H, seed)
         self._tape = None  # what the last training forward keeps for backward
+        # layer -> the (T, B, D*P) mask applied to that layer's output by the last training
+        # forward (0 or 1/(1-dropout)); backward applies the same.
+        self.last_dropout_masks: Dict[int, np.ndarray] = {}
         self._last_forward = None  # "training" | "inference"
 
     @property
@@ -299,7 +302,7 @@ class _RNNBase(_Base):
                 tape["masks"][layer] = mask
                 inp = inp * mask
         self._tape = tape if training else None
-        self._dropout_masks_for_tests = tape["masks"]
+        self.last_dropout_masks = tape["masks"]
         self._last_forward = "training" if training else "inference"
         y = inp
         if self.batch_first and not unbatched:

@@ -21,7 +21,7 @@ tests/test_train.py runs this example.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Tuple
 
 import numpy as np
 
@@ -44,24 +44,31 @@ def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> float:
     return total
 
 
-def truncated_bptt(layer, x: np.ndarray, k: int, state=None
-                   ) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
-    """Truncated BPTT with k1 = k2 = k over a long time-major sequence x (T, B, ...).
+class truncated_bptt:  # noqa: N801  (used like a function returning an iterator)
+    """Truncated BPTT with k1 = k2 = k over a long time-major sequence x (T, B, ...)::
 
-    Yields ``(t0, x_chunk, y_chunk)`` for chunks of k steps (the last may be shorter), after
-    running ``layer`` forward on the chunk from the state the previous chunk ended in. Call
-    ``layer.backward(dy_chunk)`` before asking for the next chunk: gradients stop at the chunk
-    boundary because the carried state is a plain array. The final state is in
-    ``layer.last_state`` when the iteration ends.
+        tbptt = truncated_bptt(lstm, x, k=35)
+        for t0, x_chunk, y_chunk in tbptt:
+            dy = ...                                  # loss gradient on y_chunk
+            lstm.backward(dy)                         # BPTT within the chunk only
+            clip_grad_norm(lstm.grads, 5.0); step; lstm.zero_grad()
+        final_state = tbptt.state
+
+    Each chunk of k steps (the last may be shorter) runs forward from the state the previous
+    chunk ended in (``state``, initially the argument); call backward before asking for the
+    next chunk. Gradients stop at chunk boundaries because the carried state is a plain array.
     """
-    if not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"truncated_bptt: k must be a positive int, got {k!r}")
-    T = np.shape(x)[0]
-    for t0 in range(0, T, k):
-        chunk = x[t0:t0 + k]
-        y, state = layer(chunk, state)
-        layer.last_state = state
-        yield t0, chunk, y
+
+    def __init__(self, layer, x: np.ndarray, k: int, state=None):
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"truncated_bptt: k must be a positive int, got {k!r}")
+        self.layer, self.x, self.k, self.state = layer, x, int(k), state
+
+    def __iter__(self) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
+        for t0 in range(0, np.shape(self.x)[0], self.k):
+            chunk = self.x[t0:t0 + self.k]
+            y, self.state = self.layer(chunk, self.state)
+            yield t0, chunk, y
 
 
 def stream_batches(data: np.ndarray, batch_size: int, steps: int
