@@ -80,46 +80,41 @@ void input_projection(Backend& be, int64_t TB, int64_t I, int64_t GH, const S* x
   if (b_ih || b_hh) be.pointwise(TB, GH, AddBias<S>{gates, GH, b_ih, b_hh, hh_cols});
 }
 
-// The gates of each step, starting from the input projection. Training keeps them all
-// (saved != null, (T, B, GH), projected in one GEMM over every step); inference projects a
-// few steps at a time into a small workspace, so its memory does not grow with T. A chunk
-// of ~512 rows keeps that GEMM large enough to run at full speed.
+// The gates of each step, starting from the input projection, computed a few steps ahead of
+// use (~512 rows per GEMM, enough for the BLAS to run at full speed) so that each step finds
+// its gates in cache. Training writes them into the saved (T, B, GH) buffer; inference into a
+// small workspace, so its memory does not grow with T.
 template <typename S, typename Backend>
 class StepGates {
  public:
   StepGates(Backend& be, S* saved, int64_t T, int64_t B, int64_t I, int64_t GH, const S* x,
             const S* w_ih, const S* b_ih, const S* b_hh, int64_t hh_cols)
-      : be_(be),
-        T_(T),
-        B_(B),
-        I_(I),
-        GH_(GH),
-        x_(x),
-        w_ih_(w_ih),
-        b_ih_(b_ih),
-        b_hh_(b_hh),
-        hh_cols_(hh_cols) {
-    chunk_ = saved ? T : std::min<int64_t>(T, (512 + B - 1) / std::max<int64_t>(B, 1));
-    buf_ = saved ? saved : be.alloc(chunk_ * B * GH);
+      : be_(be), saved_(saved), T_(T), B_(B), I_(I), GH_(GH), x_(x), w_ih_(w_ih), b_ih_(b_ih),
+        b_hh_(b_hh), hh_cols_(hh_cols) {
+    chunk_ = std::min<int64_t>(T, (512 + B - 1) / std::max<int64_t>(B, 1));
+    if (!saved) workspace_ = be.alloc(chunk_ * B * GH);
   }
 
   // (B, GH) gates of step t; steps must be visited in increasing order.
   S* at(int64_t t) {
-    if (t >= begin_ + filled_ || t < begin_) {
+    if (t >= end_) {
       begin_ = t;
-      filled_ = std::min(chunk_, T_ - t);
-      input_projection(be_, filled_ * B_, I_, GH_, x_ + t * B_ * I_, w_ih_, b_ih_, b_hh_, hh_cols_,
-                       buf_);
+      end_ = std::min(T_, t + chunk_);
+      input_projection(be_, (end_ - t) * B_, I_, GH_, x_ + t * B_ * I_, w_ih_, b_ih_, b_hh_,
+                       hh_cols_, chunk_start());
     }
-    return buf_ + (t - begin_) * B_ * GH_;
+    return chunk_start() + (t - begin_) * B_ * GH_;
   }
 
  private:
+  S* chunk_start() const { return saved_ ? saved_ + begin_ * B_ * GH_ : workspace_; }
+
   Backend& be_;
+  S* saved_;
+  S* workspace_ = nullptr;
   int64_t T_, B_, I_, GH_;
   const S *x_, *w_ih_, *b_ih_, *b_hh_;
-  int64_t hh_cols_, chunk_ = 0, begin_ = 0, filled_ = 0;
-  S* buf_ = nullptr;
+  int64_t hh_cols_, chunk_ = 0, begin_ = 0, end_ = 0;
 };
 
 // The gradients of a call with nothing to run (T = 0 or B = 0): zero weights and dx.

@@ -9,9 +9,30 @@ C++, with a NumPy API.
 
 from __future__ import annotations
 
-from . import _C, ops, reference, train
-from .cells import GRUCell, LSTMCell, RNNCell
-from .layers import GRU, LSTM, RNN, backends, no_grad
+import os as _os
+
+
+def _load_extension():
+    # The BLAS under fastrnn (scipy-openblas32) runs single-threaded inside fastrnn's own pool.
+    # Asking it for one thread when it loads keeps it from starting idle worker threads that
+    # would spin beside ours; the caller's environment is left as it was.
+    before = _os.environ.get("OPENBLAS_NUM_THREADS")
+    _os.environ["OPENBLAS_NUM_THREADS"] = "1"
+    try:
+        from . import _C
+    finally:
+        if before is None:
+            del _os.environ["OPENBLAS_NUM_THREADS"]
+        else:
+            _os.environ["OPENBLAS_NUM_THREADS"] = before
+    return _C
+
+
+_C = _load_extension()
+
+from . import ops, reference, train  # noqa: E402
+from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
+from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "no_grad",
