@@ -47,7 +47,9 @@ class CpuBackend {
       return;
     }
     // Split the rows of C; a row block of op(A) starts at row m (no transpose) or column m.
-    const int64_t min_rows = std::max<int64_t>(16, (1 << 20) / std::max<int64_t>(1, N * K));
+    // Each thread gets ~4 MFLOP at least: below that, waking a sleeping worker costs more
+    // than it saves.
+    const int64_t min_rows = std::max<int64_t>(16, (1 << 21) / std::max<int64_t>(1, N * K));
     parallel_for(
         M,
         [&](int64_t m0, int64_t m1) {
@@ -80,13 +82,17 @@ class CpuBackend {
       return;
     }
     const int64_t panels = static_cast<int64_t>(w.panels.size());
+    // A thread is worth waking for ~128K flops or more (a wake-up and join cost microseconds;
+    // between steps the workers are still spinning, so this is the usual case).
+    const int64_t panel_flops = 2 * std::max<int64_t>(M, 1) * w.K * 4 * lanes<S>() + M_f * 64;
+    const int64_t min_panels = std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(panel_flops, 1));
     parallel_for(panels, [&](int64_t p0, int64_t p1) {
       for (int64_t pi = p0; pi < p1; ++pi) {
         const Panel& p = w.panels[pi];
         if (M > 0) panel_gemm(w, p, M, A, lda, C, ldc, beta);
         for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
       }
-    });
+    }, min_panels);
   }
 
   // C = A . packed + beta C over M rows, nothing fused.
@@ -103,7 +109,7 @@ class CpuBackend {
         [&](int64_t m0, int64_t m1) {
           for (int64_t b = m0; b < m1; ++b) run_row(f, b, 0, N);
         },
-        std::max<int64_t>(1, 16384 / N));
+        std::max<int64_t>(1, 32768 / N));
   }
 
   // out[j] = sum over m of A[m, j] (m in order, so the result never depends on threads).

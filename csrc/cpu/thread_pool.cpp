@@ -20,7 +20,8 @@ int default_threads() {
 }
 
 // Workers spin for a short while after each job (the next time step usually follows within
-// microseconds), then sleep on a condition variable.
+// microseconds), then sleep on a condition variable. Spinning yields the core every few
+// dozen rounds, so that a pool of another library (or our own caller) is not starved.
 class Pool {
  public:
   explicit Pool(int n) : n_threads_(n) {
@@ -63,7 +64,12 @@ class Pool {
     }
     cv_.notify_all();
     task(ctx, 0, n / parts);
-    while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+    // Wait for the others. When cores are oversubscribed (another library's pool spinning
+    // beside ours) a worker may not be running: yield now and then so it can.
+    for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+      if (spin % 64 == 0) sched_yield();
+      else cpu_relax();
+    }
   }
 
  private:
@@ -77,9 +83,11 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       // Spin first, then sleep.
-      for (int spin = 0; spin < 20000 && generation_.load(std::memory_order_acquire) == seen;
-           ++spin)
-        cpu_relax();
+      for (int spin = 1; spin < 20000 && generation_.load(std::memory_order_acquire) == seen;
+           ++spin) {
+        if (spin % 64 == 0) sched_yield();  // let a runnable thread have this core
+        else cpu_relax();
+      }
       if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });

@@ -1,0 +1,55 @@
+"""``fastrnn check``: the C++ kernels against the NumPy reference on this machine, and the
+speed-up, for each cell, forward + backward (a first look; ``fastrnn bench`` measures)."""
+
+from __future__ import annotations
+
+import platform
+import time
+
+import numpy as np
+
+import fastrnn
+from fastrnn import ops, reference
+
+CELLS = [("lstm", 4, {}), ("gru", 3, {"reset_after": True}), ("rnn", 1, {"nonlinearity": "tanh"})]
+
+
+def _train_step(mod, cell: str, x, w, options):
+    """One forward + backward with dy = y; returns (y, gradients)."""
+    fwd, bwd = getattr(mod, f"{cell}_forward"), getattr(mod, f"{cell}_backward")
+    if cell == "lstm":
+        y, _, _, saved = fwd(x, None, None, *w)
+        return y, bwd(saved, y, None, None)
+    y, _, saved = fwd(x, None, *w, **options)
+    return y, bwd(saved, y, None)
+
+
+def _median_ms(fn, repeats: int) -> tuple:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times)), min(times), max(times)
+
+
+def run_check(T: int, B: int, H: int, repeats: int) -> int:
+    print(f"fastrnn {fastrnn.__version__} | {platform.machine()} | kernels: {fastrnn.cpu_isa()} | "
+          f"threads: {fastrnn.get_num_threads()}")
+    print(f"forward + backward, float32, T={T} B={B} I=H={H}; reference = plain NumPy\n")
+    print(f"{'cell':6} {'max rel err':>12} {'fastrnn ms':>11} {'numpy ms':>9} {'speed-up':>9}")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((T, B, H)).astype(np.float32)
+    for cell, G, options in CELLS:
+        k = 1 / np.sqrt(H)
+        w = [rng.uniform(-k, k, s).astype(np.float32) for s in [(G * H, H), (G * H, H), (G * H,), (G * H,)]]
+        y, grads = _train_step(ops, cell, x, w, options)
+        y_ref, grads_ref = _train_step(reference, cell, x, w, options)
+        err = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30))
+                  for a, b in zip([y, *grads], [y_ref, *grads_ref]) if a is not None)
+        fast = _median_ms(lambda: _train_step(ops, cell, x, w, options), repeats)
+        slow = _median_ms(lambda: _train_step(reference, cell, x, w, options), repeats)
+        print(f"{cell:6} {err:12.1e} {fast[0]:11.1f} {slow[0]:9.1f} {slow[0] / fast[0]:8.1f}x")
+    return 0
+

@@ -1,0 +1,263 @@
+"""The ``fastrnn`` command (also ``python -m fastrnn``).
+
+    fastrnn train-charlm      train a character-level LSTM language model (no download)
+    fastrnn sample CKPT       generate text from a checkpoint
+    fastrnn bench [--quick]   the benchmark suite
+    fastrnn check             the kernels against the NumPy reference, and the speed-up
+    fastrnn info              version, backends, CPU features, threads, BLAS
+
+Errors in what the user gave (a missing file, text that is not UTF-8, a damaged or
+mismatched checkpoint, a bad option) print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from typing import List, Optional
+
+import numpy as np
+
+import fastrnn
+
+
+class UserError(Exception):
+    """Something wrong with the command line or its files: reported in one line, exit 2."""
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class Progress:
+    """A one-line progress bar on a terminal; on a pipe, a line every ~5% of the work."""
+
+    def __init__(self, total: int, out=None):
+        self.total, self.out = max(total, 1), out or sys.stderr
+        self.tty = self.out.isatty()
+        self.last_pct = -1
+
+    def update(self, done: int, text: str) -> None:
+        frac = min(done / self.total, 1.0)
+        pct = int(frac * 100)
+        if self.tty:
+            filled = int(frac * 30)
+            self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} {text}   ")
+            self.out.flush()
+        elif pct // 5 != self.last_pct // 5 or done == self.total:
+            self.out.write(f"{done}/{self.total} {text}\n")
+            self.out.flush()
+        self.last_pct = pct
+
+    def close(self) -> None:
+        if self.tty:
+            self.out.write("\n")
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_info(args) -> int:
+    print(f"fastrnn {fastrnn.__version__} on Python {platform.python_version()}, "
+          f"{platform.machine()}")
+    print(f"backends: {', '.join(fastrnn.backends())} (CUDA: not compiled in)")
+    print(f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
+          f"{', '.join(fastrnn.available_cpu_isas())})")
+    print(f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
+          f"fastrnn.set_num_threads to change)")
+    print(f"BLAS: {fastrnn.blas_info()} (single-threaded inside fastrnn's pool)")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .check import run_check
+
+    return run_check(args.steps, args.batch, args.hidden, args.repeats)
+
+
+def read_text(path: Optional[str]) -> str:
+    if path is None:
+        from .charlm import default_corpus
+
+        return default_corpus()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        raise UserError(f"--text: no such file: {path}") from None
+    except OSError as e:
+        raise UserError(f"--text: cannot read {path}: {e.strerror}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"--text: {path} is not UTF-8 text (byte {e.start}: "
+                        f"{data[e.start:e.start + 1]!r})") from None
+
+
+def cmd_train_charlm(args) -> int:
+    from . import charlm
+
+    if args.temperature <= 0:
+        raise UserError(f"--temperature must be > 0, got {args.temperature}")
+    if args.threads:
+        fastrnn.set_num_threads(args.threads)
+    if args.resume:
+        model, opt, step, state = _load(args.resume, args.backend)
+        text = read_text(args.text)
+        unknown = sorted(set(text) - set(model.vocab))
+        if unknown:
+            raise UserError(f"--text has characters the checkpoint's model never saw: "
+                            f"{''.join(unknown)[:20]!r}")
+        print(f"resumed {args.resume} at step {step}", file=sys.stderr)
+    else:
+        text = read_text(args.text)
+        if len(set(text)) < 2:
+            raise UserError("the text needs at least two distinct characters")
+        config = charlm.CharLMConfig(hidden_size=args.hidden, num_layers=args.layers,
+                                     embed_size=args.embed, batch_size=args.batch,
+                                     seq_len=args.seq_len, lr=args.lr, seed=args.seed,
+                                     backend=args.backend)
+        model = charlm.CharLM("".join(sorted(set(text))), config)
+        opt, step, state = charlm.Adam(model.params(), config.lr), 0, None
+    c = model.config
+    if len(text) < 2 * c.batch_size * 2:
+        raise UserError(f"the text ({len(text)} characters) is too short for batch size "
+                        f"{c.batch_size}")
+    base = charlm.unigram_entropy_bits(text)
+    print(f"corpus: {len(text):,} characters, {len(model.vocab)} distinct; unigram entropy "
+          f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
+          f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
+          f"{c.backend}, {fastrnn.get_num_threads()} threads", file=sys.stderr)
+    bar = Progress(args.steps)
+    smooth = [None]
+
+    def on_step(s, bpc, cps):
+        smooth[0] = bpc if smooth[0] is None else 0.9 * smooth[0] + 0.1 * bpc
+        loss = smooth[0] * np.log(2)
+        bar.update(s - step, f"step {s} loss {loss:.3f} ({smooth[0]:.2f} bits/char) "
+                             f"{cps:,.0f} chars/s")
+
+    def on_sample(s):
+        bar.close()
+        text_out = charlm.sample(model, args.sample_length, args.temperature, seed=s)
+        print(f"--- sample at step {s} (temperature {args.temperature}) ---\n{text_out}\n---",
+              flush=True)
+
+    state = charlm.train(model, opt, text, args.steps, step, on_step, on_sample,
+                         args.sample_every, state)
+    bar.close()
+    final = step + args.steps
+    if args.checkpoint:
+        charlm.save_checkpoint(args.checkpoint, model, opt, final, state)
+        print(f"saved {args.checkpoint} (step {final})", file=sys.stderr)
+    print(f"done: step {final}, {smooth[0]:.2f} bits/char (unigram baseline {base:.2f})")
+    return 0
+
+
+def _load(path: str, backend: Optional[str]):
+    from .charlm import CheckpointError, load_checkpoint
+
+    try:
+        return load_checkpoint(path, backend)
+    except FileNotFoundError:
+        raise UserError(f"no such checkpoint: {path}") from None
+    except CheckpointError as e:
+        raise UserError(str(e)) from None
+
+
+def cmd_sample(args) -> int:
+    from .charlm import sample
+
+    if args.temperature <= 0:
+        raise UserError(f"--temperature must be > 0, got {args.temperature}")
+    if args.length < 0:
+        raise UserError(f"--length must be >= 0, got {args.length}")
+    model = _load(args.checkpoint, None)[0]
+    try:
+        print(sample(model, args.length, args.temperature, args.prime, seed=args.seed))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from .bench import run_bench
+
+    return run_bench(args)
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def positive_int(s: str) -> int:
+    v = int(s)
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {s}")
+    return v
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="fastrnn", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("info", help="version, backends, CPU features, threads, BLAS")
+    s.set_defaults(fn=cmd_info)
+
+    s = sub.add_parser("check", help="the kernels against the NumPy reference, and the speed-up")
+    s.add_argument("-T", "--steps", type=positive_int, default=50)
+    s.add_argument("-B", "--batch", type=positive_int, default=32)
+    s.add_argument("-H", "--hidden", type=positive_int, default=256)
+    s.add_argument("--repeats", type=positive_int, default=3)
+    s.set_defaults(fn=cmd_check)
+
+    s = sub.add_parser("train-charlm", help="train a character-level LSTM language model")
+    s.add_argument("--text", help="a UTF-8 text file (default: Python's own documentation, "
+                                  "from the standard library's pydoc_data)")
+    s.add_argument("--steps", type=positive_int, default=1000)
+    s.add_argument("--hidden", type=positive_int, default=256)
+    s.add_argument("--layers", type=positive_int, default=2)
+    s.add_argument("--embed", type=positive_int, default=64)
+    s.add_argument("--batch", type=positive_int, default=32)
+    s.add_argument("--seq-len", type=positive_int, default=64)
+    s.add_argument("--lr", type=float, default=3e-3)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--backend", choices=["auto", "cpu", "numpy"], default="auto")
+    s.add_argument("--threads", type=int, default=0, help="0: all cores")
+    s.add_argument("--sample-every", type=int, default=250)
+    s.add_argument("--sample-length", type=int, default=200)
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--checkpoint", help="save here (.npz) when done")
+    s.add_argument("--resume", help="continue from this checkpoint")
+    s.set_defaults(fn=cmd_train_charlm)
+
+    s = sub.add_parser("sample", help="generate text from a checkpoint")
+    s.add_argument("checkpoint")
+    s.add_argument("--temperature", type=float, default=0.8)
+    s.add_argument("--length", type=int, default=300)
+    s.add_argument("--prime", default="")
+    s.add_argument("--seed", type=int, default=None)
+    s.set_defaults(fn=cmd_sample)
+
+    s = sub.add_parser("bench", help="the benchmark suite")
+    from .bench import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(fn=cmd_bench)
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args)
+    except UserError as e:
+        print(f"fastrnn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""The fastrnn command end to end, at tiny sizes: info, train-charlm (progress, samples,
+checkpoint, exact resume), sample, bench --quick with and without the optional peers, and
+bad input: one clear line and exit status 2, never a traceback."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from fastrnn import charlm
+
+TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch", "2", "--seq-len", "8"]
+TEXT = "the quick brown fox jumps over the lazy dog. " * 40
+
+
+def run(*args, check=True):
+    p = subprocess.run([sys.executable, "-m", "fastrnn", *args], capture_output=True, text=True)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(TEXT, encoding="utf-8")
+    return str(path)
+
+
+def test_info():
+    out = run("info").stdout
+    for word in ("fastrnn", "backends: numpy, cpu", "CPU kernels", "threads", "BLAS: OpenBLAS"):
+        assert word in out
+
+
+def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):
+    ckpt = str(tmp_path / "m.npz")
+    p = run("train-charlm", "--text", corpus, "--steps", "6", "--sample-every", "3",
+            "--sample-length", "20", "--checkpoint", ckpt, *TINY)
+    assert "unigram entropy" in p.stderr and "6/6 step 6 loss" in p.stderr
+    assert "chars/s" in p.stderr
+    assert p.stdout.count("--- sample at step") == 2
+    assert "done: step 6" in p.stdout
+    model, opt, step, state = charlm.load_checkpoint(ckpt)
+    assert step == 6 and opt.t == 6 and state[0].shape == (1, 2, 16)
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    """8 steps straight equal 4 steps, save, resume, 4 more: the same parameters."""
+    a, b, c = (str(tmp_path / f"{n}.npz") for n in "abc")
+    common = ["--text", corpus, "--sample-every", "0", "--threads", "1", *TINY]
+    run("train-charlm", "--steps", "8", "--checkpoint", a, *common)
+    run("train-charlm", "--steps", "4", "--checkpoint", b, *common)
+    p = run("train-charlm", "--steps", "4", "--resume", b, "--checkpoint", c, *common)
+    assert "resumed" in p.stderr
+    ma, mc = charlm.load_checkpoint(a)[0], charlm.load_checkpoint(c)[0]
+    for k, v in ma.params().items():
+        np.testing.assert_array_equal(v, mc.params()[k], err_msg=k)
+
+
+def test_loss_falls_on_a_repetitive_text():
+    model = charlm.CharLM("".join(sorted(set(TEXT))), charlm.CharLMConfig(
+        hidden_size=32, num_layers=1, embed_size=8, batch_size=4, seq_len=16, lr=1e-2))
+    opt = charlm.Adam(model.params(), 1e-2)
+    losses = []
+    charlm.train(model, opt, TEXT, 60, on_step=lambda s, bpc, cps: losses.append(bpc))
+    assert np.mean(losses[-10:]) < 0.6 * charlm.unigram_entropy_bits(TEXT)
+
+
+def test_sampler_at_low_temperature_is_greedy():
+    model = charlm.CharLM("abcd", charlm.CharLMConfig(hidden_size=8, num_layers=1, embed_size=4))
+    out = charlm.sample(model, 12, temperature=1e-6, prime="ab", seed=1)
+    # The greedy chain, step by step.
+    text = "ab"
+    for _ in range(12):
+        logits, _, _ = model.logits(model.encode(text)[:, None])
+        text += model.vocab[int(np.argmax(logits[-1, 0]))]
+    assert out == text
+    assert charlm.sample(model, 12, temperature=1e-6, prime="ab", seed=2) == text  # no randomness
+
+
+def test_sample_command(corpus, tmp_path):
+    ckpt = str(tmp_path / "m.npz")
+    run("train-charlm", "--text", corpus, "--steps", "2", "--sample-every", "0",
+        "--checkpoint", ckpt, *TINY)
+    out = run("sample", ckpt, "--length", "15", "--prime", "the ", "--seed", "0").stdout
+    assert out.startswith("the ") and len(out.rstrip("\n")) == 19
+
+
+@pytest.mark.parametrize("make,args,message", [
+    (None, ["train-charlm", "--text", "/no/such/file.txt"], "no such file"),
+    ("binary", ["train-charlm", "--text", "{path}"], "is not UTF-8 text"),
+    (None, ["train-charlm", "--temperature", "0"], "--temperature must be > 0"),
+    (None, ["sample", "/no/such.npz"], "no such checkpoint"),
+    ("garbage", ["sample", "{path}"], "not a readable .npz checkpoint"),
+    ("mismatched", ["sample", "{path}"], "param/head_b has shape (27,), the model needs (28,)"),
+    ("other_npz", ["sample", "{path}"], "damaged or mismatched checkpoint"),
+    ("ckpt", ["sample", "{path}", "--temperature", "-1"], "--temperature must be > 0"),
+    ("ckpt", ["sample", "{path}", "--prime", "XYZ"], "never seen"),
+    (None, ["bench", "--cells", "elman"], "--cells: choose from"),
+    (None, ["bench", "--peers", "tensorflow"], "unknown peer"),
+    (None, ["bench", "--threads", "two"], "--threads: comma-separated integers"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message):
+    path = tmp_path / "f"
+    if make == "binary":
+        path.write_bytes(b"caf\xe9 \xff\xfe")
+    elif make == "garbage":
+        path.write_bytes(b"PK\x03\x04 this is not a zip")
+    elif make == "other_npz":
+        with open(path, "wb") as f:
+            np.savez(f, x=np.zeros(3))
+    elif make in ("mismatched", "ckpt"):
+        run("train-charlm", "--text", corpus, "--steps", "1", "--sample-every", "0",
+            "--checkpoint", str(path) + ".npz", *TINY)
+        path = tmp_path / "f.npz"
+        if make == "mismatched":
+            with np.load(path) as z:
+                files = dict(z)
+            files["param/head_b"] = files["param/head_b"][:-1]
+            with open(path, "wb") as f:
+                np.savez(f, **files)
+    p = run(*[a.replace("{path}", str(path)) for a in args], check=False)
+    print(p.stderr)
+    assert p.returncode == 2
+    assert message in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize("peers", ["auto", "fastrnn,numpy"])
+def test_bench_quick_json(tmp_path, peers):
+    out = str(tmp_path / "b.json")
+    p = run("bench", "--quick", "--cells", "rnn", "--threads", "1", "--repeats", "1",
+            "--peers", peers, "--json", out)
+    assert "roofline" in p.stdout and "rnn stream" in p.stdout
+    doc = json.load(open(out))
+    for key in ("version", "fastrnn", "machine", "cpu_isa", "blas", "peers", "quick", "repeats",
+                "threads", "cases", "memory"):
+        assert key in doc
+    case = doc["cases"][0]
+    for key in ("cell", "mode", "T", "B", "H", "threads", "times_ms", "flops", "roofline_ms",
+                "roofline_fraction", "ratios", "label"):
+        assert key in case
+    assert "numpy" in case["ratios"]
+    assert ("torch" in case["ratios"]) == ("torch" in doc["peers"])
+    assert all(t > 0 for t in case["times_ms"]["fastrnn"])
