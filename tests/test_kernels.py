@@ -166,3 +166,16 @@ def test_padding_values_never_matter(v):
             mask = np.isfinite(grads2[k]) | (k == "x")
             np.testing.assert_array_equal(np.where(mask, grads[k], 0), np.where(mask, grads2[k], 0))
             assert np.all(np.isfinite(grads2[k])), k
+
+
+def test_set_numpy_blas_threads_finds_numpys_openblas():
+    import sys
+
+    import fastrnn
+
+    found = fastrnn.set_numpy_blas_threads(1)
+    if sys.platform.startswith("linux") and "openblas" in np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]:
+        assert found
+    a = np.random.default_rng(0).standard_normal((64, 64))
+    np.testing.assert_allclose(a @ np.eye(64), a)  # NumPy still computes
+    fastrnn.set_numpy_blas_threads(2)

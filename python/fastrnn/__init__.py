@@ -37,7 +37,7 @@ from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "no_grad",
            "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
-           "available_cpu_isas", "blas_info",
+           "available_cpu_isas", "blas_info", "set_numpy_blas_threads",
            "__version__"]
 
 
@@ -76,6 +76,34 @@ def available_cpu_isas() -> list:
     current = _C.cpu_isa()
     found = [isa for isa in ("generic", "avx2", "avx512") if _C.set_cpu_isa(isa)]
     _C.set_cpu_isa(current)
+    return found
+
+
+def set_numpy_blas_threads(n: int) -> bool:
+    """Sets the thread count of every other OpenBLAS loaded in this process (NumPy's, SciPy's)
+    — the thread-pool trap: after each NumPy matmul, NumPy's OpenBLAS threads keep spinning
+    for a while, and beside fastrnn's own threads they were measured to slow training 2.4x on
+    a 2-core machine. A program that alternates NumPy matmuls with fastrnn kernels on all
+    cores runs best with ``set_numpy_blas_threads(1)``. Linux only (reads /proc/self/maps);
+    returns whether any such library was found."""
+    import ctypes
+
+    try:
+        with open("/proc/self/maps") as f:
+            libs = {line.split()[-1] for line in f if "openblas" in line and ".so" in line}
+    except OSError:
+        return False
+    found = False
+    for lib in sorted(libs):
+        if "scipy_openblas32" in lib:
+            continue  # fastrnn's own BLAS: single-threaded inside fastrnn's pool
+        handle = ctypes.CDLL(lib)
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                     "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+            if hasattr(handle, name):
+                getattr(handle, name)(int(n))
+                found = True
+                break
     return found
 
 

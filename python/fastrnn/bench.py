@@ -204,29 +204,6 @@ def available_peers(requested: str, jax_threads: int) -> List[str]:
     return peers
 
 
-def _numpy_blas_setters() -> list:
-    """ctypes handles to `set_num_threads` of every OpenBLAS loaded in this process other than
-    fastrnn's own (NumPy's, for the reference peer), found through /proc/self/maps."""
-    import ctypes
-
-    setters = []
-    try:
-        with open("/proc/self/maps") as f:
-            libs = {line.split()[-1] for line in f if "openblas" in line and ".so" in line}
-    except OSError:
-        return setters
-    for lib in sorted(libs):
-        if "scipy_openblas32" in lib:
-            continue  # fastrnn's BLAS: single-threaded inside fastrnn's pool
-        handle = ctypes.CDLL(lib)
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            if hasattr(handle, name):
-                setters.append(getattr(handle, name))
-                break
-    return setters
-
-
 def set_threads(n: int, peers: List[str]) -> str:
     """Sets every peer's thread count to n; returns what was set, for the report."""
     fastrnn.set_num_threads(n)
@@ -236,10 +213,8 @@ def set_threads(n: int, peers: List[str]) -> str:
 
         torch.set_num_threads(n)
         said.append(f"torch {torch.get_num_threads()}")
-    setters = _numpy_blas_setters()
-    for set_n in setters:
-        set_n(n)
-    said.append(f"numpy's BLAS {n if setters else 'its default'}")
+    found = fastrnn.set_numpy_blas_threads(n)
+    said.append(f"numpy's BLAS {n if found else 'its default'}")
     if "jax" in peers:
         said.append(f"jax {os.environ.get('FASTRNN_BENCH_JAX_THREADS', 'its default')}")
     return ", ".join(said)
