@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fastrnn import charlm
+from fastrnn.train import Adam
 
 TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch", "2", "--seq-len", "8"]
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
@@ -63,7 +64,7 @@ def test_resume_continues_exactly(corpus, tmp_path):
 def test_loss_falls_on_a_repetitive_text():
     model = charlm.CharLM("".join(sorted(set(TEXT))), charlm.CharLMConfig(
         hidden_size=32, num_layers=1, embed_size=8, batch_size=4, seq_len=16, lr=1e-2))
-    opt = charlm.Adam(model.params(), 1e-2)
+    opt = Adam(model.params(), 1e-2)
     losses = []
     charlm.train(model, opt, TEXT, 60, on_step=lambda s, bpc, cps: losses.append(bpc))
     assert np.mean(losses[-10:]) < 0.6 * charlm.unigram_entropy_bits(TEXT)

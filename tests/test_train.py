@@ -93,3 +93,24 @@ def test_stream_batches_continue_each_stream():
 def test_truncated_bptt_rejects_bad_k():
     with pytest.raises(ValueError, match="k must be a positive int"):
         truncated_bptt(fastrnn.GRU(2, 3), np.zeros((4, 1, 2), np.float32), 0)
+
+
+def test_softmax_cross_entropy_gradient():
+    from fastrnn.train import softmax_cross_entropy
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((3, 4, 5))
+    targets = rng.integers(0, 5, (3, 4))
+    weights = (rng.random((3, 4)) > 0.3).astype(float)
+    loss, grad = softmax_cross_entropy(logits.copy(), targets, weights)
+    eps = 1e-6
+    for idx in [(0, 0, 0), (1, 2, 3), (2, 3, 4)]:
+        up, down = logits.copy(), logits.copy()
+        up[idx] += eps
+        down[idx] -= eps
+        fd = (softmax_cross_entropy(up, targets, weights)[0]
+              - softmax_cross_entropy(down, targets, weights)[0]) / (2 * eps)
+        assert grad[idx] == pytest.approx(fd, abs=1e-8)
+    p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    want = -(weights * np.log(np.take_along_axis(p, targets[..., None], -1)[..., 0])).sum() / weights.sum()
+    assert loss == pytest.approx(want)

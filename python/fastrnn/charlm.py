@@ -17,9 +17,9 @@ from typing import Callable, Dict, Iterator, Optional
 import numpy as np
 
 from .layers import LSTM
-from .train import clip_grad_norm
+from .train import Adam, clip_grad_norm, softmax_cross_entropy
 
-__all__ = ["CharLMConfig", "CharLM", "Adam", "default_corpus", "train", "sample",
+__all__ = ["CharLMConfig", "CharLM", "default_corpus", "train", "sample",
            "save_checkpoint", "load_checkpoint", "CheckpointError"]
 
 CHECKPOINT_FORMAT = "fastrnn-charlm-1"
@@ -78,16 +78,8 @@ class CharLM:
         """Mean cross-entropy (nats per character) of one chunk, its gradients (in
         self.grads) and the final state, to start the next chunk from."""
         logits, y, state = self.logits(ids, state)
-        logits = logits - logits.max(axis=2, keepdims=True)
-        p = np.exp(logits)
-        p /= p.sum(axis=2, keepdims=True)
+        loss, dlogits = softmax_cross_entropy(logits, targets)
         n = ids.size
-        picked = np.take_along_axis(p, targets[..., None], axis=2)[..., 0]
-        loss = float(-np.mean(np.log(np.maximum(picked, 1e-30))))
-        dlogits = p
-        np.put_along_axis(dlogits, targets[..., None],
-                          np.take_along_axis(dlogits, targets[..., None], axis=2) - 1, axis=2)
-        dlogits /= n
         flat_y, flat_d = y.reshape(n, -1), dlogits.reshape(n, -1)
         self.lstm.zero_grad()
         dx, _ = self.lstm.backward(dlogits @ self.head_w)
@@ -96,24 +88,6 @@ class CharLM:
         self.grads = {f"lstm.{k}": g for k, g in self.lstm.grads.items()}
         self.grads.update(embed=d_embed, head_w=flat_d.T @ flat_y, head_b=flat_d.sum(axis=0))
         return loss, state
-
-
-class Adam:
-    """Adam (Kingma & Ba) over a dict of parameters, updated in place."""
-
-    def __init__(self, params: Dict[str, np.ndarray], lr: float, b1=0.9, b2=0.999, eps=1e-8):
-        self.lr, self.b1, self.b2, self.eps, self.t = lr, b1, b2, eps, 0
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-
-    def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> None:
-        self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
-        for k, p in params.items():
-            g = grads[k]
-            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
-            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
-            p -= (self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)).astype(p.dtype)
 
 
 def unigram_entropy_bits(text: str) -> float:

@@ -97,6 +97,7 @@ def read_text(path: Optional[str]) -> str:
 
 def cmd_train_charlm(args) -> int:
     from . import charlm
+    from .train import Adam
 
     if args.temperature <= 0:
         raise UserError(f"--temperature must be > 0, got {args.temperature}")
@@ -122,7 +123,7 @@ def cmd_train_charlm(args) -> int:
                                      seq_len=args.seq_len, lr=args.lr, seed=args.seed,
                                      backend=args.backend)
         model = charlm.CharLM("".join(sorted(set(text))), config)
-        opt, step, state = charlm.Adam(model.params(), config.lr), 0, None
+        opt, step, state = Adam(model.params(), config.lr), 0, None
     c = model.config
     if len(text) < 2 * c.batch_size * 2:
         raise UserError(f"the text ({len(text)} characters) is too short for batch size "

@@ -21,11 +21,12 @@ tests/test_train.py runs this example.
 
 from __future__ import annotations
 
-from typing import Dict, Iterator, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["clip_grad_norm", "truncated_bptt", "stream_batches"]
+__all__ = ["clip_grad_norm", "truncated_bptt", "stream_batches", "Adam",
+           "softmax_cross_entropy"]
 
 
 def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> float:
@@ -91,3 +92,39 @@ def stream_batches(data: np.ndarray, batch_size: int, steps: int
     for t0 in range(0, per_stream - 1, steps):
         n = min(steps, per_stream - 1 - t0)
         yield streams[t0:t0 + n], streams[t0 + 1:t0 + 1 + n]
+
+
+class Adam:
+    """Adam (Kingma & Ba) over a dict of parameters, updated in place."""
+
+    def __init__(self, params: Dict[str, np.ndarray], lr: float, b1=0.9, b2=0.999, eps=1e-8):
+        self.lr, self.b1, self.b2, self.eps, self.t = lr, b1, b2, eps, 0
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+
+    def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> None:
+        self.t += 1
+        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        for k, p in params.items():
+            g = grads[k]
+            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
+            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
+            p -= (self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)).astype(p.dtype)
+
+
+def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray,
+                          weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+    """Mean cross-entropy (nats) of integer targets under softmax(logits) over the last axis,
+    and its gradient with respect to the logits. logits (..., V), targets (...); weights (...)
+    (optional, e.g. a mask) make it a weighted mean."""
+    z = logits - logits.max(axis=-1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=-1, keepdims=True)
+    w = np.ones(targets.shape, p.dtype) if weights is None else weights.astype(p.dtype)
+    total = max(float(w.sum()), 1e-12)
+    picked = np.take_along_axis(p, targets[..., None], axis=-1)[..., 0]
+    loss = float(-(w * np.log(np.maximum(picked, 1e-30))).sum() / total)
+    grad = p
+    np.put_along_axis(grad, targets[..., None], picked[..., None] - 1, axis=-1)
+    grad *= (w / total)[..., None]
+    return loss, grad
