@@ -20,7 +20,7 @@ import fastrnn
 from common import machine, ratio, summary, timeit
 
 
-def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int) -> None:
+def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int, settle: bool) -> None:
     import torch
 
     ours = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU}[cell](H, H, num_layers=layers,
@@ -50,13 +50,13 @@ def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int) -> Non
 
     for name, a, b in [("forward", ours_infer, theirs_infer),
                        ("forward+backward", ours_train, theirs_train)]:
-        t = timeit({"fastrnn": a, "torch": b}, repeats)
+        t = timeit({"fastrnn": a, "torch": b}, repeats, settle)
         print(f"{cell} {layers}-layer bidirectional {name:16} {summary(t['fastrnn'])} ms   "
               f"torch {summary(t['torch'])} ms   torch/fastrnn {ratio(t['torch'], t['fastrnn']):.2f}x",
               flush=True)
 
 
-def streaming(cell: str, H: int, steps: int, repeats: int) -> None:
+def streaming(cell: str, H: int, steps: int, repeats: int, settle: bool) -> None:
     import torch
 
     G = {"lstm": 4, "gru": 3}[cell]
@@ -78,7 +78,7 @@ def streaming(cell: str, H: int, steps: int, repeats: int) -> None:
             for _ in range(steps):
                 state = theirs(xt, state)
 
-    t = timeit({"fastrnn": ours_loop, "torch": theirs_loop}, repeats)
+    t = timeit({"fastrnn": ours_loop, "torch": theirs_loop}, repeats, settle)
     per_step = {k: [v * 1e3 / steps for v in ms] for k, ms in t.items()}  # us
     weight_bytes = 2 * G * H * H * 4
     best = min(per_step["fastrnn"])
@@ -106,10 +106,11 @@ def main() -> None:
           f"{fastrnn.get_num_threads()} threads); torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); float32; median (min-max) over {args.repeats} "
           f"interleaved runs; torch/fastrnn > 1: fastrnn faster")
+    settle = args.threads > 1
     for cell in ("lstm", "gru"):
-        stacked(cell, T, B, H, args.layers, args.repeats)
+        stacked(cell, T, B, H, args.layers, args.repeats, settle)
     for cell in ("lstm", "gru"):
-        streaming(cell, H, 200, args.repeats)
+        streaming(cell, H, 200, args.repeats, settle)
 
 
 if __name__ == "__main__":

@@ -36,14 +36,20 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
-def timeit(fns: dict, repeats: int) -> dict:
+def timeit(fns: dict, repeats: int, settle: bool = False) -> dict:
     """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
-    drifts of a shared machine hit every peer alike. Returns name -> list of ms."""
+    drifts of a shared machine hit every peer alike. Returns name -> list of ms. With
+    `settle` (more than one thread), a 30 ms busy pause before each timing lets the previous
+    peer's spinning pool go to sleep (as in fastrnn bench)."""
+    from fastrnn.bench import _settle
+
     for fn in fns.values():
         fn()  # warm-up
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if settle:
+                _settle()
             t0 = time.perf_counter()
             fn()
             times[name].append((time.perf_counter() - t0) * 1e3)

@@ -34,6 +34,8 @@ def test_info():
     out = run("info").stdout
     for word in ("fastrnn", "backends: numpy, cpu", "CPU kernels", "threads", "BLAS: OpenBLAS"):
         assert word in out
+    if sys.platform.startswith("linux"):
+        assert "CPU features:" in out
 
 
 def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):
@@ -147,3 +149,18 @@ def test_bench_quick_json(tmp_path, peers):
     assert "numpy" in case["ratios"]
     assert ("torch" in case["ratios"]) == ("torch" in doc["peers"])
     assert all(t > 0 for t in case["times_ms"]["fastrnn"])
+
+
+def test_bench_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "b.png"
+    run("bench", "--quick", "--cells", "rnn", "--threads", "1", "--repeats", "1", "--peers",
+        "fastrnn,numpy", "--plot", str(out))
+    assert out.stat().st_size > 10_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_jax_peer_when_installed():
+    pytest.importorskip("jax")
+    p = run("bench", "--quick", "--cells", "gru", "--threads", "1", "--repeats", "1",
+            "--peers", "fastrnn,jax")
+    assert "jax x" in p.stdout

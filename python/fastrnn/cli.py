@@ -64,10 +64,27 @@ def cmd_info(args) -> int:
     print(f"backends: {', '.join(fastrnn.backends())} (CUDA: not compiled in)")
     print(f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
           f"{', '.join(fastrnn.available_cpu_isas())})")
+    flags = cpu_flags()
+    if flags:
+        print(f"CPU features: {' '.join(flags)}")
     print(f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
           f"fastrnn.set_num_threads to change)")
     print(f"BLAS: {fastrnn.blas_info()} (single-threaded inside fastrnn's pool)")
     return 0
+
+
+def cpu_flags() -> List[str]:
+    """The SIMD and matrix features of this CPU that matter to RNN kernels (Linux)."""
+    wanted = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
+              "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
+              "asimd", "sve"]
+    try:
+        with open("/proc/cpuinfo") as f:
+            have = set(next(line for line in f if line.startswith(("flags", "Features")))
+                       .split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return []
+    return [w for w in wanted if w in have]
 
 
 def cmd_check(args) -> int:
