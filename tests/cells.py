@@ -33,6 +33,15 @@ VARIANTS = [
 VARIANT_IDS = [v.id for v in VARIANTS]
 
 
+def with_variants(cases: list, proj_index: int) -> list:
+    """pytest params (variant, *case) for every variant and case, except projections (case
+    field proj_index nonzero) for cells other than LSTM, which have none."""
+    import pytest
+
+    return [pytest.param(v, *case, id=f"{v.id}-{'-'.join(map(str, case))}")
+            for v in VARIANTS for case in cases if v.cell == "lstm" or not case[proj_index]]
+
+
 @dataclass
 class Problem:
     """Inputs of one forward call plus the upstream gradients of one backward call."""

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fastrnn import ops, reference
-from cells import TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem
+from cells import (TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem,
+                   with_variants)
 
 # (T, B, I, H): B=1, H not a multiple of any vector width, T=1, long T, wide panels.
 SHAPES = [
@@ -135,12 +136,9 @@ OPTION_CASES = [
 ]
 
 
-@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
-@pytest.mark.parametrize("T,B,I,H,lengths,proj", OPTION_CASES)
+@pytest.mark.parametrize("v,T,B,I,H,lengths,proj", with_variants(OPTION_CASES, 5))
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_lengths_and_projection_match_reference(v, T, B, I, H, lengths, proj, dtype, cpu_isa):
-    if proj and v.cell != "lstm":
-        pytest.skip("projections are an LSTM option")
     p = make_problem(v, T, B, I, H, dtype=dtype, seed=T * B, proj=proj, lengths=lengths)
     check_against_reference(v, p, dtype)
     check_against_reference(v, p, dtype, training=False)

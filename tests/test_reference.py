@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fastrnn import reference
-from cells import VARIANTS, VARIANT_IDS, assert_close, backward, forward, loss, make_problem
+from cells import (VARIANTS, VARIANT_IDS, assert_close, backward, forward, loss, make_problem,
+                   with_variants)
 
 
 # (bias, lengths, proj): lengths include 0 and T, unsorted; proj applies to LSTM only.
@@ -12,12 +13,8 @@ OPTIONS = [(True, None, 0), (False, None, 0), (True, [2, 0, 4, 1], 0), (True, No
            (False, [3, 4, 0, 1], 3)]
 
 
-@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
-@pytest.mark.parametrize("bias,lengths,proj", OPTIONS,
-                         ids=["bias", "nobias", "lengths", "proj", "nobias-lengths-proj"])
+@pytest.mark.parametrize("v,bias,lengths,proj", with_variants(OPTIONS, 2))
 def test_reference_gradients_match_finite_differences(v, bias, lengths, proj):
-    if proj and v.cell != "lstm":
-        pytest.skip("projections are an LSTM option")
     p = make_problem(v, T=4, B=4, I=5, H=4, bias=bias, seed=1, scale=1.5, proj=proj,
                      lengths=lengths)
     _, saved = forward(reference, v, p)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fastrnn import ops, reference
-from cells import TOL, VARIANTS, assert_close, backward, forward, make_problem
+from cells import TOL, VARIANTS, assert_close, backward, forward, make_problem, with_variants
 
 torch = pytest.importorskip("torch")
 
@@ -91,14 +91,12 @@ def test_matches_torch(v, impl, dtype, shape, bias):
     check_against_torch(v, impl, make_problem(v, *shape, dtype=dtype, bias=bias, seed=11), dtype)
 
 
-@pytest.mark.parametrize("v", TORCH_VARIANTS, ids=[v.id for v in TORCH_VARIANTS])
+@pytest.mark.parametrize("v,lengths,proj", [
+    p for p in with_variants([([3, 7, 1, 7, 2], 0), (None, 4), ([5, 1, 2, 6, 6], 3)], 1)
+    if p.values[0] in TORCH_VARIANTS])
 @pytest.mark.parametrize("impl", [ops, reference], ids=["cpu", "reference"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("lengths,proj", [([3, 7, 1, 7, 2], 0), (None, 4), ([5, 1, 2, 6, 6], 3)],
-                         ids=["lengths", "proj", "lengths-proj"])
 def test_lengths_and_projection_match_torch(v, impl, dtype, lengths, proj):
     """torch's PackedSequence (lengths >= 1: torch rejects 0) and proj_size."""
-    if proj and v.cell != "lstm":
-        pytest.skip("projections are an LSTM option")
     check_against_torch(v, impl, make_problem(v, 7, 5, 6, 9, dtype=dtype, seed=13, proj=proj,
                                               lengths=lengths), dtype)
