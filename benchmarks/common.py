@@ -7,7 +7,6 @@ only at import, and every peer must run at the same explicit count (--threads, d
 from __future__ import annotations
 
 import os
-import platform
 import sys
 import time
 
@@ -21,19 +20,11 @@ os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
 
 import numpy as np  # noqa: E402
 
+from fastrnn.bench import _settle, machine  # noqa: E402,F401  (machine: re-exported)
+
 
 def numpy_threads() -> str:
     return os.environ["OPENBLAS_NUM_THREADS"]
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{cpu}, {os.cpu_count()} logical CPUs"
 
 
 def timeit(fns: dict, repeats: int, settle: bool = False) -> dict:
@@ -41,8 +32,6 @@ def timeit(fns: dict, repeats: int, settle: bool = False) -> dict:
     drifts of a shared machine hit every peer alike. Returns name -> list of ms. With
     `settle` (more than one thread), a 30 ms busy pause before each timing lets the previous
     peer's spinning pool go to sleep (as in fastrnn bench)."""
-    from fastrnn.bench import _settle
-
     for fn in fns.values():
         fn()  # warm-up
     times = {name: [] for name in fns}
