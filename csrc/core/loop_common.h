@@ -89,8 +89,17 @@ class StepGates {
  public:
   StepGates(Backend& be, S* saved, int64_t T, int64_t B, int64_t I, int64_t GH, const S* x,
             const S* w_ih, const S* b_ih, const S* b_hh, int64_t hh_cols)
-      : be_(be), saved_(saved), T_(T), B_(B), I_(I), GH_(GH), x_(x), w_ih_(w_ih), b_ih_(b_ih),
-        b_hh_(b_hh), hh_cols_(hh_cols) {
+      : be_(be),
+        saved_(saved),
+        T_(T),
+        B_(B),
+        I_(I),
+        GH_(GH),
+        x_(x),
+        w_ih_(w_ih),
+        b_ih_(b_ih),
+        b_hh_(b_hh),
+        hh_cols_(hh_cols) {
     chunk_ = std::min<int64_t>(T, (512 + B - 1) / std::max<int64_t>(B, 1));
     if (!saved) workspace_ = be.alloc(chunk_ * B * GH);
   }

@@ -1,9 +1,12 @@
 // CpuBackend: what the time loops in core/ need from a device, on the CPU.
 //   gemm       row-major C = alpha op(A) op(B) + beta C, from the BLAS, rows split over the
-//              pool (the BLAS itself runs single-threaded: one pool in the process)
-//   pack       W_hh into panels, once per call (packed_gemm.h)
+//              pool (the BLAS itself runs single-threaded: one pool in the process); a
+//              single row becomes a GEMV with its columns split over the pool
+//   pack       W_hh into panels, once per call, when more than one step will use it
+//              (packed_gemm.h); otherwise a handle on W as it is
 //   step       one time step: the packed recurrent GEMM with the pointwise cell update
-//              fused behind each panel, panels split over the pool
+//              fused behind each panel, panels split over the pool (unpacked: the BLAS,
+//              then the pointwise pass)
 //   pointwise  f(b, j) over a (M, N) range, rows split over the pool
 //   colsum     bias gradients: out[j] = sum_m A[m, j], in a fixed order
 //   alloc      workspace living as long as the backend object (one kernel call)
@@ -86,13 +89,16 @@ class CpuBackend {
     // between steps the workers are still spinning, so this is the usual case).
     const int64_t panel_flops = 2 * std::max<int64_t>(M, 1) * w.K * 4 * lanes<S>() + M_f * 64;
     const int64_t min_panels = std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(panel_flops, 1));
-    parallel_for(panels, [&](int64_t p0, int64_t p1) {
-      for (int64_t pi = p0; pi < p1; ++pi) {
-        const Panel& p = w.panels[pi];
-        if (M > 0) panel_gemm(w, p, M, A, lda, C, ldc, beta);
-        for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
-      }
-    }, min_panels);
+    parallel_for(
+        panels,
+        [&](int64_t p0, int64_t p1) {
+          for (int64_t pi = p0; pi < p1; ++pi) {
+            const Panel& p = w.panels[pi];
+            if (M > 0) panel_gemm(w, p, M, A, lda, C, ldc, beta);
+            for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
+          }
+        },
+        min_panels);
   }
 
   // C = A . packed + beta C over M rows, nothing fused.

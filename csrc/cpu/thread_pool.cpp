@@ -67,8 +67,10 @@ class Pool {
     // Wait for the others. When cores are oversubscribed (another library's pool spinning
     // beside ours) a worker may not be running: yield now and then so it can.
     for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
-      if (spin % 64 == 0) sched_yield();
-      else cpu_relax();
+      if (spin % 64 == 0)
+        sched_yield();
+      else
+        cpu_relax();
     }
   }
 
@@ -85,8 +87,10 @@ class Pool {
       // Spin first, then sleep.
       for (int spin = 1; spin < 20000 && generation_.load(std::memory_order_acquire) == seen;
            ++spin) {
-        if (spin % 64 == 0) sched_yield();  // let a runnable thread have this core
-        else cpu_relax();
+        if (spin % 64 == 0)
+          sched_yield();  // let a runnable thread have this core
+        else
+          cpu_relax();
       }
       if (generation_.load(std::memory_order_acquire) == seen) {
         std::unique_lock<std::mutex> lock(mu_);

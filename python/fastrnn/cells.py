@@ -168,6 +168,6 @@ class LSTMCell(_CellBase):
         return _squeeze(dx[0], un), (_squeeze(dh0, un), _squeeze(dc0, un))
 
 
-def saved_batch(saved) -> int:  # noqa: D401
+def saved_batch(saved) -> int:
     """The batch size a saved forward ran with (C++ Saved object or reference dict)."""
     return saved.B if hasattr(saved, "B") else saved["x"].shape[1]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import warnings
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -482,5 +482,3 @@ class LSTM(_RNNBase):
         dx, dh0, dc0 = self._backward(dy, dstate[0], dstate[1])
         return dx, (dh0, dc0)
 
-
-Layer = Union[RNN, GRU, LSTM]
