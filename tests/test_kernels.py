@@ -177,3 +177,15 @@ def test_set_numpy_blas_threads_finds_numpys_openblas():
     a = np.random.default_rng(0).standard_normal((64, 64))
     np.testing.assert_allclose(a @ np.eye(64), a)  # NumPy still computes
     fastrnn.set_numpy_blas_threads(2)
+
+
+def test_thread_count_from_the_environment():
+    import os
+    import subprocess
+    import sys
+
+    code = "import fastrnn; print(fastrnn.get_num_threads())"
+    env = dict(os.environ, FASTRNN_NUM_THREADS="3")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "3"

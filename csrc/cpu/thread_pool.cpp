@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -13,7 +14,12 @@
 namespace fastrnn {
 namespace {
 
+// FASTRNN_NUM_THREADS if set to a positive integer, else the cores this process may run on.
 int default_threads() {
+  if (const char* env = std::getenv("FASTRNN_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n > 0) return n;
+  }
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());

@@ -42,8 +42,8 @@ __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "
 
 
 def set_num_threads(n: int) -> None:
-    """Threads used by every fastrnn kernel; 0 restores the default, the number of cores this
-    process may run on. The BLAS under the large GEMMs runs single-threaded inside fastrnn's
+    """Threads used by every fastrnn kernel; 0 restores the default: FASTRNN_NUM_THREADS from
+    the environment if set, else the number of cores this process may run on. The BLAS under the large GEMMs runs single-threaded inside fastrnn's
     own pool, so the total never exceeds ``n``. Results are bitwise reproducible for a given
     thread count; another count may change the last bits of the GEMM results."""
     if not isinstance(n, int) or n < 0:
