@@ -50,6 +50,12 @@ def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):
     assert step == 6 and opt.t == 6 and state[0].shape == (1, 2, 16)
 
 
+def test_train_charlm_on_the_numpy_backend(corpus):
+    p = run("train-charlm", "--text", corpus, "--steps", "2", "--sample-every", "0",
+            "--backend", "numpy", *TINY)
+    assert "backend numpy" in p.stderr and "done: step 2" in p.stdout
+
+
 def test_resume_continues_exactly(corpus, tmp_path):
     """8 steps straight equal 4 steps, save, resume, 4 more: the same parameters."""
     a, b, c = (str(tmp_path / f"{n}.npz") for n in "abc")
