@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 
 
 def _threads_from_argv() -> str:
@@ -20,7 +19,7 @@ os.environ["OPENBLAS_NUM_THREADS"] = _threads_from_argv()
 
 import numpy as np  # noqa: E402
 
-from fastrnn.bench import _settle, machine  # noqa: E402,F401  (machine: re-exported)
+from fastrnn.bench import machine, time_interleaved  # noqa: E402,F401  (machine: re-exported)
 
 
 def numpy_threads() -> str:
@@ -28,21 +27,8 @@ def numpy_threads() -> str:
 
 
 def timeit(fns: dict, repeats: int, settle: bool = False) -> dict:
-    """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
-    drifts of a shared machine hit every peer alike. Returns name -> list of ms. With
-    `settle` (more than one thread), a 30 ms busy pause before each timing lets the previous
-    peer's spinning pool go to sleep (as in fastrnn bench)."""
-    for fn in fns.values():
-        fn()  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            if settle:
-                _settle()
-            t0 = time.perf_counter()
-            fn()
-            times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
+    """The suite's interleaved timing (fastrnn.bench.time_interleaved): name -> list of ms."""
+    return time_interleaved(fns, repeats, settle)
 
 
 def summary(ms: list) -> str:

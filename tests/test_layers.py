@@ -4,7 +4,6 @@ numpy backend against the cpu backend; finite differences on a stacked bidirecti
 with lengths; accumulation, modes, initialization, memory."""
 
 import itertools
-import subprocess
 import sys
 
 import numpy as np
@@ -270,35 +269,14 @@ def test_unbatched_input_like_torch():
     assert dx.shape == x.shape and dh0.shape == h.shape
 
 
-MEMORY_PROBE = """
-import sys
-import numpy as np
-import fastrnn
-
-def peak_kib():  # VmHWM: the peak RSS of this process image (ru_maxrss would include the
-    # forked parent's, which exec does not reset)
-    with open("/proc/self/status") as f:
-        return int(next(l.split()[1] for l in f if l.startswith("VmHWM")))
-
-net = fastrnn.LSTM(16, 128, dtype=np.float32, seed=0)
-x = np.random.default_rng(0).standard_normal((3000, 32, 16)).astype(np.float32)
-net.train(sys.argv[1] == "train")
-net(x[:10])  # warm-up on a short sequence
-before = peak_kib()
-y, _ = net(x)
-assert (net._tape is None) == (sys.argv[1] == "eval")
-print(peak_kib() - before)
-"""
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_inference_keeps_nothing_and_its_memory_does_not_grow_with_T():
     """T=3000, B=32, H=128: y is 49 MB; training also keeps the gates (197 MB) and the cell
     states (49 MB). Inference may use only y and O(B*H) beyond it. Peak RSS, in a fresh
     process each."""
-    grew = {mode: int(subprocess.run([sys.executable, "-c", MEMORY_PROBE, mode], check=True,
-                                     capture_output=True, text=True).stdout)
-            for mode in ("eval", "train")}
+    from fastrnn.bench import forward_peak_kib
+
+    grew = {mode: forward_peak_kib(3000, 32, 16, 128, mode == "train") for mode in ("eval", "train")}
     print(f"peak RSS growth (KiB): {grew}")
     assert grew["eval"] < 49_000 + 20_000
     assert grew["train"] > 49_000 + 197_000

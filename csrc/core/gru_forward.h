@@ -1,6 +1,7 @@
 // GRU forward time loop, written once for every backend, for both placements of the reset
-// gate. Per call: the input projection for all steps, with b_ih and the r, z part of b_hh
-// folded in (and b_hn too when reset comes before the GEMM); W_hh packed once.
+// gate. Per call: W_hh packed once; the input projection a few steps ahead of use
+// (StepGates), with b_ih and the r, z part of b_hh folded in (and b_hn too when reset comes
+// before the GEMM).
 //   reset_after:  one recurrent GEMM per step into gh (B, 3H), fused with GruAfterStep.
 //   reset_before: n's GEMM needs r * h, so two fused GEMMs per step: h W_h{r,z}^T into the
 //                 r, z gates (GruRzStep writes r * h), then (r * h) W_hn^T into n (GruNStep).

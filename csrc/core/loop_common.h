@@ -1,5 +1,6 @@
-// Pieces the time loops of every cell share: the input projection before the forward loop,
-// and the large GEMMs and reductions after the backward loop. Backend-agnostic.
+// Pieces the time loops of every cell share: variable-length bookkeeping, the input
+// projection of each step (StepGates), and the large GEMMs and reductions after the backward
+// loop. Backend-agnostic.
 #pragma once
 
 #include <algorithm>

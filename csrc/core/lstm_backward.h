@@ -64,8 +64,9 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
     return LstmBackwardStep<S>{
         gates(t), a.cells + t * BH, a.cells + (t + 1) * BH, dy, dh_rec, a.dc0, H};
   };
-  // Rows running at t (M) and at t+1 (M1: those whose dh comes through the GEMM).
-  auto rows = [&](int64_t t) { return t < T ? rows_at(bs, B, t) : 0; };
+  // Step t's fused pass covers rows(t); its GEMM only rows(t + 1), the rows whose dh comes
+  // from step t + 1 (the others still hold dh_n).
+  auto rows = [&](int64_t t) { return rows_at(bs, B, t); };
 
   if (!a.w_hr) {
     be.pointwise(rows(T - 1), H, cell_step(T - 1, a.dy + (T - 1) * BH, a.dh0));

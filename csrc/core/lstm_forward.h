@@ -1,5 +1,6 @@
 // LSTM forward time loop, written once for every backend.
-// Per call: the input projection for all steps (one GEMM) and W_hh (and W_hr) packed once.
+// Per call: W_hh (and W_hr) packed once; the input projection a few steps ahead of use, in
+// GEMMs of ~512 rows (StepGates).
 // Per step t, on the rows still running:
 //   gates_t += h_{t-1} W_hh^T, fused with the cell update (LstmForwardStep);
 //   with a projection, h_t = m_t W_hr^T with m_t = o * tanh(c_t) (a second, small GEMM).

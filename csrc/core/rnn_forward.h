@@ -1,5 +1,6 @@
-// Elman RNN forward time loop, written once for every backend: the input projection for
-// all steps, then per step gates_t += h_{t-1} W_hh^T fused with the activation.
+// Elman RNN forward time loop, written once for every backend: the input projection a few
+// steps ahead of use (StepGates), and per step gates_t += h_{t-1} W_hh^T fused with the
+// activation.
 #pragma once
 
 #include "core/cell_math.h"

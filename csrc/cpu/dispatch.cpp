@@ -92,15 +92,16 @@ bool set_cpu_isa(const char* name) {
 void set_num_threads(int n) { ThreadPool::set_num_threads(n); }
 int get_num_threads() { return ThreadPool::num_threads(); }
 
+// Calls fn<S>(args...) of the ISA build selected for this CPU.
 #ifdef FASTRNN_HAVE_X86_ISAS
-#define FASTRNN_DISPATCH(fn, a)                \
-  switch (selected()) {                        \
-    case Isa::Avx512: return avx512::fn<S>(a); \
-    case Isa::Avx2: return avx2::fn<S>(a);     \
-    default: return generic::fn<S>(a);         \
+#define FASTRNN_DISPATCH(fn, ...)                        \
+  switch (selected()) {                                  \
+    case Isa::Avx512: return avx512::fn<S>(__VA_ARGS__); \
+    case Isa::Avx2: return avx2::fn<S>(__VA_ARGS__);     \
+    default: return generic::fn<S>(__VA_ARGS__);         \
   }
 #else
-#define FASTRNN_DISPATCH(fn, a) return generic::fn<S>(a);
+#define FASTRNN_DISPATCH(fn, ...) return generic::fn<S>(__VA_ARGS__);
 #endif
 
 #define FASTRNN_PUBLIC(fn, Args)        \
@@ -120,14 +121,7 @@ FASTRNN_PUBLIC(rnn_backward, RnnBackwardArgs)
 
 template <typename S>
 void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C) {
-#ifdef FASTRNN_HAVE_X86_ISAS
-  switch (selected()) {
-    case Isa::Avx512: return avx512::gemm_nt(M, N, K, A, B, C);
-    case Isa::Avx2: return avx2::gemm_nt(M, N, K, A, B, C);
-    default: break;
-  }
-#endif
-  generic::gemm_nt(M, N, K, A, B, C);
+  FASTRNN_DISPATCH(gemm_nt, M, N, K, A, B, C)
 }
 template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, float*);
 template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*);

@@ -76,11 +76,6 @@ class _CellBase(_Base):
             raise RuntimeError(f"{name}.backward: already called for the last step")
         return self._saved
 
-    def _grad(self, what: str, g, unbatched: bool, B: int) -> Optional[np.ndarray]:
-        if g is None:
-            return None
-        return self._h(what, g, B, unbatched)
-
     def _names(self):
         return ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 
@@ -116,7 +111,7 @@ class RNNCell(_CellBase):
     def backward(self, dh: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """Gradients of the last step: ``dx, dh_prev``; parameter gradients accumulate."""
         saved, un = self._peek_saved()
-        dh = self._grad("dh", dh, un, saved_batch(saved))
+        dh = self._h("dh", dh, saved_batch(saved), un)
         self._saved = None  # one backward per step, as the kernels' saved state
         bwd = self._impl.rnn_backward if self._cell == "rnn" else self._impl.gru_backward
         dx, dh0, *wgrads = bwd(saved, None, dh)
@@ -161,7 +156,7 @@ class LSTMCell(_CellBase):
         accumulate into ``self.grads``. dh or dc may be None (zeros)."""
         saved, un = self._peek_saved()
         B = saved_batch(saved)
-        dh, dc = self._grad("dh", dh, un, B), self._grad("dc", dc, un, B)
+        dh, dc = self._h("dh", dh, B, un), self._h("dc", dc, B, un)
         self._saved = None  # one backward per step, as the kernels' saved state
         dx, dh0, dc0, *wgrads = self._impl.lstm_backward(saved, None, dh, dc)
         self._accumulate(self._names(), wgrads)

@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, Optional
 
 import numpy as np
 
-from .layers import LSTM
+from .layers import LSTM, no_grad
 from .train import Adam, clip_grad_norm, softmax_cross_entropy
 
 __all__ = ["CharLMConfig", "CharLM", "default_corpus", "train", "sample",
@@ -107,8 +107,6 @@ def sample(model: CharLM, length: int, temperature: float = 1.0, prime: str = ""
     if unknown:
         raise ValueError(f"the prime text has characters the model has never seen: {unknown!r}")
     rng = np.random.default_rng(seed)
-    from .layers import no_grad
-
     with no_grad():
         state = None
         ids = model.encode(prime) if prime else np.array([rng.integers(len(model.vocab))])
