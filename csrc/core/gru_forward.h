@@ -101,7 +101,7 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     if (a.training) zero_finished_rows(be, a.batch_sizes, T, B, H, a.extra);
   }
   zero_finished_rows(be, a.batch_sizes, T, B, H, a.y);
-  be.pointwise(B, H, GatherFinal<S>{a.batch_sizes, T, B, H, a.y, a.h0, a.h_n});
+  gather_final(be, a.batch_sizes, T, B, H, a.y, a.h0, a.h_n);
 }
 
 FASTRNN_NS_END

@@ -12,39 +12,30 @@ FASTRNN_NS_BEGIN
 
 // Variable lengths arrive packed, as cuDNN takes them: sequences sorted by decreasing length,
 // and batch_sizes[t] = the number still running at step t (non-increasing). Step t then works
-// on rows [0, batch_sizes[t]) only. Null batch_sizes: every row runs every step.
-FASTRNN_HD int64_t rows_at(const int64_t* batch_sizes, int64_t B, int64_t t) {
+// on rows [0, batch_sizes[t]) only. Null batch_sizes: every row runs every step. batch_sizes
+// is host memory for every backend: only the loop, never a kernel, reads it.
+inline int64_t rows_at(const int64_t* batch_sizes, int64_t B, int64_t t) {
   return batch_sizes ? batch_sizes[t] : B;
 }
 
-// How many steps row b runs: the number of t with batch_sizes[t] > b (binary search).
-FASTRNN_HD int64_t steps_of_row(const int64_t* batch_sizes, int64_t T, int64_t b) {
-  if (!batch_sizes) return T;
-  int64_t lo = 0, hi = T;  // batch_sizes[t] > b for t < lo; <= b for t >= hi
-  while (lo < hi) {
-    const int64_t mid = (lo + hi) / 2;
-    if (batch_sizes[mid] > b)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return lo;
-}
-
 // out[b] = the state after row b's last step: seq[L_b - 1][b] (seq (T, B, N) holds the
-// state after each step), or init[b] for a row that never ran.
-template <typename S>
-struct GatherFinal {
-  const int64_t* batch_sizes;
-  int64_t T, B, N;
-  const S* seq;   // (T, B, N)
-  const S* init;  // (B, N)
-  S* out;         // (B, N)
-  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
-    const int64_t L = steps_of_row(batch_sizes, T, b);
-    out[b * N + j] = L > 0 ? seq[(L - 1) * B * N + b * N + j] : init[b * N + j];
+// state after each step), or init[b] for a row that never ran. Rows are sorted by length, so
+// the rows that end at the same step are contiguous: one copy per distinct length, all driven
+// from batch_sizes on the host (no kernel reads batch_sizes).
+template <typename S, typename Backend>
+void gather_final(Backend& be, const int64_t* batch_sizes, int64_t T, int64_t B, int64_t N,
+                  const S* seq, const S* init, S* out) {
+  int64_t running = B;  // rows [0, running) ran at least up to step t
+  for (int64_t t = 0; t <= T && running > 0; ++t) {
+    const int64_t next = t < T ? rows_at(batch_sizes, B, t) : 0;  // rows still running at t
+    if (next < running) {
+      // Rows [next, running) end before step t: after step t - 1, or never ran (t = 0).
+      const S* src = t == 0 ? init + next * N : seq + ((t - 1) * B + next) * N;
+      be.copy((running - next) * N, src, out + next * N);
+    }
+    running = next;
   }
-};
+}
 
 // Zeroes the rows of each step that take no part in it: buf (T, B, N).
 template <typename S, typename Backend>

@@ -56,10 +56,10 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
     if (proj) be.step(w_r, M, m_t, H, y_t, P, S(0));
   }
   zero_finished_rows(be, a.batch_sizes, T, B, P, a.y);
-  be.pointwise(B, P, GatherFinal<S>{a.batch_sizes, T, B, P, a.y, a.h0, a.h_n});
+  gather_final(be, a.batch_sizes, T, B, P, a.y, a.h0, a.h_n);
   if (a.training) {
     if (proj) zero_finished_rows(be, a.batch_sizes, T, B, H, a.m);
-    be.pointwise(B, H, GatherFinal<S>{a.batch_sizes, T, B, H, a.cells + BH, a.c0, a.c_n});
+    gather_final(be, a.batch_sizes, T, B, H, a.cells + BH, a.c0, a.c_n);
   } else {
     be.copy(BH, a.cells, a.c_n);
   }

@@ -37,7 +37,7 @@ void rnn_forward_loop(Backend& be, const RnnForwardArgs<S>& a) {
     be.step(w, M, M, h_prev, H, g, H, S(1), RnnForwardStep<S>{g, a.y + t * BH, H, is_tanh});
   }
   zero_finished_rows(be, a.batch_sizes, T, B, H, a.y);
-  be.pointwise(B, H, GatherFinal<S>{a.batch_sizes, T, B, H, a.y, a.h0, a.h_n});
+  gather_final(be, a.batch_sizes, T, B, H, a.y, a.h0, a.h_n);
 }
 
 FASTRNN_NS_END
