@@ -15,3 +15,19 @@ def cpu_isa(request):
     fastrnn.set_cpu_isa(request.param)
     yield request.param
     fastrnn.set_cpu_isa(before)
+
+
+_GPU = fastrnn.cuda.status()
+
+
+@pytest.fixture(params=["emulated", pytest.param("gpu", marks=pytest.mark.skipif(
+    not _GPU.usable or _GPU.detail == "emulated on the CPU",
+    reason=f"no usable GPU here (CUDA backend: {_GPU})"))])
+def cuda_device(request):
+    """Runs a test of backend="cuda" twice: on the CPU emulation of the device (always), and
+    on a real GPU (skipped, with the reason, where none is usable)."""
+    if request.param == "emulated":
+        with fastrnn.cuda.emulate():
+            yield request.param
+    else:
+        yield request.param

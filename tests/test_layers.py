@@ -177,13 +177,11 @@ def test_dropout_matches_torch_with_the_same_masks(kind, bidirectional):
 OURS_ONLY = {**LAYERS, "gru_reset_before": (fastrnn.GRU, None, {"reset_after": False})}
 
 
-@pytest.mark.parametrize("kind", list(OURS_ONLY))
-@pytest.mark.parametrize("dropout", [0.0, 0.3])
-def test_numpy_backend_matches_cpu_backend(kind, dropout):
+def check_backends_agree(kind, dropout, other):
     cls, _, extra = OURS_ONLY[kind]
     a = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend="cpu",
             dropout=dropout, **extra)
-    b = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend="numpy",
+    b = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend=other,
             dropout=dropout, **extra)
     kind = kind.split("_")[0]
     rng = np.random.default_rng(3)
@@ -194,6 +192,18 @@ def test_numpy_backend_matches_cpu_backend(kind, dropout):
         assert_close("out", ga, gb, *TOL[np.float64])
     for k in ra[2]:
         assert_close(k, ra[2][k], rb[2][k], *TOL[np.float64])
+
+
+@pytest.mark.parametrize("kind", list(OURS_ONLY))
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+def test_numpy_backend_matches_cpu_backend(kind, dropout):
+    check_backends_agree(kind, dropout, "numpy")
+
+
+@pytest.mark.parametrize("kind", list(OURS_ONLY))
+def test_cuda_backend_matches_cpu_backend(kind, cuda_device):
+    """Stacked, bidirectional, variable lengths, dropout: the layers on backend="cuda"."""
+    check_backends_agree(kind, 0.3, "cuda")
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "gru_reset_before", "rnn_tanh"])

@@ -120,4 +120,7 @@ def test_dropout_with_one_layer_warns():
 
 
 def test_backends_listed():
-    assert fastrnn.backends() == ["numpy", "cpu"]
+    status = fastrnn.backends()
+    assert list(status) == ["numpy", "cpu", "cuda"]
+    assert status["numpy"].usable and status["cpu"].usable
+    assert str(status["cpu"]) == "available"

@@ -20,6 +20,7 @@
 #include <new>
 #include <vector>
 
+#include "core/loop_common.h"
 #include "core/ns.h"
 #include "cpu/blas.h"
 #include "cpu/packed_gemm.h"
@@ -154,12 +155,8 @@ class CpuBackend {
   // C (M, G*H) = A (M, K) Bm + beta C for an unpacked handle; Bm(k, n) = W[n sn + k sk].
   void unpacked_gemm(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc,
                      S beta) {
-    const int64_t N = w.G * w.H;
-    // W stored (N, K) (C = A W^T) or (K, N) (C = A W); with both strides 1 (a single row or
-    // column) the row stride tells which.
-    const bool w_is_nk = w.stride_k == 1 && w.stride_n >= w.K;
-    gemm(false, w_is_nk, M, N, w.K, S(1), A, lda, w.W, w_is_nk ? w.stride_n : w.stride_k, beta, C,
-         ldc);
+    const WeightOperand op = weight_operand(w.stride_n, w.stride_k, w.K);
+    gemm(false, op.transposed, M, w.G * w.H, w.K, S(1), A, lda, w.W, op.ld, beta, C, ldc);
   }
 
   static void scale_rows(int64_t M, int64_t N, S beta, S* C, int64_t ldc) {

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .layers import _GATES, _Base, _check_dtype, _check_int, get_backend
+from .layers import _GATES, _Base, _check_dtype, _check_int, _host_array, get_backend
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
@@ -39,7 +39,7 @@ class _CellBase(_Base):
 
     def _x(self, x) -> Tuple[np.ndarray, bool]:
         name = type(self).__name__
-        arr = np.asarray(x)
+        arr = _host_array(name, x)
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}: input x has dtype {arr.dtype}, expected {self.dtype}")
         if arr.ndim not in (1, 2) or arr.shape[-1] != self.input_size:

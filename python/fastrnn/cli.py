@@ -61,7 +61,8 @@ class Progress:
 def cmd_info(args) -> int:
     print(f"fastrnn {fastrnn.__version__} on Python {platform.python_version()}, "
           f"{platform.machine()}")
-    print(f"backends: {', '.join(fastrnn.backends())} (CUDA: not compiled in)")
+    for name, status in fastrnn.backends().items():
+        print(f"backend {name}: {status}")
     print(f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
           f"{', '.join(fastrnn.available_cpu_isas())})")
     flags = cpu_flags()

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import warnings
 from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import ops, reference
+from . import cuda, ops, reference
 from .ops import _Lengths
 
 __all__ = ["RNN", "LSTM", "GRU", "backends", "no_grad", "get_backend"]
@@ -29,22 +30,52 @@ _GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 _no_grad_depth = contextvars.ContextVar("fastrnn_no_grad", default=0)
 
 
-def backends() -> list:
-    """The backends this install can run: "numpy" (the reference) and "cpu" (the C++
-    kernels) always."""
-    return ["numpy", "cpu"]
+def backends() -> dict:
+    """Every backend and its status on this machine: ``{"numpy": ..., "cpu": ..., "cuda": ...}``
+    mapping a name to a :class:`fastrnn.cuda.BackendStatus` (``.compiled``, ``.usable``, and a
+    ``str()`` such as "available" or "compiled, no device: no CUDA driver (...)").
+    "numpy" (the reference) and "cpu" (the C++ kernels) are always available; "cuda" when
+    this install was built with a CUDA compiler and the machine has a GPU."""
+    return {"numpy": cuda.BackendStatus(True, True), "cpu": cuda.BackendStatus(True, True),
+            "cuda": cuda.status()}
 
 
 def get_backend(name: str):
     """The module implementing ``{lstm,gru,rnn}_{forward,backward}`` for a backend name;
-    "auto" picks the fastest available for NumPy data: "cpu"."""
+    "auto" picks the fastest available for NumPy data: "cpu". "cuda" runs each call on the
+    GPU, copying NumPy inputs there and the results back (RuntimeError if it is not usable)."""
     if name == "auto":
         name = "cpu"
     if name == "cpu":
         return ops
     if name == "numpy":
         return reference
-    raise ValueError(f"backend must be one of {['auto'] + backends()}, got {name!r}")
+    if name == "cuda":
+        status = cuda.status()
+        if not status.usable:
+            raise RuntimeError(f"backend 'cuda' is not usable here: {status}")
+        return _OpsOn("cuda")
+    raise ValueError(f"backend must be one of {['auto'] + list(backends())}, got {name!r}")
+
+
+def _host_array(name: str, x) -> np.ndarray:
+    """x as a NumPy array; TypeError for GPU-resident arrays, which layers and cells do not
+    take (fastrnn.ops does)."""
+    if cuda.is_device_array(x):
+        raise TypeError(f"{name}: layers and cells take host (NumPy) input, even with "
+                        f"backend='cuda' (which copies each call's data to the GPU); for "
+                        f"GPU-resident arrays use fastrnn.ops, which takes them in place")
+    return np.asarray(x)
+
+
+class _OpsOn:
+    """fastrnn.ops with every forward pinned to one backend (backward follows its forward)."""
+
+    def __init__(self, backend: str):
+        for cell in ("lstm", "gru", "rnn"):
+            setattr(self, f"{cell}_forward",
+                    functools.partial(getattr(ops, f"{cell}_forward"), backend=backend))
+            setattr(self, f"{cell}_backward", getattr(ops, f"{cell}_backward"))
 
 
 @contextlib.contextmanager
@@ -228,7 +259,7 @@ class _RNNBase(_Base):
     # -- argument handling
     def _input(self, x) -> Tuple[np.ndarray, bool]:
         name = type(self).__name__
-        arr = np.asarray(x)
+        arr = _host_array(name, x)
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}: input x has dtype {arr.dtype}, but the layer's parameters "
                             f"are {self.dtype} (convert x, or build the layer with "

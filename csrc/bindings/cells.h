@@ -1,0 +1,366 @@
+// The kernel bindings of every backend module: each checks every array for dtype,
+// C-contiguity, writability and its exact shape (named in the message) before any kernel
+// runs, and releases the GIL around the kernel. Allocation and policy live in Python
+// (fastrnn/ops.py), which validates user input first with friendlier messages; these checks
+// guard the C++ against a caller that skips ops.py.
+//
+// One template per kernel, over an `Arrays` policy that says how to read an array argument
+// and which kernel to run: NumpyArrays (below: host memory, the CPU kernels) or
+// DeviceArrays<Device> (device_module.h: __cuda_array_interface__, the CUDA backend).
+// batch_sizes is a NumPy array for every backend.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "fastrnn/fastrnn.h"
+
+namespace fastrnn_bindings {
+
+namespace py = pybind11;
+using fastrnn::Activation;
+
+inline std::string shape_str(const std::vector<int64_t>& s) {
+  std::ostringstream o;
+  o << "(";
+  for (size_t i = 0; i < s.size(); ++i) o << (i ? ", " : "") << s[i];
+  o << (s.size() == 1 ? ",)" : ")");
+  return o.str();
+}
+
+// Checks one argument of kernel `fn` and returns its data pointer (null for None when
+// `optional`).
+template <typename S>
+S* numpy_arg(const char* fn, const char* name, const py::object& obj, std::vector<int64_t> shape,
+             bool writable, bool optional = false) {
+  if (obj.is_none()) {
+    if (optional) return nullptr;
+    throw py::value_error(std::string(fn) + ": argument '" + name + "' must not be None");
+  }
+  if (!py::isinstance<py::array>(obj))
+    throw py::type_error(std::string(fn) + ": argument '" + name + "' must be a numpy array");
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  if (!a.dtype().is(py::dtype::of<S>()))
+    throw py::type_error(std::string(fn) + ": argument '" + name + "' has dtype " +
+                         std::string(py::str(a.dtype())) + ", expected " +
+                         std::string(py::str(py::dtype::of<S>())));
+  std::vector<int64_t> got(a.shape(), a.shape() + a.ndim());
+  if (got != shape)
+    throw py::value_error(std::string(fn) + ": argument '" + name + "' has shape " +
+                          shape_str(got) + ", expected " + shape_str(shape));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(fn) + ": argument '" + name + "' must be C-contiguous");
+  if (writable && !a.writeable())
+    throw py::value_error(std::string(fn) + ": argument '" + name + "' must be writeable");
+  return static_cast<S*>(const_cast<void*>(a.data()));
+}
+
+inline bool numpy_is_f64(const char* fn, const py::object& x) {
+  if (!py::isinstance<py::array>(x))
+    throw py::type_error(std::string(fn) + ": argument 'x' must be a numpy array");
+  py::dtype dt = py::reinterpret_borrow<py::array>(x).dtype();
+  if (dt.is(py::dtype::of<double>())) return true;
+  if (dt.is(py::dtype::of<float>())) return false;
+  throw py::type_error(std::string(fn) + ": argument 'x' has dtype " + std::string(py::str(dt)) +
+                       ", expected float32 or float64");
+}
+
+inline int64_t numpy_dim(const py::object& x, int i) {
+  py::array a = py::reinterpret_borrow<py::array>(x);
+  if (a.ndim() != 3) throw py::value_error("argument 'x' must be 3-D (T, B, I)");
+  return a.shape(i);
+}
+
+// batch_sizes: null (None) or int64 (T,), non-increasing, each in [0, B]. Checked here in
+// full, since the kernels index rows by it.
+inline const int64_t* batch_sizes_arg(const char* fn, const py::object& obj, int64_t T, int64_t B) {
+  if (obj.is_none()) return nullptr;
+  const int64_t* bs = numpy_arg<int64_t>(fn, "batch_sizes", obj, {T}, false);
+  for (int64_t t = 0; t < T; ++t) {
+    if (bs[t] < 0 || bs[t] > B || (t > 0 && bs[t] > bs[t - 1]))
+      throw py::value_error(
+          std::string(fn) + ": batch_sizes must be non-increasing, each in [0, B=" +
+          std::to_string(B) + "]; got " + std::to_string(bs[t]) + " at step " + std::to_string(t));
+  }
+  return bs;
+}
+
+// Host arrays, CPU kernels.
+struct NumpyArrays {
+  template <typename S>
+  static S* arg(const char* fn, const char* name, const py::object& obj, std::vector<int64_t> shape,
+                bool writable, bool optional = false) {
+    return numpy_arg<S>(fn, name, obj, std::move(shape), writable, optional);
+  }
+  static bool is_f64(const char* fn, const py::object& x) { return numpy_is_f64(fn, x); }
+  static int64_t dim(const py::object& x, int i) { return numpy_dim(x, i); }
+  template <typename S>
+  static void run(const fastrnn::LstmForwardArgs<S>& a) {
+    fastrnn::lstm_forward(a);
+  }
+  template <typename S>
+  static void run(const fastrnn::LstmBackwardArgs<S>& a) {
+    fastrnn::lstm_backward(a);
+  }
+  template <typename S>
+  static void run(const fastrnn::GruForwardArgs<S>& a) {
+    fastrnn::gru_forward(a);
+  }
+  template <typename S>
+  static void run(const fastrnn::GruBackwardArgs<S>& a) {
+    fastrnn::gru_backward(a);
+  }
+  template <typename S>
+  static void run(const fastrnn::RnnForwardArgs<S>& a) {
+    fastrnn::rnn_forward(a);
+  }
+  template <typename S>
+  static void run(const fastrnn::RnnBackwardArgs<S>& a) {
+    fastrnn::rnn_backward(a);
+  }
+};
+
+// ---------------------------------------------------------------------------- LSTM
+
+template <typename Arrays, typename S>
+void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, py::object w_hh,
+                  py::object b_ih, py::object b_hh, py::object w_hr, py::object batch_sizes,
+                  py::object y, py::object h_n, py::object c_n, py::object gates, py::object cells,
+                  py::object m, bool training, int64_t H, int64_t P) {
+  const char* fn = "lstm_forward";
+  const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
+  fastrnn::LstmForwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H, a.P = P;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
+  a.x = Arrays::template arg<S>(fn, "x", x, {T, B, I}, false);
+  a.h0 = Arrays::template arg<S>(fn, "h0", h0, {B, P}, false);
+  a.c0 = Arrays::template arg<S>(fn, "c0", c0, {B, H}, false);
+  a.w_ih = Arrays::template arg<S>(fn, "w_ih", w_ih, {G, I}, false);
+  a.w_hh = Arrays::template arg<S>(fn, "w_hh", w_hh, {G, P}, false);
+  a.b_ih = Arrays::template arg<S>(fn, "b_ih", b_ih, {G}, false, true);
+  a.b_hh = Arrays::template arg<S>(fn, "b_hh", b_hh, {G}, false, true);
+  a.w_hr = Arrays::template arg<S>(fn, "w_hr", w_hr, {P, H}, false, true);
+  if (!a.w_hr && P != H) throw py::value_error("lstm_forward: P != H needs w_hr");
+  a.y = Arrays::template arg<S>(fn, "y", y, {T, B, P}, true);
+  a.h_n = Arrays::template arg<S>(fn, "h_n", h_n, {B, P}, true);
+  a.c_n = Arrays::template arg<S>(fn, "c_n", c_n, {B, H}, true);
+  a.training = training;
+  a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, G}, true, !training);
+  std::vector<int64_t> state =
+      training ? std::vector<int64_t>{T + 1, B, H} : std::vector<int64_t>{B, H};
+  a.cells = Arrays::template arg<S>(fn, "cells", cells, state, true);
+  if (a.w_hr) {
+    state[0] -= training ? 1 : 0;
+    a.m = Arrays::template arg<S>(fn, "m", m, state, true);
+  }
+  py::gil_scoped_release release;
+  Arrays::run(a);
+}
+
+template <typename Arrays, typename S>
+void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
+                   py::object w_hr, py::object batch_sizes, py::object gates, py::object cells,
+                   py::object m, py::object dy, py::object dh_n, py::object dc_n, py::object dx,
+                   py::object dh0, py::object dc0, py::object dw_ih, py::object dw_hh,
+                   py::object dw_hr, py::object db_ih, py::object db_hh, int64_t H, int64_t P) {
+  const char* fn = "lstm_backward";
+  const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
+  fastrnn::LstmBackwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H, a.P = P;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
+  a.x = Arrays::template arg<S>(fn, "x", x, {T, B, I}, false);
+  a.h0 = Arrays::template arg<S>(fn, "h0", h0, {B, P}, false);
+  a.y = Arrays::template arg<S>(fn, "y", y, {T, B, P}, false);
+  a.w_ih = Arrays::template arg<S>(fn, "w_ih", w_ih, {G, I}, false);
+  a.w_hh = Arrays::template arg<S>(fn, "w_hh", w_hh, {G, P}, false);
+  a.w_hr = Arrays::template arg<S>(fn, "w_hr", w_hr, {P, H}, false, true);
+  if (!a.w_hr && P != H) throw py::value_error("lstm_backward: P != H needs w_hr");
+  a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, G}, true);
+  a.cells = Arrays::template arg<S>(fn, "cells", cells, {T + 1, B, H}, false);
+  a.dy = Arrays::template arg<S>(fn, "dy", dy, {T, B, P}, false);
+  a.dh_n = Arrays::template arg<S>(fn, "dh_n", dh_n, {B, P}, false);
+  a.dc_n = Arrays::template arg<S>(fn, "dc_n", dc_n, {B, H}, false);
+  a.dx = Arrays::template arg<S>(fn, "dx", dx, {T, B, I}, true);
+  a.dh0 = Arrays::template arg<S>(fn, "dh0", dh0, {B, P}, true);
+  a.dc0 = Arrays::template arg<S>(fn, "dc0", dc0, {B, H}, true);
+  a.dw_ih = Arrays::template arg<S>(fn, "dw_ih", dw_ih, {G, I}, true);
+  a.dw_hh = Arrays::template arg<S>(fn, "dw_hh", dw_hh, {G, P}, true);
+  if (a.w_hr) {
+    a.m = Arrays::template arg<S>(fn, "m", m, {T, B, H}, false);
+    a.dw_hr = Arrays::template arg<S>(fn, "dw_hr", dw_hr, {P, H}, true);
+  }
+  a.db_ih = Arrays::template arg<S>(fn, "db_ih", db_ih, {G}, true, true);
+  a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {G}, true, true);
+  if (!a.db_ih != !a.db_hh) throw py::value_error("lstm_backward: db_ih and db_hh go together");
+  py::gil_scoped_release release;
+  Arrays::run(a);
+}
+
+// ---------------------------------------------------------------------------- GRU
+
+template <typename Arrays, typename S>
+void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
+                 py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
+                 py::object gates, py::object extra, bool training, bool reset_after, int64_t H) {
+  const char* fn = "gru_forward";
+  const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
+  fastrnn::GruForwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
+  a.x = Arrays::template arg<S>(fn, "x", x, {T, B, I}, false);
+  a.h0 = Arrays::template arg<S>(fn, "h0", h0, {B, H}, false);
+  a.w_ih = Arrays::template arg<S>(fn, "w_ih", w_ih, {G, I}, false);
+  a.w_hh = Arrays::template arg<S>(fn, "w_hh", w_hh, {G, H}, false);
+  a.b_ih = Arrays::template arg<S>(fn, "b_ih", b_ih, {G}, false, true);
+  a.b_hh = Arrays::template arg<S>(fn, "b_hh", b_hh, {G}, false, true);
+  a.y = Arrays::template arg<S>(fn, "y", y, {T, B, H}, true);
+  a.h_n = Arrays::template arg<S>(fn, "h_n", h_n, {B, H}, true);
+  a.training = training;
+  a.reset_after = reset_after;
+  a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, G}, true, !training);
+  a.extra = training ? Arrays::template arg<S>(fn, "extra", extra, {T, B, H}, true)
+                     : Arrays::template arg<S>(fn, "extra", extra, {B, H}, true);
+  py::gil_scoped_release release;
+  Arrays::run(a);
+}
+
+template <typename Arrays, typename S>
+void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
+                  py::object batch_sizes, py::object gates, py::object extra, py::object dy,
+                  py::object dh_n, py::object dx, py::object dh0, py::object dw_ih,
+                  py::object dw_hh, py::object db_ih, py::object db_hh, bool reset_after,
+                  int64_t H) {
+  const char* fn = "gru_backward";
+  const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
+  fastrnn::GruBackwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.reset_after = reset_after;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
+  a.x = Arrays::template arg<S>(fn, "x", x, {T, B, I}, false);
+  a.h0 = Arrays::template arg<S>(fn, "h0", h0, {B, H}, false);
+  a.y = Arrays::template arg<S>(fn, "y", y, {T, B, H}, false);
+  a.w_ih = Arrays::template arg<S>(fn, "w_ih", w_ih, {G, I}, false);
+  a.w_hh = Arrays::template arg<S>(fn, "w_hh", w_hh, {G, H}, false);
+  a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, G}, true);
+  a.extra = Arrays::template arg<S>(fn, "extra", extra, {T, B, H}, true);
+  a.dy = Arrays::template arg<S>(fn, "dy", dy, {T, B, H}, false);
+  a.dh_n = Arrays::template arg<S>(fn, "dh_n", dh_n, {B, H}, false);
+  a.dx = Arrays::template arg<S>(fn, "dx", dx, {T, B, I}, true);
+  a.dh0 = Arrays::template arg<S>(fn, "dh0", dh0, {B, H}, true);
+  a.dw_ih = Arrays::template arg<S>(fn, "dw_ih", dw_ih, {G, I}, true);
+  a.dw_hh = Arrays::template arg<S>(fn, "dw_hh", dw_hh, {G, H}, true);
+  a.db_ih = Arrays::template arg<S>(fn, "db_ih", db_ih, {G}, true, true);
+  a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {G}, true, true);
+  if (!a.db_ih != !a.db_hh) throw py::value_error("gru_backward: db_ih and db_hh go together");
+  py::gil_scoped_release release;
+  Arrays::run(a);
+}
+
+// ---------------------------------------------------------------------------- RNN
+
+inline Activation activation(const std::string& name) {
+  if (name == "tanh") return Activation::Tanh;
+  if (name == "relu") return Activation::Relu;
+  throw py::value_error("nonlinearity must be 'tanh' or 'relu', got '" + name + "'");
+}
+
+template <typename Arrays, typename S>
+void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
+                 py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
+                 py::object gates, const std::string& nonlinearity, int64_t H) {
+  const char* fn = "rnn_forward";
+  const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2);
+  fastrnn::RnnForwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
+  a.x = Arrays::template arg<S>(fn, "x", x, {T, B, I}, false);
+  a.h0 = Arrays::template arg<S>(fn, "h0", h0, {B, H}, false);
+  a.w_ih = Arrays::template arg<S>(fn, "w_ih", w_ih, {H, I}, false);
+  a.w_hh = Arrays::template arg<S>(fn, "w_hh", w_hh, {H, H}, false);
+  a.b_ih = Arrays::template arg<S>(fn, "b_ih", b_ih, {H}, false, true);
+  a.b_hh = Arrays::template arg<S>(fn, "b_hh", b_hh, {H}, false, true);
+  a.y = Arrays::template arg<S>(fn, "y", y, {T, B, H}, true);
+  a.h_n = Arrays::template arg<S>(fn, "h_n", h_n, {B, H}, true);
+  a.act = activation(nonlinearity);
+  a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, H}, true, true);
+  py::gil_scoped_release release;
+  Arrays::run(a);
+}
+
+template <typename Arrays, typename S>
+void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
+                  py::object batch_sizes, py::object gates, py::object dy, py::object dh_n,
+                  py::object dx, py::object dh0, py::object dw_ih, py::object dw_hh,
+                  py::object db_ih, py::object db_hh, const std::string& nonlinearity, int64_t H) {
+  const char* fn = "rnn_backward";
+  const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2);
+  fastrnn::RnnBackwardArgs<S> a{};
+  a.T = T, a.B = B, a.I = I, a.H = H;
+  a.batch_sizes = batch_sizes_arg(fn, batch_sizes, T, B);
+  a.act = activation(nonlinearity);
+  a.x = Arrays::template arg<S>(fn, "x", x, {T, B, I}, false);
+  a.h0 = Arrays::template arg<S>(fn, "h0", h0, {B, H}, false);
+  a.y = Arrays::template arg<S>(fn, "y", y, {T, B, H}, false);
+  a.w_ih = Arrays::template arg<S>(fn, "w_ih", w_ih, {H, I}, false);
+  a.w_hh = Arrays::template arg<S>(fn, "w_hh", w_hh, {H, H}, false);
+  a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, H}, true);
+  a.dy = Arrays::template arg<S>(fn, "dy", dy, {T, B, H}, false);
+  a.dh_n = Arrays::template arg<S>(fn, "dh_n", dh_n, {B, H}, false);
+  a.dx = Arrays::template arg<S>(fn, "dx", dx, {T, B, I}, true);
+  a.dh0 = Arrays::template arg<S>(fn, "dh0", dh0, {B, H}, true);
+  a.dw_ih = Arrays::template arg<S>(fn, "dw_ih", dw_ih, {H, I}, true);
+  a.dw_hh = Arrays::template arg<S>(fn, "dw_hh", dw_hh, {H, H}, true);
+  a.db_ih = Arrays::template arg<S>(fn, "db_ih", db_ih, {H}, true, true);
+  a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {H}, true, true);
+  if (!a.db_ih != !a.db_hh) throw py::value_error("rnn_backward: db_ih and db_hh go together");
+  py::gil_scoped_release release;
+  Arrays::run(a);
+}
+
+// Binds one kernel for both dtypes, choosing by the dtype of x.
+template <typename Arrays, typename Fn64, typename Fn32>
+void bind_kernel(py::module_& m, const char* name, Fn64 f64, Fn32 f32, const char* doc) {
+  py::object k64 = py::cpp_function(f64), k32 = py::cpp_function(f32);
+  std::string fn(name);
+  m.def(
+      name,
+      [k64, k32, fn](py::args args, py::kwargs kwargs) {
+        if (args.size() == 0) throw py::type_error(fn + ": missing argument 'x'");
+        return (Arrays::is_f64(fn.c_str(), args[0]) ? k64 : k32)(*args, **kwargs);
+      },
+      doc);
+}
+
+#define FASTRNN_BIND_CELL(m, Arrays, name, doc) \
+  bind_kernel<Arrays>(m, #name, &name<Arrays, double>, &name<Arrays, float>, doc)
+
+// The six cell kernels of one backend, as functions of module m.
+template <typename Arrays>
+void bind_cells(py::module_& m) {
+  FASTRNN_BIND_CELL(
+      m, Arrays, lstm_forward,
+      "(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, h_n, c_n, gates, cells, m, "
+      "training, H, P)");
+  FASTRNN_BIND_CELL(
+      m, Arrays, lstm_backward,
+      "(x, h0, y, w_ih, w_hh, w_hr, batch_sizes, gates, cells, m, dy, dh_n, dc_n, dx, "
+      "dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, H, P)");
+  FASTRNN_BIND_CELL(m, Arrays, gru_forward,
+                    "(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, h_n, gates, extra, training, "
+                    "reset_after, H)");
+  FASTRNN_BIND_CELL(m, Arrays, gru_backward,
+                    "(x, h0, y, w_ih, w_hh, batch_sizes, gates, extra, dy, dh_n, dx, dh0, dw_ih, "
+                    "dw_hh, db_ih, db_hh, reset_after, H)");
+  FASTRNN_BIND_CELL(m, Arrays, rnn_forward,
+                    "(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, h_n, gates, nonlinearity, H)");
+  FASTRNN_BIND_CELL(m, Arrays, rnn_backward,
+                    "(x, h0, y, w_ih, w_hh, batch_sizes, gates, dy, dh_n, dx, dh0, dw_ih, dw_hh, "
+                    "db_ih, db_hh, nonlinearity, H)");
+}
+
+}  // namespace fastrnn_bindings

@@ -1,0 +1,242 @@
+"""The CUDA backend: the same kernels on a GPU, and how GPU arrays come in and go out.
+
+The backend is compiled in when the build found a CUDA compiler (module ``fastrnn._cuda``);
+it is usable when, in addition, this machine has a CUDA driver, a GPU and cuBLAS (loaded
+on first use from NVIDIA's cuBLAS wheel, ``pip install nvidia-cublas==13.*``, or from the
+system's library path). :func:`status` says which of these holds.
+
+Arrays: any object exposing ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors,
+Numba arrays, :class:`DeviceArray`) or DLPack on a CUDA device (JAX arrays) is used in place,
+without a copy; outputs come back as the input's kind (``torch.Tensor``, ``cupy.ndarray``;
+:class:`DeviceArray`, which supports DLPack, for other producers). NumPy input with
+``backend="cuda"`` is copied to the device, and the outputs back to NumPy. Device arrays must
+be C-contiguous. Work is queued on the legacy default stream, after whatever the caller
+queued there; functions return without waiting for the GPU (copies to NumPy wait).
+
+:func:`emulate` runs the backend's host code -- time loops, cuBLAS argument mapping, launch
+shapes, kernel bodies, this module -- on the CPU, so that the tests check it on machines
+without a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from . import _C
+
+try:
+    from . import _cuda
+except ImportError:  # built without a CUDA compiler
+    _cuda = None
+
+__all__ = ["BackendStatus", "status", "emulate", "is_device_array", "DeviceArray"]
+
+_KDL_CUDA = 2  # DLPack's device type for CUDA memory
+_emulation_depth = 0
+
+
+@dataclass(frozen=True)
+class BackendStatus:
+    """Whether a backend is compiled into this install and usable on this machine."""
+
+    compiled: bool
+    usable: bool
+    detail: str = ""
+
+    def __str__(self) -> str:
+        if self.usable:
+            return "available" + (f" ({self.detail})" if self.detail else "")
+        if self.compiled:
+            return f"compiled, no device: {self.detail}"
+        return f"not compiled: {self.detail}"
+
+
+def _cublas_candidates() -> list:
+    """Where cuBLAS may be: NVIDIA's wheel (nvidia/cu13/lib), then the loader's search path."""
+    major = str(_cuda.cuda_version // 1000)
+    soname = f"libcublas.so.{major}"
+    found = []
+    spec = importlib.util.find_spec("nvidia")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        for sub in (f"cu{major}", "cublas"):
+            path = os.path.join(root, sub, "lib", soname)
+            if os.path.isfile(path):
+                found.append(path)
+    return found + [soname]
+
+
+def status() -> BackendStatus:
+    """The CUDA backend's status: ``str(status())`` reads e.g. "compiled, no device: no CUDA
+    driver (...)"."""
+    if _emulation_depth:
+        return BackendStatus(True, True, "emulated on the CPU")
+    if _cuda is None:
+        return BackendStatus(False, False, "this install was built without a CUDA compiler")
+    reason = _cuda.unusable_reason()
+    if reason:
+        return BackendStatus(True, False, reason)
+    try:
+        library = _cuda.load_cublas(_cublas_candidates())
+    except RuntimeError as e:
+        return BackendStatus(True, False, f"{e}; install it with pip install nvidia-cublas==13.*")
+    return BackendStatus(True, True, f"{_cuda.device_count()} device(s), cuBLAS {library}")
+
+
+def _module():
+    """The device module to run on, or RuntimeError saying why CUDA is not usable."""
+    if _emulation_depth:
+        return _C.cuda_emulation
+    s = status()
+    if not s.usable:
+        raise RuntimeError(f"backend 'cuda' is not usable here: {s} (fastrnn.backends() lists "
+                           f"what is)")
+    return _cuda
+
+
+@contextlib.contextmanager
+def emulate() -> Iterator[None]:
+    """Within this context the CUDA backend runs on the CPU: device memory is host memory,
+    kernels run thread by thread, GEMMs follow cuBLAS's column-major definition. For tests of
+    the backend's host code; slow by design."""
+    global _emulation_depth
+    _emulation_depth += 1
+    try:
+        yield
+    finally:
+        _emulation_depth -= 1
+
+
+def DeviceArray(shape: tuple, dtype) -> object:
+    """A new uninitialized array on the current CUDA device (float32, float64 or int64)."""
+    return _module().DeviceArray(tuple(shape), np.dtype(dtype))
+
+
+def is_device_array(value) -> bool:
+    """Whether ``value`` lives in GPU memory: it exposes ``__cuda_array_interface__``, or
+    DLPack on a CUDA device."""
+    if hasattr(value, "__cuda_array_interface__"):
+        return True
+    dev = getattr(value, "__dlpack_device__", None)
+    if dev is None or isinstance(value, np.ndarray):
+        return False
+    try:
+        return int(dev()[0]) == _KDL_CUDA
+    except Exception:
+        return False
+
+
+class _View:
+    """A device array argument described by its ``__cuda_array_interface__`` (kept alive)."""
+
+    def __init__(self, obj, interface: dict):
+        self.obj = obj
+        self.__cuda_array_interface__ = interface
+        self.shape = tuple(int(d) for d in interface["shape"])
+        self.dtype = np.dtype(interface["typestr"])
+        self.ndim = len(self.shape)
+        self.nbytes = int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+
+def _c_contiguous(shape: tuple, strides, itemsize: int) -> bool:
+    if strides is None:
+        return True
+    expected = itemsize
+    for extent, stride in zip(reversed(shape), reversed(strides)):
+        if extent != 1 and stride != expected:
+            return False
+        expected *= extent
+    return True
+
+
+def _output_kind(x) -> str:
+    """What kind of array the outputs of a call on x should be."""
+    if not is_device_array(x):
+        return "numpy"
+    module = type(x).__module__.split(".")[0]
+    return module if module in ("torch", "cupy") else "device"
+
+
+class DeviceOps:
+    """The array operations of fastrnn.ops on device memory (the host has NumPy's): wraps or
+    copies inputs, allocates, reorders rows, and returns outputs as the caller's kind."""
+
+    name = "cuda"
+
+    def __init__(self, x):
+        self.kernels = _module()
+        self.out_kind = _output_kind(x)
+
+    def asarray(self, fn: str, name: str, value):
+        if isinstance(value, self.kernels.DeviceArray):
+            return value
+        if hasattr(value, "__cuda_array_interface__"):
+            interface = value.__cuda_array_interface__
+            view = _View(value, interface)
+            if not _c_contiguous(view.shape, interface.get("strides"), view.dtype.itemsize):
+                raise ValueError(f"{fn}: argument '{name}' is a non-contiguous device array "
+                                 f"(shape {view.shape}, strides {interface.get('strides')}); "
+                                 f"make it contiguous first")
+            return view
+        if is_device_array(value):  # DLPack only (JAX): a view that keeps the producer's tensor
+            return self.kernels.DeviceArray.from_dlpack(value.__dlpack__(stream=1))
+        host = np.asarray(value)
+        if host.dtype.type not in (np.float32, np.float64, np.int64):
+            return host  # the caller's dtype check names it
+        out = self.kernels.DeviceArray(host.shape, host.dtype)
+        out.copy_from(np.ascontiguousarray(host))
+        return out
+
+    def contiguous(self, a):
+        return a
+
+    def empty(self, shape: tuple, dtype):
+        return self.kernels.DeviceArray(tuple(shape), np.dtype(dtype))
+
+    def zeros(self, shape: tuple, dtype):
+        a = self.empty(shape, dtype)
+        a.fill_zero()
+        return a
+
+    def copy(self, a):
+        out = self.empty(a.shape, a.dtype)
+        self.kernels.copy(out, a)
+        return out
+
+    def _reorder(self, a, perm: np.ndarray, axis: int):
+        outer = int(np.prod(a.shape[:axis], dtype=np.int64))
+        inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
+        out = self.empty(a.shape, a.dtype)
+        self.kernels.take_rows(a, np.ascontiguousarray(perm, np.int64), outer, a.shape[axis],
+                               inner, out)
+        return out
+
+    def take_rows(self, a, order: np.ndarray, axis: int):
+        return self._reorder(a, order, axis)
+
+    def put_rows(self, a, order: np.ndarray, axis: int):
+        return self._reorder(a, np.argsort(order, kind="stable"), axis)
+
+    def zero_padding(self, x, batch_sizes: np.ndarray, fresh: bool):
+        out = x if fresh else self.copy(x)
+        self.kernels.zero_padding(out, batch_sizes)
+        return out
+
+    def output(self, a):
+        if a is None:
+            return None
+        if self.out_kind == "numpy":
+            return a.numpy()
+        if self.out_kind == "torch":
+            import torch
+            return torch.from_dlpack(a)
+        if self.out_kind == "cupy":
+            import cupy
+            return cupy.from_dlpack(a)
+        return a
+

@@ -1,0 +1,394 @@
+"""The CUDA backend (fastrnn.cuda, csrc/cuda).
+
+Without a GPU, everything but the CUDA API calls themselves is checked on the CPU: the
+backend's host code runs over an emulated device (the `cuda_device` fixture's "emulated"
+case), the cuBLAS argument mapping against NumPy, launch shapes and their coverage, and the
+errors that say CUDA is not usable. Every test taking `cuda_device` also runs on a real GPU
+where one is usable, and is skipped there with the reason otherwise.
+"""
+
+import functools
+import os
+import shutil
+import types
+
+import numpy as np
+import pytest
+
+import fastrnn
+from fastrnn import _C, cuda, ops, reference
+from cells import (TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem,
+                   with_variants)
+
+EMU = _C.cuda_emulation
+STATUS = cuda.status()
+
+
+def on_cuda():
+    """fastrnn.ops with every forward on backend="cuda" (as cells.forward calls it)."""
+    return types.SimpleNamespace(**{
+        f"{c}_{p}": functools.partial(getattr(ops, f"{c}_{p}"), backend="cuda")
+        if p == "forward" else getattr(ops, f"{c}_{p}")
+        for c in ("lstm", "gru", "rnn") for p in ("forward", "backward")})
+
+
+# ----------------------------------------------------------------------------- build, status
+
+
+@pytest.mark.skipif(shutil.which("nvcc") is None or os.environ.get("FASTRNN_CUDA") == "OFF",
+                    reason="no nvcc on PATH: the build had no CUDA compiler to use")
+def test_cuda_module_is_built_where_nvcc_is():
+    """CI has nvcc: this fails if a change stops the CUDA module from compiling."""
+    assert cuda._cuda is not None
+    assert STATUS.compiled
+
+
+def test_status_says_what_is_missing():
+    s = str(STATUS)
+    if STATUS.usable:
+        assert s.startswith("available")
+    elif STATUS.compiled:
+        assert s.startswith("compiled, no device: ")
+        assert "driver" in s or "device" in s or "cuBLAS" in s
+    else:
+        assert s.startswith("not compiled: ")
+    assert fastrnn.backends()["cuda"] == STATUS
+
+
+@pytest.mark.skipif(STATUS.usable, reason="CUDA is usable here")
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_cuda_not_usable_is_a_clear_error(v):
+    p = make_problem(v, 2, 2, 3, 4)
+    expect = "backend 'cuda' is not usable here: " + ("compiled, no device" if STATUS.compiled
+                                                       else "not compiled")
+    with pytest.raises(RuntimeError, match=expect):
+        forward(on_cuda(), v, p)
+    with pytest.raises(RuntimeError, match=expect):
+        fastrnn.LSTM(3, 4, backend="cuda")
+    with pytest.raises(RuntimeError, match=expect):
+        fastrnn.GRUCell(3, 4, backend="cuda")
+    with pytest.raises(RuntimeError, match=expect):
+        cuda.DeviceArray((2, 3), np.float32)
+
+
+def test_unknown_backend_name():
+    v = VARIANTS[0]
+    p = make_problem(v, 2, 2, 3, 4)
+    with pytest.raises(ValueError, match="backend must be 'auto', 'cpu' or 'cuda', got 'gpu'"):
+        ops.lstm_forward(p.x, None, None, p.w_ih, p.w_hh, None, None, backend="gpu")
+
+
+# ----------------------------------------------------------------------------- cuBLAS mapping
+
+GEMMS = [  # (trans_a, trans_b, M, N, K, padding of each leading dimension)
+    (ta, tb, M, N, K, pad)
+    for ta in (False, True) for tb in (False, True)
+    for M, N, K in [(1, 1, 1), (3, 5, 2), (7, 1, 9), (1, 13, 4), (17, 6, 33)]
+    for pad in (0, 3)
+]
+
+
+def gemm_buffers(ta, tb, M, N, K, pad, rng):
+    """Flat row-major buffers for A, B, C with leading dimensions padded by `pad`."""
+    shapes = {"A": (K, M) if ta else (M, K), "B": (N, K) if tb else (K, N), "C": (M, N)}
+    lds = {k: s[1] + pad for k, s in shapes.items()}
+    bufs = {k: rng.standard_normal(s[0] * lds[k]) for k, s in shapes.items()}
+    return shapes, lds, bufs
+
+
+def row_major(buf, shape, ld):
+    return np.lib.stride_tricks.as_strided(buf, shape, (ld * 8, 8))
+
+
+def column_major(buf, shape, ld):
+    """X (rows, cols) with X(i, j) at buf[i + j * ld], as cuBLAS reads it."""
+    return np.lib.stride_tricks.as_strided(buf, shape, (8, ld * 8))
+
+
+@pytest.mark.parametrize("ta,tb,M,N,K,pad", GEMMS)
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_column_major_mapping_matches_numpy(ta, tb, M, N, K, pad, beta):
+    """The cuBLAS call to_column_major makes of a row-major GEMM, carried out in NumPy by the
+    column-major definition, gives NumPy's row-major product."""
+    rng = np.random.default_rng(M * 100 + N * 10 + K)
+    shapes, lds, bufs = gemm_buffers(ta, tb, M, N, K, pad, rng)
+    op = lambda X, t: X.T if t else X  # noqa: E731
+    want = 0.7 * op(row_major(bufs["A"], shapes["A"], lds["A"]), ta) @ \
+        op(row_major(bufs["B"], shapes["B"], lds["B"]), tb)
+    want = want + beta * row_major(bufs["C"], shapes["C"], lds["C"])
+
+    g = EMU.column_major_args(ta, tb, M, N, K, lds["A"], lds["B"], lds["C"])
+    m, n, k = g["m"], g["n"], g["k"]
+    first, second = bufs[g["A"]], bufs[g["B"]]
+    opa = column_major(first, (k, m) if g["trans_a"] else (m, k), g["lda"])
+    opb = column_major(second, (n, k) if g["trans_b"] else (k, n), g["ldb"])
+    c = column_major(bufs["C"], (m, n), g["ldc"])
+    c[...] = 0.7 * op(opa, g["trans_a"]) @ op(opb, g["trans_b"]) + beta * c
+    assert_close("C", row_major(bufs["C"], (M, N), lds["C"]), want, 1e-12, 1e-12)
+
+
+@pytest.mark.parametrize("ta,tb,M,N,K,pad", GEMMS)
+@pytest.mark.parametrize("beta", [0.0, 1.0])
+def test_backend_gemm_matches_numpy(ta, tb, M, N, K, pad, beta):
+    """CudaBackend::gemm through the mapping and the emulated column-major GEMM; beta = 0
+    ignores C's old contents (NaN here), as cuBLAS does."""
+    rng = np.random.default_rng(M + N + K)
+    shapes, lds, bufs = gemm_buffers(ta, tb, M, N, K, pad, rng)
+    if beta == 0:
+        bufs["C"][:] = np.nan
+    op = lambda X, t: X.T if t else X  # noqa: E731
+    c_view = row_major(bufs["C"], (M, N), lds["C"])
+    want = op(row_major(bufs["A"], shapes["A"], lds["A"]), ta) @ \
+        op(row_major(bufs["B"], shapes["B"], lds["B"]), tb)
+    if beta:
+        want = want + beta * c_view
+    padding = [bufs["C"][i * lds["C"] + N:(i + 1) * lds["C"]].copy() for i in range(M)]
+    EMU.gemm(ta, tb, M, N, K, 1.0, bufs["A"], lds["A"], bufs["B"], lds["B"], beta, bufs["C"],
+             lds["C"])
+    assert_close("C", c_view, want, 1e-12, 1e-12)
+    for i in range(M):  # the padding between rows is never written
+        np.testing.assert_array_equal(bufs["C"][i * lds["C"] + N:(i + 1) * lds["C"]], padding[i])
+
+
+def test_gemm_sizes_must_fit_cublas_int():
+    with pytest.raises(ValueError, match="too few"):
+        EMU.gemm(False, False, 4, 4, 4, 1.0, np.zeros(3), 4, np.zeros(16), 4, 0.0, np.zeros(16), 4)
+
+
+# ----------------------------------------------------------------------------- launch shapes
+
+LAUNCH_SHAPES = [(1, 1), (1, 255), (1, 256), (1, 257), (3, 85), (7, 1000), (1000, 3), (2, 4097)]
+
+
+@pytest.mark.parametrize("M,N", LAUNCH_SHAPES)
+def test_pointwise_launch_visits_every_element_once(M, N):
+    grid, block = EMU.launch_dims(M * N)
+    assert block == 256 and grid == -(-M * N // 256)
+    visits = EMU.pointwise_visits(M, N)
+    assert visits.shape == (M, N) and visits.min() == 1 and visits.max() == 1
+
+
+def test_huge_launch_is_capped_and_loops():
+    """Beyond 65535 blocks the grid stays at the cap and each thread loops (grid-stride)."""
+    n = 65535 * 256 + 3
+    assert EMU.launch_dims(n) == (65535, 256)
+    visits = EMU.pointwise_visits(1, n)
+    assert visits.min() == 1 and visits.max() == 1
+
+
+@pytest.mark.parametrize("M,N", [(0, 5), (1, 1), (5, 300), (64, 257)])
+def test_column_sums(M, N):
+    a = np.random.default_rng(N).standard_normal((M, N))
+    np.testing.assert_allclose(EMU.column_sums(a), a.sum(axis=0), rtol=1e-13, atol=1e-13)
+
+
+# ----------------------------------------------------------------------------- the cells
+
+SHAPES = [(1, 1, 1, 1), (3, 2, 5, 7), (4, 5, 3, 17), (6, 3, 4, 9)]
+CASES = [(*s, proj, lengths) for s in SHAPES for proj in (0, 3) for lengths in (None, "random")
+         if not proj or s[3] > 3]
+
+
+@pytest.mark.parametrize("v,T,B,I,H,proj,lengths", with_variants(CASES, 4))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_cells_match_reference_and_cpu(v, T, B, I, H, proj, lengths, dtype, cuda_device):
+    """Forward outputs, final states and every gradient on backend="cuda", against the NumPy
+    reference and the CPU backend."""
+    p = make_problem(v, T, B, I, H, dtype=dtype, seed=T + B + H, proj=proj, lengths=lengths)
+    atol, rtol = TOL[dtype]
+    want, saved_ref = forward(reference, v, p)
+    on_cpu, saved_cpu = forward(ops, v, p)
+    got, saved = forward(on_cuda(), v, p)
+    for name, g, w, c in zip(["y", "h_n", "c_n"], got, want, on_cpu):
+        assert isinstance(g, np.ndarray) and g.dtype == dtype
+        assert_close(name, g, w, atol, rtol)
+        assert_close(name + " vs cpu", g, c, atol, rtol)
+    grads_want = backward(reference, v, saved_ref, p)
+    grads_cpu = backward(ops, v, saved_cpu, p)
+    grads = backward(ops, v, saved, p)
+    for name in grads_want:
+        assert_close("d" + name, grads[name], grads_want[name], atol, rtol)
+        assert_close("d" + name + " vs cpu", grads[name], grads_cpu[name], atol, rtol)
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+def test_inference_without_bias(v, cuda_device):
+    p = make_problem(v, 7, 3, 4, 6, bias=False, lengths=[7, 0, 4])
+    want, _ = forward(reference, v, p, training=False)
+    got, saved = forward(on_cuda(), v, p, training=False)
+    assert saved is None
+    for name, g, w in zip(["y", "h_n", "c_n"], got, want):
+        assert_close(name, g, w, *TOL[np.float64])
+
+
+# ----------------------------------------------------------------------------- device arrays
+
+
+class CudaArrayInterface:
+    """Only __cuda_array_interface__, as a third-party GPU array shows itself (here over host
+    memory, which the emulated device reads)."""
+
+    def __init__(self, host: np.ndarray, strides=None, readonly=False):
+        self.host = host
+        self.__cuda_array_interface__ = {
+            "shape": host.shape, "typestr": host.dtype.str, "version": 3, "stream": None,
+            "data": (host.ctypes.data, readonly), "strides": strides}
+
+
+def to_device(a: np.ndarray):
+    d = EMU.DeviceArray(a.shape, a.dtype)
+    d.copy_from(a)
+    return d
+
+
+@pytest.mark.parametrize("wrap", ["DeviceArray", "interface"])
+def test_device_arrays_in_place_and_out(wrap):
+    """GPU-resident input runs on backend "auto" without copies; outputs come back as device
+    arrays (a DeviceArray for producers other than torch and CuPy)."""
+    v = VARIANTS[0]
+    p = make_problem(v, 5, 3, 4, 6, lengths=[5, 2, 0])
+    wrapper = to_device if wrap == "DeviceArray" else CudaArrayInterface
+    with cuda.emulate():
+        y, h, c, saved = ops.lstm_forward(wrapper(p.x), wrapper(p.h0), wrapper(p.c0),
+                                          wrapper(p.w_ih), wrapper(p.w_hh), wrapper(p.b_ih),
+                                          wrapper(p.b_hh), lengths=p.lengths)
+        assert all(isinstance(a, EMU.DeviceArray) for a in (y, h, c))
+        grads = ops.lstm_backward(saved, wrapper(p.dy), wrapper(p.dh_n), wrapper(p.dc_n))
+        assert all(isinstance(g, EMU.DeviceArray) for g in grads[:7])
+    want, saved_ref = forward(reference, v, p)
+    for name, g, w in zip(["y", "h_n", "c_n"], (y, h, c), want):
+        assert_close(name, g.numpy(), w, *TOL[np.float64])
+    want_grads = backward(reference, v, saved_ref, p)
+    for name, g in zip(["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh"], grads):
+        assert_close("d" + name, g.numpy(), want_grads[name], *TOL[np.float64])
+
+
+def test_training_output_is_not_the_saved_buffer():
+    """Writing to the returned y must not change what backward reads."""
+    v = VARIANTS[3]
+    p = make_problem(v, 4, 2, 3, 5)
+    with cuda.emulate():
+        y, _, saved = ops.rnn_forward(to_device(p.x), None, to_device(p.w_ih),
+                                      to_device(p.w_hh), None, None)
+        y.fill_zero()
+        got = ops.rnn_backward(saved, to_device(p.dy), None)
+    _, _, saved_ref = reference.rnn_forward(p.x, None, p.w_ih, p.w_hh, None, None)
+    want = reference.rnn_backward(saved_ref, p.dy, None)
+    assert_close("dx", got[0].numpy(), want[0], *TOL[np.float64])
+
+
+def bad_device_inputs():
+    v = VARIANTS[0]
+    p = make_problem(v, 3, 2, 4, 5)
+    x_t = np.asfortranarray(p.x)
+    return p, [
+        ("x", CudaArrayInterface(x_t, strides=x_t.strides), ValueError,
+         "argument 'x' is a non-contiguous device array"),
+        ("x", CudaArrayInterface(p.x.astype(np.float16)), TypeError, "dtype float16"),
+        ("h0", CudaArrayInterface(p.h0[:1].copy()), ValueError,
+         r"argument 'h0' has shape \(1, 5\), expected \(B, H\)"),
+        ("w_hh", CudaArrayInterface(p.w_hh.astype(np.float32)), TypeError,
+         "argument 'w_hh' has dtype float32 but x has dtype float64"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_bad_device_input(case):
+    p, cases = bad_device_inputs()
+    name, value, error, message = cases[case]
+    args = dict(x=to_device(p.x), h0=None, c0=None, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=None,
+                b_hh=None)
+    args[name] = value
+    with cuda.emulate(), pytest.raises(error, match=message):
+        ops.lstm_forward(**args)
+
+
+def test_device_lengths_and_host_backend_are_errors():
+    p = make_problem(VARIANTS[0], 3, 2, 4, 5)
+    with cuda.emulate():
+        with pytest.raises(TypeError, match="lengths must be on the host"):
+            ops.lstm_forward(to_device(p.x), None, None, p.w_ih, p.w_hh, None, None,
+                             lengths=CudaArrayInterface(np.array([3, 1])))
+        with pytest.raises(ValueError, match="x is a GPU array but backend='cpu'"):
+            ops.lstm_forward(to_device(p.x), None, None, p.w_ih, p.w_hh, None, None,
+                             backend="cpu")
+        with pytest.raises(TypeError, match="layers and cells take host"):
+            fastrnn.LSTM(4, 5, dtype=np.float64)(to_device(p.x))
+
+
+def test_kernel_binding_checks_device_arguments():
+    """The module's own checks, for callers that skip fastrnn.ops."""
+    p = make_problem(VARIANTS[3], 3, 2, 4, 5)
+    T, B, I = p.x.shape
+    H = 5
+    out = [to_device(np.zeros(s)) for s in [(T, B, H), (B, H), (T, B, H)]]
+    with pytest.raises(ValueError, match=r"argument 'h0' has shape \(2, 4\), expected \(2, 5\)"):
+        EMU.rnn_forward(to_device(p.x), to_device(np.zeros((2, 4))), to_device(p.w_ih),
+                        to_device(p.w_hh), None, None, None, *out, "tanh", H)
+    with pytest.raises(TypeError, match="must be a device array"):
+        EMU.rnn_forward(to_device(p.x), p.h0, to_device(p.w_ih), to_device(p.w_hh), None, None,
+                        None, *out, "tanh", H)
+    with pytest.raises(ValueError, match="'y' is read-only"):
+        EMU.rnn_forward(to_device(p.x), to_device(p.h0), to_device(p.w_ih), to_device(p.w_hh),
+                        None, None, None, CudaArrayInterface(np.zeros((T, B, H)), readonly=True),
+                        *out[1:], "tanh", H)
+    with pytest.raises(ValueError, match="batch_sizes must be non-increasing"):
+        EMU.rnn_forward(to_device(p.x), to_device(p.h0), to_device(p.w_ih), to_device(p.w_hh),
+                        None, None, np.array([1, 2, 2]), *out, "tanh", H)
+
+
+def test_dlpack_export_and_import():
+    """DeviceArray's DLPack capsule (on the emulated device: CPU memory, so NumPy can consume
+    it) and DLPack import keep their memory alive as long as a consumer holds it."""
+    a = to_device(np.arange(6.0).reshape(2, 3))
+    assert a.__dlpack_device__() == (1, 0)
+    b = np.from_dlpack(a)
+    del a
+    np.testing.assert_array_equal(b, np.arange(6.0).reshape(2, 3))
+    src = np.arange(4, dtype=np.float32)
+    view = EMU.DeviceArray.from_dlpack(src.__dlpack__())
+    del src
+    np.testing.assert_array_equal(view.numpy(), np.arange(4, dtype=np.float32))
+    capsule = np.zeros(3).__dlpack__()
+    EMU.DeviceArray.from_dlpack(capsule)
+    with pytest.raises(ValueError, match="unconsumed 'dltensor'"):
+        EMU.DeviceArray.from_dlpack(capsule)
+    with pytest.raises(TypeError, match="float32, float64 or int64"):
+        EMU.DeviceArray.from_dlpack(np.zeros(3, np.int16).__dlpack__())
+    with pytest.raises(ValueError, match="C-contiguous"):
+        EMU.DeviceArray.from_dlpack(np.zeros((3, 4))[:, ::2].__dlpack__())
+
+
+# ----------------------------------------------------------------------------- GPU only
+
+
+
+@pytest.mark.skipif(not STATUS.usable, reason=f"no usable GPU here (CUDA backend: {STATUS})")
+def test_torch_cuda_tensors_in_and_out():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("this torch has no CUDA")
+    v = VARIANTS[1]
+    p = make_problem(v, 5, 3, 4, 6)
+    t = {k: torch.from_numpy(getattr(p, k)).cuda() for k in ("x", "h0", "w_ih", "w_hh", "b_ih",
+                                                               "b_hh", "dy", "dh_n")}
+    y, h, saved = ops.gru_forward(t["x"], t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"])
+    assert isinstance(y, torch.Tensor) and y.is_cuda
+    grads = ops.gru_backward(saved, t["dy"], t["dh_n"])
+    want, saved_ref = forward(reference, v, p)
+    assert_close("y", y.cpu().numpy(), want[0], *TOL[np.float64])
+    want_grads = backward(reference, v, saved_ref, p)
+    for name, g in zip(["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"], grads):
+        assert_close("d" + name, g.cpu().numpy(), want_grads[name], *TOL[np.float64])
+
+
+@pytest.mark.skipif(not STATUS.usable, reason=f"no usable GPU here (CUDA backend: {STATUS})")
+def test_cupy_arrays_in_and_out():
+    cupy = pytest.importorskip("cupy")
+    v = VARIANTS[3]
+    p = make_problem(v, 5, 3, 4, 6)
+    y, h, _ = ops.rnn_forward(cupy.asarray(p.x), None, cupy.asarray(p.w_ih),
+                              cupy.asarray(p.w_hh), None, None, training=False)
+    assert isinstance(y, cupy.ndarray)
+    want, _ = forward(reference, v, p, training=False)
+    assert_close("y", cupy.asnumpy(y), want[0], *TOL[np.float64])
