@@ -14,4 +14,5 @@ PYBIND11_MODULE(_cuda, m) {
         "Loads cuBLAS from the first loadable path or soname; returns it.");
   m.def("cublas_loaded", &fastrnn::cublas_loaded);
   m.attr("cuda_version") = CUDART_VERSION;
+  m.attr("build_info") = FASTRNN_CUDA_BUILD;  // compiler and architectures, from CMake
 }

@@ -74,10 +74,11 @@ struct DeviceArray {
   int device = 0;
   std::shared_ptr<void> owner;  // frees the memory, or releases the DLPack producer's tensor
 
-  static DeviceArray allocate(std::vector<int64_t> shape, const std::string& typestr) {
+  // Uninitialized memory on `device` (-1: the current device).
+  static DeviceArray allocate(std::vector<int64_t> shape, const std::string& typestr, int device) {
     for (int64_t d : shape)
       if (d < 0) throw py::value_error("DeviceArray: negative extent in shape " + shape_str(shape));
-    Device& dev = Device::current();
+    Device& dev = device < 0 ? Device::current() : Device::get(device);
     DeviceArray a;
     a.shape = std::move(shape);
     a.typestr = typestr;
@@ -295,12 +296,13 @@ void def_device_module(py::module_& m) {
   using Array = DeviceArray<Device>;
   py::class_<Array>(m, "DeviceArray",
                     "A dense, C-contiguous array in device memory (float32, float64 or int64).")
-      .def(py::init([](std::vector<int64_t> shape, const py::object& dtype) {
+      .def(py::init([](std::vector<int64_t> shape, const py::object& dtype, int device) {
              const std::string t = std::string(py::str(py::dtype::from_args(dtype).attr("str")));
              itemsize_of(t);
-             return Array::allocate(std::move(shape), t);
+             return Array::allocate(std::move(shape), t, device);
            }),
-           py::arg("shape"), py::arg("dtype"), "Uninitialized memory on the current device.")
+           py::arg("shape"), py::arg("dtype"), py::arg("device") = -1,
+           "Uninitialized memory on a device (-1: the current one).")
       .def_static("from_dlpack", &from_dlpack<Device>, py::arg("capsule"),
                   "A view of a DLPack capsule's tensor (kept alive by the view).")
       .def_property_readonly("shape",
@@ -384,6 +386,13 @@ void def_device_module(py::module_& m) {
         if (n) Device::of_pointer(s.data).copy(d.data, s.data, n);
       },
       py::arg("dst"), py::arg("src"), "Device-to-device copy of equal shapes and dtypes.");
+  m.def(
+      "device_of",
+      [](uintptr_t ptr) {
+        const void* p = reinterpret_cast<const void*>(ptr);
+        return (p ? Device::of_pointer(p) : Device::current()).id();  // empty: no pointer
+      },
+      py::arg("ptr"), "The device holding an address (0: the current device).");
   m.def(
       "synchronize", [] { Device::current().synchronize(); },
       "Waits for every fastrnn call queued on the current device.");

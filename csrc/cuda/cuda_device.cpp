@@ -105,9 +105,20 @@ bool cublas_loaded() {
 
 // ---------------------------------------------------------------------------- CudaDevice
 
+// Never throws (it runs in destructors' frees): a failure to switch shows in the CUDA call
+// that follows, which is checked.
+DeviceScope::DeviceScope(int device) : device_(device) {
+  if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+  if (previous_ != device) cudaSetDevice(device);
+}
+
+DeviceScope::~DeviceScope() {
+  if (previous_ >= 0 && previous_ != device_) cudaSetDevice(previous_);
+}
+
 CudaDevice::CudaDevice(int device) : device_(device), stream_(cudaStreamLegacy) {
   const Cublas& lib = cublas();
-  check_cuda(cudaSetDevice(device), "cudaSetDevice");
+  DeviceScope scope(device);
   cublasHandle_t handle = nullptr;
   check_cublas(lib.create(&handle), "cublasCreate");
   check_cublas(lib.set_stream(handle, stream_), "cublasSetStream");
@@ -122,7 +133,6 @@ CudaDevice& CudaDevice::get(int device) {
   std::lock_guard<std::mutex> lock(mutex);                    // outlive the interpreter
   auto& d = devices[device];
   if (!d) d.reset(new CudaDevice(device));
-  check_cuda(cudaSetDevice(device), "cudaSetDevice");
   return *d;
 }
 
@@ -141,6 +151,7 @@ CudaDevice& CudaDevice::of_pointer(const void* p) {
 }
 
 void* CudaDevice::alloc(size_t bytes) {
+  DeviceScope scope(device_);
   void* p = nullptr;
   const cudaError_t status = cudaMallocAsync(&p, bytes ? bytes : 1, stream_);
   if (status == cudaErrorMemoryAllocation) {
@@ -151,27 +162,37 @@ void* CudaDevice::alloc(size_t bytes) {
   return p;
 }
 
-void CudaDevice::free(void* p) { cudaFreeAsync(p, stream_); }
+void CudaDevice::free(void* p) {
+  DeviceScope scope(device_);
+  cudaFreeAsync(p, stream_);
+}
 
 void CudaDevice::copy(void* dst, const void* src, size_t bytes) {
+  DeviceScope scope(device_);
   check_cuda(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_), "copy");
 }
 
 void CudaDevice::to_device(void* dst, const void* host, size_t bytes) {
+  DeviceScope scope(device_);
   // From pageable host memory the copy has taken the data when this returns.
   check_cuda(cudaMemcpyAsync(dst, host, bytes, cudaMemcpyHostToDevice, stream_), "to_device");
 }
 
 void CudaDevice::to_host(void* host, const void* src, size_t bytes) {
+  DeviceScope scope(device_);
   check_cuda(cudaMemcpyAsync(host, src, bytes, cudaMemcpyDeviceToHost, stream_), "to_host");
   synchronize();
 }
 
 void CudaDevice::fill_zero(void* dst, size_t bytes) {
+  DeviceScope scope(device_);
   check_cuda(cudaMemsetAsync(dst, 0, bytes, stream_), "fill_zero");
 }
 
-void CudaDevice::synchronize() { check_cuda(cudaStreamSynchronize(stream_), "synchronize"); }
+void CudaDevice::synchronize() {
+  DeviceScope scope(device_);
+  check_cuda(cudaStreamSynchronize(stream_), "synchronize");
+}
 
 namespace {
 
@@ -188,10 +209,12 @@ void order_streams(cudaStream_t producer, cudaStream_t waiter) {
 }  // namespace
 
 void CudaDevice::wait_for(intptr_t producer_stream) {
+  DeviceScope scope(device_);
   order_streams(reinterpret_cast<cudaStream_t>(producer_stream), stream_);
 }
 
 void CudaDevice::make_wait(intptr_t consumer_stream) {
+  DeviceScope scope(device_);
   order_streams(stream_, reinterpret_cast<cudaStream_t>(consumer_stream));
 }
 
@@ -211,10 +234,12 @@ void cublas_gemm(Gemm gemm, void* handle, const ColumnMajorGemm<S>& g, const cha
 }  // namespace
 
 void CudaDevice::gemm(const ColumnMajorGemm<float>& g) {
+  DeviceScope scope(device_);
   cublas_gemm(cublas().sgemm, cublas_, g, "cublasSgemm");
 }
 
 void CudaDevice::gemm(const ColumnMajorGemm<double>& g) {
+  DeviceScope scope(device_);
   cublas_gemm(cublas().dgemm, cublas_, g, "cublasDgemm");
 }
 

@@ -33,6 +33,21 @@ int cuda_device_count();  // 0 when unusable
 std::string load_cublas(const std::vector<std::string>& candidates);
 bool cublas_loaded();
 
+// Makes `device` current for its lifetime, then restores the caller's: CUDA keeps one
+// current device per host thread, and fastrnn never leaves it changed.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int device);
+  ~DeviceScope();
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int device_, previous_ = -1;
+};
+
+// Every member that queues work makes its device current for the call (DeviceScope): the
+// legacy default stream and the cuBLAS handle belong to one device.
 class CudaDevice {
  public:
   static constexpr int kDlpackDeviceType = 2;  // kDLCUDA

@@ -13,6 +13,7 @@ __global__ void run_kernel(K kernel) {
 
 template <typename K>
 void CudaDevice::launch(LaunchDims d, const K& kernel) {
+  DeviceScope scope(device_);
   run_kernel<<<static_cast<unsigned>(d.grid), static_cast<unsigned>(d.block), 0, stream_>>>(kernel);
   check_cuda(cudaGetLastError(), "kernel launch");
 }

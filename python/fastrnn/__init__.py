@@ -3,6 +3,7 @@ C++, with a NumPy API.
 
 - :mod:`fastrnn.ops`: stateless ``{lstm,gru,rnn}_{forward,backward}`` on the C++ kernels.
 - :mod:`fastrnn.reference`: the same functions in plain NumPy, the ground truth.
+- :mod:`fastrnn.cuda`: the CUDA backend's status and how GPU arrays come in and go out.
 - ``LSTM``, ``GRU``, ``RNN`` and their ``*Cell`` forms: layers with torch.nn's arguments and
   parameter names, on either backend.
 """
@@ -30,13 +31,13 @@ def _load_extension():
 
 _C = _load_extension()
 
-from . import ops, reference, train  # noqa: E402
+from . import cuda, ops, reference, train  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "no_grad",
-           "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
+           "cuda", "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
            "available_cpu_isas", "blas_info", "set_numpy_blas_threads",
            "__version__"]
 

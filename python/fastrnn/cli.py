@@ -63,6 +63,8 @@ def cmd_info(args) -> int:
           f"{platform.machine()}")
     for name, status in fastrnn.backends().items():
         print(f"backend {name}: {status}")
+    if fastrnn.cuda._cuda is not None:
+        print(f"CUDA module: built with {fastrnn.cuda._cuda.build_info}")
     print(f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
           f"{', '.join(fastrnn.available_cpu_isas())})")
     flags = cpu_flags()

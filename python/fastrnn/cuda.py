@@ -171,6 +171,13 @@ class DeviceOps:
     def __init__(self, x):
         self.kernels = _module()
         self.out_kind = _output_kind(x)
+        # Every array of the call goes where x is (NumPy x: the current device).
+        if hasattr(x, "__cuda_array_interface__"):
+            self.device = self.kernels.device_of(int(x.__cuda_array_interface__["data"][0]))
+        elif is_device_array(x):
+            self.device = int(x.__dlpack_device__()[1])
+        else:
+            self.device = -1
 
     def asarray(self, fn: str, name: str, value):
         if isinstance(value, self.kernels.DeviceArray):
@@ -188,7 +195,7 @@ class DeviceOps:
         host = np.asarray(value)
         if host.dtype.type not in (np.float32, np.float64, np.int64):
             return host  # the caller's dtype check names it
-        out = self.kernels.DeviceArray(host.shape, host.dtype)
+        out = self.empty(host.shape, host.dtype)
         out.copy_from(np.ascontiguousarray(host))
         return out
 
@@ -196,7 +203,7 @@ class DeviceOps:
         return a
 
     def empty(self, shape: tuple, dtype):
-        return self.kernels.DeviceArray(tuple(shape), np.dtype(dtype))
+        return self.kernels.DeviceArray(tuple(shape), np.dtype(dtype), self.device)
 
     def zeros(self, shape: tuple, dtype):
         a = self.empty(shape, dtype)
