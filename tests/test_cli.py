@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 
+import fastrnn
+
 from fastrnn import charlm
 from fastrnn.train import Adam
 
@@ -110,6 +112,8 @@ def test_sample_command(corpus, tmp_path):
     ("ckpt", ["sample", "{path}", "--prime", "XYZ"], "never seen"),
     (None, ["bench", "--cells", "elman"], "--cells: choose from"),
     (None, ["bench", "--peers", "tensorflow"], "unknown peer"),
+    pytest.param(None, ["bench", "--peers", "fastrnn,cuda"], "cuda is not usable here",
+                 marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable")),
     (None, ["bench", "--threads", "two"], "--threads: comma-separated integers"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message):

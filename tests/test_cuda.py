@@ -392,3 +392,19 @@ def test_cupy_arrays_in_and_out():
     assert isinstance(y, cupy.ndarray)
     want, _ = forward(reference, v, p, training=False)
     assert_close("y", cupy.asnumpy(y), want[0], *TOL[np.float64])
+
+
+# ----------------------------------------------------------------------------- benchmarks
+
+
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_bench_cuda_peer_runs(mode, cuda_device):
+    """The suite's GPU peer: device-resident inputs, synchronized runs."""
+    from fastrnn import bench
+
+    assert "cuda" in bench.available_peers("fastrnn,cuda", 1)
+    rng = np.random.default_rng(0)
+    w = bench._weights("gru", 6, rng)
+    run = bench.cuda_case("gru", mode, rng.standard_normal((4, 3, 6)).astype(np.float32), w)
+    run()
+    run()

@@ -24,7 +24,7 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 
 import fastrnn
-from fastrnn import _C, ops, reference
+from fastrnn import _C, cuda, ops, reference
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 JSON_VERSION = 1
@@ -56,7 +56,8 @@ def add_arguments(p) -> None:
                    help="comma-separated thread counts (default: 1 and all cores)")
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--peers", default="auto",
-                   help="comma-separated from fastrnn,numpy,torch,jax (default: all installed)")
+                   help="comma-separated from fastrnn,numpy,torch,jax,cuda (default: all installed; "
+                        "cuda: fastrnn on a GPU, where one is usable)")
     p.add_argument("--cells", default="lstm,gru,rnn")
 
 
@@ -80,6 +81,19 @@ def fastrnn_case(mod, cell: str, mode: str, x, w) -> Callable[[], None]:
         bwd(out[-1], out[0], None, *c0)
 
     return train
+
+
+def cuda_case(cell: str, mode: str, x, w) -> Callable[[], None]:
+    """fastrnn on the GPU, on device-resident copies of x and the weights; each run waits for
+    the GPU, so that its time is the GPU's."""
+    x, w = cuda.to_device(x), [cuda.to_device(a) for a in w]
+    run = fastrnn_case(ops, cell, mode, x, w)
+
+    def synchronized():
+        run()
+        cuda.synchronize()
+
+    return synchronized
 
 
 def fastrnn_stream(cell: str, H: int, w, steps: int) -> Callable[[], None]:
@@ -192,11 +206,15 @@ def available_peers(requested: str, jax_threads: int) -> List[str]:
             peers.append(name)
         except ImportError:
             pass
+    if cuda.status().usable:
+        peers.append("cuda")
     if requested != "auto":
         want = [p.strip() for p in requested.split(",") if p.strip()]
-        bad = [p for p in want if p not in ("fastrnn", "numpy", "torch", "jax")]
+        bad = [p for p in want if p not in ("fastrnn", "numpy", "torch", "jax", "cuda")]
         if bad:
             raise ValueError(f"--peers: unknown peer(s) {bad}")
+        if "cuda" in want and "cuda" not in peers:
+            raise ValueError(f"--peers: cuda is not usable here: {cuda.status()}")
         missing = [p for p in want if p not in peers]
         if missing:
             raise ValueError(f"--peers: {missing} not installed here")
@@ -308,6 +326,8 @@ def run_case(case: Case, peers: List[str], repeats: int) -> None:
             fns["torch"] = torch_case(case.cell, case.mode, x, w)
         if "jax" in peers and str(case.threads) == os.environ.get("FASTRNN_BENCH_JAX_THREADS"):
             fns["jax"] = jax_case(case.cell, case.mode, x, w)
+        if "cuda" in peers:
+            fns["cuda"] = cuda_case(case.cell, case.mode, x, w)
     # NumPy's OpenBLAS threads keep spinning for a while after each call and would steal the
     # cores from whichever peer runs next: the reference runs last, on its own, after the
     # interleaved peers and the roofline measurement.

@@ -7,10 +7,10 @@ system's library path). :func:`status` says which of these holds.
 
 Arrays: any object exposing ``__cuda_array_interface__`` (CuPy arrays, PyTorch CUDA tensors,
 Numba arrays, :class:`DeviceArray`) or DLPack on a CUDA device (JAX arrays) is used in place,
-without a copy; outputs come back as the input's kind (``torch.Tensor``, ``cupy.ndarray``;
-:class:`DeviceArray`, which supports DLPack, for other producers). NumPy input with
-``backend="cuda"`` is copied to the device, and the outputs back to NumPy. Device arrays must
-be C-contiguous. Work is queued on the legacy default stream, after whatever the caller
+without a copy; outputs come back as the input's kind (``torch.Tensor``, ``cupy.ndarray``,
+JAX and Numba arrays; :class:`DeviceArray`, which supports DLPack, for other producers).
+NumPy input with ``backend="cuda"`` is copied to the device, and the outputs back to NumPy.
+Device arrays must be C-contiguous; ``lengths`` stays on the host. Work is queued on the legacy default stream, after whatever the caller
 queued there; functions return without waiting for the GPU (copies to NumPy wait).
 
 :func:`emulate` runs the backend's host code -- time loops, cuBLAS argument mapping, launch
@@ -35,7 +35,8 @@ try:
 except ImportError:  # built without a CUDA compiler
     _cuda = None
 
-__all__ = ["BackendStatus", "status", "emulate", "is_device_array", "DeviceArray"]
+__all__ = ["BackendStatus", "status", "emulate", "is_device_array", "DeviceArray", "to_device",
+           "synchronize"]
 
 _KDL_CUDA = 2  # DLPack's device type for CUDA memory
 _emulation_depth = 0
@@ -117,6 +118,19 @@ def DeviceArray(shape: tuple, dtype) -> object:
     return _module().DeviceArray(tuple(shape), np.dtype(dtype))
 
 
+def to_device(host: np.ndarray) -> object:
+    """A copy of a NumPy array on the current CUDA device, as a :class:`DeviceArray`."""
+    host = np.ascontiguousarray(host)
+    out = DeviceArray(host.shape, host.dtype)
+    out.copy_from(host)
+    return out
+
+
+def synchronize() -> None:
+    """Waits until the current device has finished every fastrnn call queued so far."""
+    _module().synchronize()
+
+
 def is_device_array(value) -> bool:
     """Whether ``value`` lives in GPU memory: it exposes ``__cuda_array_interface__``, or
     DLPack on a CUDA device."""
@@ -154,12 +168,38 @@ def _c_contiguous(shape: tuple, strides, itemsize: int) -> bool:
     return True
 
 
+def _from_torch(a):
+    import torch
+    return torch.from_dlpack(a)
+
+
+def _from_cupy(a):
+    import cupy
+    return cupy.from_dlpack(a)
+
+
+def _from_jax(a):
+    import jax.numpy as jnp
+    return jnp.from_dlpack(a)
+
+
+def _from_numba(a):
+    from numba import cuda as numba_cuda
+    return numba_cuda.as_cuda_array(a)
+
+
+# Outputs in the kind of the input, by the top-level module of the input's type; producers
+# not listed get the DeviceArray itself (it supports DLPack and __cuda_array_interface__).
+_CONVERTERS = {"torch": _from_torch, "cupy": _from_cupy, "jax": _from_jax, "jaxlib": _from_jax,
+               "numba": _from_numba}
+
+
 def _output_kind(x) -> str:
     """What kind of array the outputs of a call on x should be."""
     if not is_device_array(x):
         return "numpy"
     module = type(x).__module__.split(".")[0]
-    return module if module in ("torch", "cupy") else "device"
+    return module if module in _CONVERTERS else "device"
 
 
 class DeviceOps:
@@ -239,11 +279,7 @@ class DeviceOps:
             return None
         if self.out_kind == "numpy":
             return a.numpy()
-        if self.out_kind == "torch":
-            import torch
-            return torch.from_dlpack(a)
-        if self.out_kind == "cupy":
-            import cupy
-            return cupy.from_dlpack(a)
-        return a
+        if self.out_kind == "device":
+            return a
+        return _CONVERTERS[self.out_kind](a)
 
