@@ -21,6 +21,7 @@ without a GPU.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ __all__ = ["BackendStatus", "status", "emulate", "is_device_array", "DeviceArray
            "synchronize"]
 
 _KDL_CUDA = 2  # DLPack's device type for CUDA memory
-_emulation_depth = 0
+_emulated = contextvars.ContextVar("fastrnn_cuda_emulated", default=False)
 
 
 @dataclass(frozen=True)
@@ -49,12 +50,13 @@ class BackendStatus:
     compiled: bool
     usable: bool
     detail: str = ""
+    missing: str = "device"  # what a compiled backend lacks here: "device" or "cuBLAS"
 
     def __str__(self) -> str:
         if self.usable:
             return "available" + (f" ({self.detail})" if self.detail else "")
         if self.compiled:
-            return f"compiled, no device: {self.detail}"
+            return f"compiled, no {self.missing}: {self.detail}"
         return f"not compiled: {self.detail}"
 
 
@@ -75,7 +77,7 @@ def _cublas_candidates() -> list:
 def status() -> BackendStatus:
     """The CUDA backend's status: ``str(status())`` reads e.g. "compiled, no device: no CUDA
     driver (...)"."""
-    if _emulation_depth:
+    if _emulated.get():
         return BackendStatus(True, True, "emulated on the CPU")
     if _cuda is None:
         return BackendStatus(False, False, "this install was built without a CUDA compiler")
@@ -85,13 +87,14 @@ def status() -> BackendStatus:
     try:
         library = _cuda.load_cublas(_cublas_candidates())
     except RuntimeError as e:
-        return BackendStatus(True, False, f"{e}; install it with pip install nvidia-cublas==13.*")
+        return BackendStatus(True, False, f"{e}; install it with pip install nvidia-cublas==13.*",
+                             missing="cuBLAS")
     return BackendStatus(True, True, f"{_cuda.device_count()} device(s), cuBLAS {library}")
 
 
 def _module():
     """The device module to run on, or RuntimeError saying why CUDA is not usable."""
-    if _emulation_depth:
+    if _emulated.get():
         return _C.cuda_emulation
     s = status()
     if not s.usable:
@@ -105,12 +108,11 @@ def emulate() -> Iterator[None]:
     """Within this context the CUDA backend runs on the CPU: device memory is host memory,
     kernels run thread by thread, GEMMs follow cuBLAS's column-major definition. For tests of
     the backend's host code; slow by design."""
-    global _emulation_depth
-    _emulation_depth += 1
+    token = _emulated.set(True)
     try:
         yield
     finally:
-        _emulation_depth -= 1
+        _emulated.reset(token)
 
 
 def DeviceArray(shape: tuple, dtype) -> object:
@@ -233,7 +235,7 @@ class DeviceOps:
         if is_device_array(value):  # DLPack only (JAX): a view that keeps the producer's tensor
             return self.kernels.DeviceArray.from_dlpack(value.__dlpack__(stream=1))
         host = np.asarray(value)
-        if host.dtype.type not in (np.float32, np.float64, np.int64):
+        if host.dtype.type not in (np.float32, np.float64):
             return host  # the caller's dtype check names it
         out = self.empty(host.shape, host.dtype)
         out.copy_from(np.ascontiguousarray(host))
