@@ -7,17 +7,16 @@ errors that say CUDA is not usable. Every test taking `cuda_device` also runs on
 where one is usable, and is skipped there with the reason otherwise.
 """
 
-import functools
 import os
 import re
 import shutil
-import types
 
 import numpy as np
 import pytest
 
 import fastrnn
 from fastrnn import _C, cuda, ops, reference
+from fastrnn.layers import _OpsOn
 from cells import (TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem,
                    with_variants)
 
@@ -26,11 +25,8 @@ STATUS = cuda.status()
 
 
 def on_cuda():
-    """fastrnn.ops with every forward on backend="cuda" (as cells.forward calls it)."""
-    return types.SimpleNamespace(**{
-        f"{c}_{p}": functools.partial(getattr(ops, f"{c}_{p}"), backend="cuda")
-        if p == "forward" else getattr(ops, f"{c}_{p}")
-        for c in ("lstm", "gru", "rnn") for p in ("forward", "backward")})
+    """fastrnn.ops with every forward on backend="cuda" (what cells.forward calls)."""
+    return _OpsOn("cuda")
 
 
 # ----------------------------------------------------------------------------- build, status

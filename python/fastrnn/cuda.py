@@ -36,8 +36,8 @@ try:
 except ImportError:  # built without a CUDA compiler
     _cuda = None
 
-__all__ = ["BackendStatus", "status", "emulate", "is_device_array", "DeviceArray", "to_device",
-           "synchronize"]
+__all__ = ["BackendStatus", "status", "require", "emulate", "is_device_array", "DeviceArray",
+           "to_device", "synchronize"]
 
 _KDL_CUDA = 2  # DLPack's device type for CUDA memory
 _emulated = contextvars.ContextVar("fastrnn_cuda_emulated", default=False)
@@ -92,8 +92,8 @@ def status() -> BackendStatus:
     return BackendStatus(True, True, f"{_cuda.device_count()} device(s), cuBLAS {library}")
 
 
-def _module():
-    """The device module to run on, or RuntimeError saying why CUDA is not usable."""
+def require():
+    """The device module to run on; RuntimeError saying why if CUDA is not usable here."""
     if _emulated.get():
         return _C.cuda_emulation
     s = status()
@@ -117,7 +117,7 @@ def emulate() -> Iterator[None]:
 
 def DeviceArray(shape: tuple, dtype) -> object:
     """A new uninitialized array on the current CUDA device (float32, float64 or int64)."""
-    return _module().DeviceArray(tuple(shape), np.dtype(dtype))
+    return require().DeviceArray(tuple(shape), np.dtype(dtype))
 
 
 def to_device(host: np.ndarray) -> object:
@@ -130,7 +130,7 @@ def to_device(host: np.ndarray) -> object:
 
 def synchronize() -> None:
     """Waits until the current device has finished every fastrnn call queued so far."""
-    _module().synchronize()
+    require().synchronize()
 
 
 def is_device_array(value) -> bool:
@@ -208,10 +208,8 @@ class DeviceOps:
     """The array operations of fastrnn.ops on device memory (the host has NumPy's): wraps or
     copies inputs, allocates, reorders rows, and returns outputs as the caller's kind."""
 
-    name = "cuda"
-
     def __init__(self, x):
-        self.kernels = _module()
+        self.kernels = require()
         self.out_kind = _output_kind(x)
         # Every array of the call goes where x is (NumPy x: the current device).
         if hasattr(x, "__cuda_array_interface__"):

@@ -51,9 +51,7 @@ def get_backend(name: str):
     if name == "numpy":
         return reference
     if name == "cuda":
-        status = cuda.status()
-        if not status.usable:
-            raise RuntimeError(f"backend 'cuda' is not usable here: {status}")
+        cuda.require()
         return _OpsOn("cuda")
     raise ValueError(f"backend must be one of {['auto'] + list(backends())}, got {name!r}")
 

@@ -74,7 +74,6 @@ class _HostOps:
     """The array operations the functions below need, on NumPy arrays, for the CPU kernels
     (fastrnn.cuda.DeviceOps has the same on device memory)."""
 
-    name = "cpu"
     kernels = _C
 
     def asarray(self, fn: str, name: str, value):
@@ -107,6 +106,7 @@ class _HostOps:
 
     @staticmethod
     def zero_padding(x: np.ndarray, batch_sizes: np.ndarray, fresh: bool) -> np.ndarray:
+        # A new array whether or not x is the caller's (fresh), so NaN * 0 never happens.
         running = np.arange(x.shape[1])[None, :] < batch_sizes[:, None]  # (T, B)
         return np.where(running[:, :, None], x, x.dtype.type(0))
 
