@@ -216,6 +216,21 @@ def test_cells_match_reference_and_cpu(v, T, B, I, H, proj, lengths, dtype, cuda
 
 
 @pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize("shape", [(0, 2, 3, 4), (3, 0, 3, 4)], ids=["T0", "B0"])
+def test_empty_problems(v, shape, cuda_device):
+    """T = 0: final states are the initial ones; B = 0: empty outputs; zero gradients."""
+    p = make_problem(v, *shape)
+    want, saved_ref = forward(reference, v, p)
+    got, saved = forward(on_cuda(), v, p)
+    for name, g, w in zip(["y", "h_n", "c_n"], got, want):
+        assert_close(name, g, w, *TOL[np.float64])
+    grads_want = backward(reference, v, saved_ref, p)
+    grads = backward(ops, v, saved, p)
+    for name in grads_want:
+        assert_close("d" + name, grads[name], grads_want[name], *TOL[np.float64])
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
 def test_inference_without_bias(v, cuda_device):
     p = make_problem(v, 7, 3, 4, 6, bias=False, lengths=[7, 0, 4])
     want, _ = forward(reference, v, p, training=False)

@@ -93,6 +93,13 @@ struct DeviceArray {
   Device& dev() const { return Device::get(device); }
 };
 
+// The device holding address p; the current device for null (an empty array may have no
+// memory at all).
+template <typename Device>
+Device& device_for(const void* p) {
+  return p ? Device::of_pointer(p) : Device::current();
+}
+
 // A device array argument as __cuda_array_interface__ (version 2 or 3) describes it.
 struct CudaArrayView {
   std::vector<int64_t> shape;
@@ -174,7 +181,7 @@ struct DeviceArrays {
   }
   template <typename Args>
   static void run(const Args& a) {
-    fastrnn::run(Device::of_pointer(a.x), a);
+    fastrnn::run(device_for<Device>(a.x), a);
   }
 };
 
@@ -390,7 +397,7 @@ void def_device_module(py::module_& m) {
       "device_of",
       [](uintptr_t ptr) {
         const void* p = reinterpret_cast<const void*>(ptr);
-        return (p ? Device::of_pointer(p) : Device::current()).id();  // empty: no pointer
+        return device_for<Device>(p).id();
       },
       py::arg("ptr"), "The device holding an address (0: the current device).");
   m.def(
