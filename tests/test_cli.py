@@ -114,6 +114,8 @@ def test_sample_command(corpus, tmp_path):
     (None, ["bench", "--peers", "tensorflow"], "unknown peer"),
     pytest.param(None, ["bench", "--peers", "fastrnn,cuda"], "cuda is not usable here",
                  marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable")),
+    pytest.param(None, ["check", "--backend", "cuda"], "backend 'cuda' is not usable here",
+                 marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable")),
     (None, ["bench", "--threads", "two"], "--threads: comma-separated integers"),
 ])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message):

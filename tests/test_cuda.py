@@ -427,3 +427,15 @@ def test_bench_cuda_peer_runs(mode, cuda_device):
     run = bench.cuda_case("gru", mode, rng.standard_normal((4, 3, 6)).astype(np.float32), w)
     run()
     run()
+
+
+def test_check_command_on_the_device(capsys, cuda_device):
+    """`fastrnn check --backend cuda`: every cell against the reference, device-resident."""
+    from fastrnn.check import run_check
+
+    run_check(3, 2, 8, 1, backend="cuda")
+    out = capsys.readouterr().out
+    print(out)
+    for cell in ("lstm", "gru", "rnn"):
+        line = next(l for l in out.splitlines() if l.startswith(cell))
+        assert float(line.split()[1]) < 1e-4  # max relative error against the reference

@@ -1,5 +1,7 @@
 """``fastrnn check``: the C++ kernels against the NumPy reference on this machine, and the
-speed-up, for each cell, forward + backward (a first look; ``fastrnn bench`` measures)."""
+speed-up, for each cell, forward + backward (a first look; ``fastrnn bench`` measures).
+``--backend cuda`` checks the GPU backend instead, on device-resident inputs, timing each
+step until the GPU is done."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import time
 import numpy as np
 
 import fastrnn
-from fastrnn import ops, reference
+from fastrnn import cuda, ops, reference
 
 CELLS = [("lstm", 4, {}), ("gru", 3, {"reset_after": True}), ("rnn", 1, {"nonlinearity": "tanh"})]
 
@@ -34,9 +36,30 @@ def _median_ms(fn, repeats: int) -> tuple:
     return float(np.median(times)), min(times), max(times)
 
 
-def run_check(T: int, B: int, H: int, repeats: int) -> int:
-    print(f"fastrnn {fastrnn.__version__} | {platform.machine()} | kernels: {fastrnn.cpu_isa()} | "
-          f"threads: {fastrnn.get_num_threads()}")
+def _on_backend(backend: str, x, w):
+    """A function running one training step of `cell` on the backend, returning host arrays."""
+    if backend == "cpu":
+        return lambda cell, options: _train_step(ops, cell, x, w, options)
+    xd, wd = cuda.to_device(x), [cuda.to_device(a) for a in w]
+
+    def step(cell, options):
+        y, grads = _train_step(ops, cell, xd, wd, options)
+        cuda.synchronize()
+        return y, grads
+
+    return step
+
+
+def _host(a):
+    return a.numpy() if hasattr(a, "numpy") else a
+
+
+def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu") -> int:
+    where = f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()}"
+    if backend == "cuda":
+        cuda.require()  # RuntimeError saying why, where CUDA is not usable
+        where = f"backend: cuda ({cuda.status()})"
+    print(f"fastrnn {fastrnn.__version__} | {platform.machine()} | {where}")
     print(f"forward + backward, float32, T={T} B={B} I=H={H}; reference = plain NumPy\n")
     print(f"{'cell':6} {'max rel err':>12} {'fastrnn ms':>11} {'numpy ms':>9} {'speed-up':>9}")
     rng = np.random.default_rng(0)
@@ -44,11 +67,12 @@ def run_check(T: int, B: int, H: int, repeats: int) -> int:
     for cell, G, options in CELLS:
         k = 1 / np.sqrt(H)
         w = [rng.uniform(-k, k, s).astype(np.float32) for s in [(G * H, H), (G * H, H), (G * H,), (G * H,)]]
-        y, grads = _train_step(ops, cell, x, w, options)
+        step = _on_backend(backend, x, w)
+        y, grads = step(cell, options)
         y_ref, grads_ref = _train_step(reference, cell, x, w, options)
-        err = max(float(np.max(np.abs(a - b)) / (np.max(np.abs(b)) + 1e-30))
+        err = max(float(np.max(np.abs(_host(a) - b)) / (np.max(np.abs(b)) + 1e-30))
                   for a, b in zip([y, *grads], [y_ref, *grads_ref]) if a is not None)
-        fast = _median_ms(lambda: _train_step(ops, cell, x, w, options), repeats)
+        fast = _median_ms(lambda: step(cell, options), repeats)
         slow = _median_ms(lambda: _train_step(reference, cell, x, w, options), repeats)
         print(f"{cell:6} {err:12.1e} {fast[0]:11.1f} {slow[0]:9.1f} {slow[0] / fast[0]:8.1f}x")
     return 0

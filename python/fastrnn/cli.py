@@ -93,7 +93,10 @@ def cpu_flags() -> List[str]:
 def cmd_check(args) -> int:
     from .check import run_check
 
-    return run_check(args.steps, args.batch, args.hidden, args.repeats)
+    try:
+        return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend)
+    except RuntimeError as e:  # the CUDA backend is not usable here
+        raise UserError(str(e)) from None
 
 
 def read_text(path: Optional[str]) -> str:
@@ -233,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-B", "--batch", type=positive_int, default=32)
     s.add_argument("-H", "--hidden", type=positive_int, default=256)
     s.add_argument("--repeats", type=positive_int, default=3)
+    s.add_argument("--backend", choices=["cpu", "cuda"], default="cpu",
+                   help="the kernels to check (cuda: on a GPU, device-resident)")
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("train-charlm", help="train a character-level LSTM language model")
