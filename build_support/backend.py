@@ -9,9 +9,6 @@ other hook is scikit-build-core's, unchanged.
 """
 
 import os
-import re
-import shutil
-import subprocess
 import sys
 
 from scikit_build_core import build as _skbuild
@@ -25,42 +22,7 @@ from scikit_build_core.build import (  # noqa: F401  (the hooks pip calls)
 )
 
 sys.path.insert(0, os.path.dirname(__file__))
-from cublas_include import cublas_include  # noqa: E402
-
-
-def _cuda_option(config_settings) -> str:
-    settings = config_settings or {}
-    value = settings.get("cmake.define.FASTRNN_CUDA") or os.environ.get("FASTRNN_CUDA") or "AUTO"
-    return str(value).upper()
-
-
-def _nvcc():
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or ""
-    return (os.environ.get("CUDACXX") or shutil.which("nvcc")
-            or (shutil.which(os.path.join(home, "bin", "nvcc")) if home else None))
-
-
-def cublas_requirements(config_settings=None) -> list:
-    """The cuBLAS package the CUDA build needs here, as a list of 0 or 1 requirement."""
-    nvcc = _nvcc()
-    if _cuda_option(config_settings) == "OFF" or not nvcc:
-        return []
-    try:
-        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    except (OSError, subprocess.SubprocessError):
-        return []
-    m = re.search(r"release (\d+)\.", out)
-    if not m:
-        return []
-    major = m.group(1)
-    root = os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    toolkit_includes = [os.path.join(root, "include")] + [
-        os.path.join(root, "targets", t, "include")
-        for t in (os.listdir(os.path.join(root, "targets"))
-                  if os.path.isdir(os.path.join(root, "targets")) else [])]
-    if cublas_include(major, toolkit_includes):
-        return []
-    return [f"nvidia-cublas=={major}.*" if int(major) >= 13 else f"nvidia-cublas-cu{major}"]
+from cuda_requirements import cublas_requirements  # noqa: E402
 
 
 def get_requires_for_build_wheel(config_settings=None):
