@@ -12,7 +12,6 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("device_count", &fastrnn::cuda_device_count);
   m.def("load_cublas", &fastrnn::load_cublas, py::arg("candidates"),
         "Loads cuBLAS from the first loadable path or soname; returns it.");
-  m.def("cublas_loaded", &fastrnn::cublas_loaded);
   m.attr("cuda_version") = CUDART_VERSION;
   m.attr("build_info") = FASTRNN_CUDA_BUILD;  // compiler and architectures, from CMake
 }

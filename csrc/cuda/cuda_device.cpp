@@ -98,11 +98,6 @@ std::string load_cublas(const std::vector<std::string>& candidates) {
                            ".x; tried:" + errors);
 }
 
-bool cublas_loaded() {
-  std::lock_guard<std::mutex> lock(cublas_mutex);
-  return cublas_lib != nullptr;
-}
-
 // ---------------------------------------------------------------------------- CudaDevice
 
 // Never throws (it runs in destructors' frees): a failure to switch shows in the CUDA call

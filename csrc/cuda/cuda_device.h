@@ -31,7 +31,6 @@ int cuda_device_count();  // 0 when unusable
 // Loads cuBLAS from the first of `candidates` (paths or sonames) that dlopen accepts; returns
 // the one loaded. Throws std::runtime_error listing every failure. Idempotent.
 std::string load_cublas(const std::vector<std::string>& candidates);
-bool cublas_loaded();
 
 // Makes `device` current for its lifetime, then restores the caller's: CUDA keeps one
 // current device per host thread, and fastrnn never leaves it changed.
@@ -56,7 +55,6 @@ class CudaDevice {
   static CudaDevice& current();                  // cudaGetDevice()
   static CudaDevice& of_pointer(const void* p);  // the device that holds p
   int id() const { return device_; }
-  cudaStream_t stream() const { return stream_; }
 
   void* alloc(size_t bytes);
   void free(void* p);
