@@ -13,6 +13,21 @@ from __future__ import annotations
 import os as _os
 
 
+def _preload_blas() -> None:
+    # _C finds libscipy_openblas through its rpath when installed beside scipy_openblas32 in
+    # site-packages. Loading it first, by path, also serves builds that live elsewhere (an
+    # editable install's build directory): the loader then reuses the library already loaded.
+    import ctypes
+
+    import scipy_openblas32
+
+    lib_dir = scipy_openblas32.get_lib_dir()
+    for name in sorted(_os.listdir(lib_dir)):
+        if name.startswith("libscipy_openblas") and (".so" in name or name.endswith(".dylib")):
+            ctypes.CDLL(_os.path.join(lib_dir, name), mode=ctypes.RTLD_GLOBAL)
+            return
+
+
 def _load_extension():
     # The BLAS under fastrnn (scipy-openblas32) runs single-threaded inside fastrnn's own pool.
     # Asking it for one thread when it loads keeps it from starting idle worker threads that
@@ -20,6 +35,7 @@ def _load_extension():
     before = _os.environ.get("OPENBLAS_NUM_THREADS")
     _os.environ["OPENBLAS_NUM_THREADS"] = "1"
     try:
+        _preload_blas()
         from . import _C
     finally:
         if before is None:
