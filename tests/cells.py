@@ -10,12 +10,21 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fastrnn.cell_spec import CellSpec, variants
+
 
 @dataclass(frozen=True)
 class Variant:
-    cell: str  # "lstm" | "gru" | "rnn"
-    gates: int  # G: 4, 3, 1
+    spec: CellSpec  # the cell kind, from fastrnn.cell_spec
     options: dict = field(default_factory=dict)  # reset_after / nonlinearity
+
+    @property
+    def cell(self) -> str:
+        return self.spec.name
+
+    @property
+    def gates(self) -> int:
+        return self.spec.G
 
     @property
     def id(self) -> str:
@@ -23,13 +32,8 @@ class Variant:
         return f"{self.cell}[{opts}]" if opts else self.cell
 
 
-VARIANTS = [
-    Variant("lstm", 4),
-    Variant("gru", 3, {"reset_after": True}),
-    Variant("gru", 3, {"reset_after": False}),
-    Variant("rnn", 1, {"nonlinearity": "tanh"}),
-    Variant("rnn", 1, {"nonlinearity": "relu"}),
-]
+# Every cell kind with every combination of its options, from the cell table.
+VARIANTS = [Variant(s, options) for s, options in variants()]
 VARIANT_IDS = [v.id for v in VARIANTS]
 
 
@@ -39,7 +43,7 @@ def with_variants(cases: list, proj_index: int) -> list:
     import pytest
 
     return [pytest.param(v, *case, id=f"{v.id}-{'-'.join(map(str, case))}")
-            for v in VARIANTS for case in cases if v.cell == "lstm" or not case[proj_index]]
+            for v in VARIANTS for case in cases if v.spec.projection or not case[proj_index]]
 
 
 @dataclass
@@ -71,52 +75,44 @@ def make_problem(v: Variant, T: int, B: int, I: int, H: int, dtype=np.float64, s
 
     G = v.gates
     k = scale / np.sqrt(H)
-    lstm = v.cell == "lstm"
+    has_c = v.spec.has_cell_state
     P = proj or H
     if isinstance(lengths, str):
         lengths = rng.integers(0, T + 1, size=B)
     return Problem(
-        x=r(T, B, I), h0=r(B, P, s=0.5), c0=r(B, H, s=0.5) if lstm else None,
+        x=r(T, B, I), h0=r(B, P, s=0.5), c0=r(B, H, s=0.5) if has_c else None,
         w_ih=r(G * H, I, s=k * 2), w_hh=r(G * H, P, s=k * 2),
         b_ih=r(G * H, s=0.3) if bias else None, b_hh=r(G * H, s=0.3) if bias else None,
-        dy=r(T, B, P), dh_n=r(B, P), dc_n=r(B, H) if lstm else None,
+        dy=r(T, B, P), dh_n=r(B, P), dc_n=r(B, H) if has_c else None,
         w_hr=r(P, H, s=k * 2) if proj else None,
         lengths=None if lengths is None else np.asarray(lengths),
     )
 
 
+def _states(v: Variant, p: Problem, prefix: str, suffix: str) -> list:
+    return [getattr(p, f"{prefix}{s}{suffix}") for s in v.spec.states]
+
+
 def forward(mod, v: Variant, p: Problem, training: bool = True):
     """Call ``mod.<cell>_forward`` on a problem. Returns (outputs tuple, saved)."""
-    extra = {} if p.lengths is None else {"lengths": p.lengths}
-    if v.cell == "lstm":
-        if p.w_hr is not None:
-            extra["w_hr"] = p.w_hr
-        y, h, c, saved = mod.lstm_forward(p.x, p.h0, p.c0, p.w_ih, p.w_hh, p.b_ih, p.b_hh,
-                                          training=training, **extra)
-        return (y, h, c), saved
-    fn = getattr(mod, f"{v.cell}_forward")
-    y, h, saved = fn(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, training=training, **v.options,
-                     **extra)
-    return (y, h), saved
+    weights = [p.w_ih, p.w_hh, p.b_ih, p.b_hh] + ([p.w_hr] if p.w_hr is not None else [])
+    y, finals, saved = v.spec.forward(mod, p.x, _states(v, p, "", "0"), weights,
+                                      training=training, options=v.options, lengths=p.lengths)
+    return (y,) + finals, saved
 
 
 def backward(mod, v: Variant, saved, p: Problem):
-    """Call ``mod.<cell>_backward``. Returns a dict name -> gradient (None where no bias)."""
-    if v.cell == "lstm":
-        names = ["x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh", "w_hr"]
-        grads = mod.lstm_backward(saved, p.dy, p.dh_n, p.dc_n)
-    else:
-        names = ["x", "h0", "w_ih", "w_hh", "b_ih", "b_hh"]
-        grads = getattr(mod, f"{v.cell}_backward")(saved, p.dy, p.dh_n)
-    return dict(zip(names, grads))
+    """Call ``mod.<cell>_backward``. Returns a dict name -> gradient (None where no bias),
+    named as CellSpec.grad_names: x, h0[, c0], w_ih, w_hh, b_ih, b_hh[, w_hr]."""
+    return v.spec.backward(mod, saved, p.dy, _states(v, p, "d", "_n"))
 
 
 def loss(mod, v: Variant, p: Problem) -> float:
     """The scalar whose gradient backward computes: <y, dy> + <h_n, dh_n> (+ <c_n, dc_n>)."""
     outs, _ = forward(mod, v, p, training=False)
-    total = np.sum(outs[0] * p.dy) + np.sum(outs[1] * p.dh_n)
-    if v.cell == "lstm":
-        total += np.sum(outs[2] * p.dc_n)
+    total = np.sum(outs[0] * p.dy)
+    for out, d in zip(outs[1:], _states(v, p, "d", "_n")):
+        total += np.sum(out * d)
     return float(total)
 
 

@@ -12,6 +12,11 @@ import pytest
 import fastrnn
 from cells import TOL, assert_close
 
+
+def spec_of(kind: str):
+    """The cell table's entry for a test kind such as "rnn_tanh"."""
+    return fastrnn.cell_spec.spec(kind.split("_")[0])
+
 torch = pytest.importorskip("torch")
 
 LAYERS = {
@@ -42,12 +47,12 @@ def run_torch(theirs, kind, x, state, lengths, dy, dstate, batch_first, dropout_
     if lengths is not None:
         inp = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths),
                                                       batch_first=batch_first, enforce_sorted=False)
-    hx = tuple(st) if kind == "lstm" else st[0]
+    hx = tuple(st) if spec_of(kind).has_cell_state else st[0]
     y, hn = theirs(inp, hx)
     if lengths is not None:
         y = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=batch_first,
                                                    total_length=x.shape[1 if batch_first else 0])[0]
-    hn = list(hn) if kind == "lstm" else [hn]
+    hn = list(hn) if spec_of(kind).has_cell_state else [hn]
     loss = (y * torch.from_numpy(dy)).sum()
     for s, d in zip(hn, dstate):
         loss = loss + (s * torch.from_numpy(d)).sum()
@@ -58,7 +63,7 @@ def run_torch(theirs, kind, x, state, lengths, dy, dstate, batch_first, dropout_
 
 
 def run_ours(ours, kind, x, state, lengths, dy, dstate):
-    if kind == "lstm":
+    if spec_of(kind).has_cell_state:
         y, (h, c) = ours(x, tuple(state), lengths=lengths)
         dx, (dh0, dc0) = ours.backward(dy, tuple(dstate))
         return [y, h, c], [dx, dh0, dc0], ours.grads
@@ -72,7 +77,7 @@ def random_problem(ours, kind, batch_first, rng, dtype):
     LD, P = ours.num_layers * D, ours.proj_size or H
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I)).astype(dtype)
     state = [rng.standard_normal((LD, B, P)).astype(dtype)]
-    if kind == "lstm":
+    if spec_of(kind).has_cell_state:
         state.append(rng.standard_normal((LD, B, H)).astype(dtype))
     dy = rng.standard_normal(x.shape[:2] + (D * P,)).astype(dtype)
     dstate = [rng.standard_normal(s.shape).astype(dtype) for s in state]
@@ -156,9 +161,9 @@ def test_dropout_matches_torch_with_the_same_masks(kind, bidirectional):
                                 if f"_l{l}" in k})
         packed = torch.nn.utils.rnn.pack_padded_sequence(inp, lens, enforce_sorted=False)
         hx = [s[l * D:(l + 1) * D] for s in st]
-        y, hn = single(packed, tuple(hx) if kind == "lstm" else hx[0])
+        y, hn = single(packed, tuple(hx) if spec_of(kind).has_cell_state else hx[0])
         y = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0]
-        for f, s in zip(finals, list(hn) if kind == "lstm" else [hn]):
+        for f, s in zip(finals, list(hn) if spec_of(kind).has_cell_state else [hn]):
             f.append(s)
         inp = y * torch.from_numpy(masks[l]) if l < L - 1 else y
     loss = (inp * torch.from_numpy(dy)).sum()
@@ -210,7 +215,7 @@ def test_cuda_backend_matches_cpu_backend(kind, cuda_device):
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 def test_stacked_bidirectional_with_lengths_finite_differences(kind, backend):
     cls, _, extra = OURS_ONLY[kind]
-    kw = {"proj_size": 2} if kind == "lstm" else {}
+    kw = {"proj_size": 2} if spec_of(kind).projection else {}
     net = cls(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=1, backend=backend,
               **extra, **kw)
     rng = np.random.default_rng(0)
@@ -229,7 +234,7 @@ def test_stacked_bidirectional_with_lengths_finite_differences(kind, backend):
     eps = 1e-6
     checks = [("x", x, dx)] + [(k, net.parameters()[k], net.grads[k]) for k in
                                ["weight_hh_l0_reverse", "weight_ih_l1", "bias_hh_l1"]
-                               + (["weight_hr_l0"] if kind == "lstm" else [])]
+                               + (["weight_hr_l0"] if spec_of(kind).projection else [])]
     for name, arr, grad in checks:
         for idx in map(tuple, rng.integers(0, arr.shape, size=(6, arr.ndim))):
             old = arr[idx]

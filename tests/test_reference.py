@@ -42,13 +42,15 @@ def test_reference_steps_compose(v):
     """Running T steps at once equals running them one call at a time, carrying the state."""
     p = make_problem(v, T=5, B=2, I=3, H=4)
     whole, _ = forward(reference, v, p, training=False)
-    state = [p.h0, p.c0]
+    state = [getattr(p, f"{s}0") for s in v.spec.states]
     ys = []
     for t in range(5):
         q = make_problem(v, T=5, B=2, I=3, H=4)
-        q.x, q.h0, q.c0 = p.x[t:t + 1], state[0], state[1]
+        q.x = p.x[t:t + 1]
+        for s, value in zip(v.spec.states, state):
+            setattr(q, f"{s}0", value)
         outs, _ = forward(reference, v, q, training=False)
         ys.append(outs[0])
-        state = [outs[1], outs[2] if v.cell == "lstm" else None]
+        state = list(outs[1:])
     np.testing.assert_allclose(np.concatenate(ys), whole[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(state[0], whole[1], rtol=1e-12, atol=1e-12)

@@ -10,8 +10,8 @@ from cells import TOL, VARIANTS, assert_close, backward, forward, make_problem, 
 
 torch = pytest.importorskip("torch")
 
-# reset_after=False (Cho et al.) has no torch.nn counterpart.
-TORCH_VARIANTS = [v for v in VARIANTS if v.options.get("reset_after", True)]
+# Options torch.nn lacks (GRU reset_after=False, Cho et al.) have no torch counterpart.
+TORCH_VARIANTS = [v for v in VARIANTS if v.spec.torch_options(v.options) is not None]
 
 
 def torch_run(v, p, dtype):
@@ -21,12 +21,10 @@ def torch_run(v, p, dtype):
     P = p.w_hh.shape[1]
     tdt = torch.float64 if dtype == np.float64 else torch.float32
     bias = p.b_ih is not None
-    if v.cell == "lstm":
-        m = torch.nn.LSTM(I, H, bias=bias, dtype=tdt, proj_size=P if P != H else 0)
-    elif v.cell == "gru":
-        m = torch.nn.GRU(I, H, bias=bias, dtype=tdt)
-    else:
-        m = torch.nn.RNN(I, H, bias=bias, nonlinearity=v.options["nonlinearity"], dtype=tdt)
+    kw = v.spec.torch_options(v.options)
+    if P != H:
+        kw["proj_size"] = P
+    m = getattr(torch.nn, v.spec.torch_class)(I, H, bias=bias, dtype=tdt, **kw)
     with torch.no_grad():
         m.weight_ih_l0.copy_(torch.from_numpy(p.w_ih))
         m.weight_hh_l0.copy_(torch.from_numpy(p.w_hh))
@@ -36,7 +34,8 @@ def torch_run(v, p, dtype):
         if p.w_hr is not None:
             m.weight_hr_l0.copy_(torch.from_numpy(p.w_hr))
     x = torch.from_numpy(p.x).requires_grad_()
-    h0 = torch.from_numpy(p.h0)[None].clone().requires_grad_()
+    states = [torch.from_numpy(getattr(p, f"{s}0"))[None].clone().requires_grad_()
+              for s in v.spec.states]
     inp = x
     if p.lengths is not None:
         inp = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(p.lengths),
@@ -47,25 +46,19 @@ def torch_run(v, p, dtype):
             return y
         return torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0]
 
-    if v.cell == "lstm":
-        c0 = torch.from_numpy(p.c0)[None].clone().requires_grad_()
-        y, (h, c) = m(inp, (h0, c0))
-        y = unpack(y)
-        loss = (y * torch.from_numpy(p.dy)).sum() + (h[0] * torch.from_numpy(p.dh_n)).sum() \
-            + (c[0] * torch.from_numpy(p.dc_n)).sum()
-        outs = (y, h[0], c[0])
-    else:
-        y, h = m(inp, h0)
-        y = unpack(y)
-        loss = (y * torch.from_numpy(p.dy)).sum() + (h[0] * torch.from_numpy(p.dh_n)).sum()
-        outs = (y, h[0])
+    y, finals = m(inp, tuple(states) if len(states) > 1 else states[0])
+    finals = finals if isinstance(finals, tuple) else (finals,)
+    y = unpack(y)
+    outs = (y,) + tuple(f[0] for f in finals)
+    loss = (y * torch.from_numpy(p.dy)).sum()
+    for f, s in zip(finals, v.spec.states):
+        loss = loss + (f[0] * torch.from_numpy(getattr(p, f"d{s}_n"))).sum()
     loss.backward()
-    grads = {"x": x.grad, "h0": h0.grad[0], "w_ih": m.weight_ih_l0.grad, "w_hh": m.weight_hh_l0.grad,
-             "b_ih": m.bias_ih_l0.grad if bias else None, "b_hh": m.bias_hh_l0.grad if bias else None}
-    if v.cell == "lstm":
-        grads["c0"] = c0.grad[0]
-        if p.w_hr is not None:
-            grads["w_hr"] = m.weight_hr_l0.grad
+    names = v.spec.param_names(projection=p.w_hr is not None)
+    grads = {"x": x.grad}
+    grads.update({f"{s}0": t.grad[0] for s, t in zip(v.spec.states, states)})
+    grads.update({w: getattr(m, f"{n}_l0").grad if bias or not n.startswith("bias") else None
+                  for w, n in zip(v.spec.weight_args(p.w_hr is not None), names)})
     to_np = lambda t: None if t is None else t.detach().numpy()  # noqa: E731
     return [to_np(o) for o in outs], {k: to_np(g) for k, g in grads.items()}
 

@@ -47,13 +47,14 @@ def _load_extension():
 
 _C = _load_extension()
 
-from . import cuda, ops, reference, train  # noqa: E402
+from . import cell_spec, cuda, ops, reference, train  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
+from .packed import PackedBatch  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "backends", "no_grad",
-           "cuda", "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "PackedBatch", "backends",
+           "no_grad", "cell_spec", "cuda", "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
            "available_cpu_isas", "blas_info", "set_numpy_blas_threads",
            "__version__"]
 

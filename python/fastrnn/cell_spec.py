@@ -21,10 +21,13 @@ __all__ = ["CellSpec", "Option", "CELLS", "spec", "variants"]
 
 @dataclass(frozen=True)
 class Option:
-    """A keyword option of a cell kind: its default and the values it takes."""
+    """A keyword option of a cell kind: its default, the values it takes, and whether
+    torch.nn's class takes it too (fastrnn extras such as GRU's reset_after do not: torch
+    runs only the default)."""
 
     default: Any
     choices: Tuple[Any, ...]
+    in_torch: bool = True
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,14 @@ class CellSpec:
             out[key] = value
         return out
 
+    def torch_options(self, options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
+        """The options as torch.nn's class takes them, or None if torch.nn cannot run them
+        (a fastrnn extra away from its default)."""
+        if any(not self.options[k].in_torch and v != self.options[k].default
+               for k, v in options.items()):
+            return None
+        return {k: v for k, v in options.items() if self.options[k].in_torch}
+
     # -- calls, by keyword, on any module with this cell's forward and backward
     def forward(self, module, x, states: Sequence, weights: Sequence, *, training: bool = True,
                 options: Optional[Mapping[str, Any]] = None, lengths=None, **extra):
@@ -139,7 +150,7 @@ CELLS: Dict[str, CellSpec] = {
     "lstm": CellSpec("lstm", ("i", "f", "g", "o"), ("h", "c"), projection=True,
                      torch_class="LSTM"),
     "gru": CellSpec("gru", ("r", "z", "n"), ("h",),
-                    {"reset_after": Option(True, (True, False))}, torch_class="GRU"),
+                    {"reset_after": Option(True, (True, False), in_torch=False)}, torch_class="GRU"),
     "rnn": CellSpec("rnn", ("h",), ("h",),
                     {"nonlinearity": Option("tanh", ("tanh", "relu"))}, torch_class="RNN"),
 }

@@ -10,7 +10,7 @@ from typing import Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .layers import _GATES, _Base, _check_dtype, _check_int, _host_array, get_backend
+from .layers import _Base, _check_dtype, _check_int, _host_array, get_backend
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
@@ -24,18 +24,14 @@ class _CellBase(_Base):
         self.dtype = _check_dtype(dtype)
         self.backend = backend
         self._impl = get_backend(backend)
-        self._options = options
-        G, H = _GATES[self._cell], self.hidden_size
-        shapes = {"weight_ih": (G * H, self.input_size), "weight_hh": (G * H, H)}
-        if self.bias:
-            shapes.update(bias_ih=(G * H,), bias_hh=(G * H,))
-        self._init_params(shapes, H, seed)
+        self._options = self._spec.check_options(type(self).__name__, options)
+        self._init_params(self._spec.param_shapes(self.input_size, self.hidden_size,
+                                                  bias=self.bias), self.hidden_size, seed)
         self._saved = None
         self._last = None  # "training" | "inference" | None
 
-    def _weights(self):
-        p = self._params
-        return p["weight_ih"], p["weight_hh"], p.get("bias_ih"), p.get("bias_hh")
+    def _weights(self) -> list:
+        return [self._params.get(n) for n in self._spec.param_names()]
 
     def _x(self, x) -> Tuple[np.ndarray, bool]:
         name = type(self).__name__
@@ -60,10 +56,26 @@ class _CellBase(_Base):
             raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {self.dtype}")
         return arr[None] if unbatched else arr
 
-    def _keep(self, saved, unbatched: bool) -> None:
-        training = saved is not None
-        self._saved = (saved, unbatched) if training else None
-        self._last = "training" if training else "inference"
+    def _step(self, x, states: list) -> tuple:
+        """One step from the checked x (1, B, I) and states (B, n) or None: the final states,
+        squeezed back to the caller's batching."""
+        x, un = x
+        _, finals, saved = self._spec.forward(self._impl, x, states, self._weights(),
+                                              training=self._grad_mode(), options=self._options)
+        self._saved = (saved, un) if saved is not None else None
+        self._last = "inference" if saved is None else "training"
+        return tuple(_squeeze(f, un) for f in finals)
+
+    def _step_backward(self, dfinals: list) -> tuple:
+        """Gradients of the last step: dx and the initial states' gradients; parameter
+        gradients accumulate into ``self.grads``."""
+        saved, un = self._peek_saved()
+        dfinals = [self._h(f"d{s}", g, saved.B, un) for s, g in zip(self._spec.states, dfinals)]
+        self._saved = None  # one backward per step, as the kernels' saved state
+        grads = self._spec.backward(self._impl, saved, None, dfinals)
+        self._accumulate(self._spec.param_names(), [grads[w] for w in self._spec.weight_args()])
+        return (_squeeze(grads["x"][0], un),) + tuple(
+            _squeeze(grads[f"{s}0"], un) for s in self._spec.states)
 
     def _peek_saved(self):
         name = type(self).__name__
@@ -75,9 +87,6 @@ class _CellBase(_Base):
                                    f"(eval() or no_grad()) and kept nothing for backward")
             raise RuntimeError(f"{name}.backward: already called for the last step")
         return self._saved
-
-    def _names(self):
-        return ["weight_ih", "weight_hh", "bias_ih", "bias_hh"]
 
 
 def _squeeze(a: np.ndarray, unbatched: bool) -> np.ndarray:
@@ -99,24 +108,16 @@ class RNNCell(_CellBase):
                          nonlinearity=nonlinearity)
 
     def __call__(self, x: ArrayLike, hx: Optional[ArrayLike] = None) -> np.ndarray:
-        x, un = self._x(x)
-        h0 = self._h("hx", hx, x.shape[1], un)
-        fwd = self._impl.rnn_forward if self._cell == "rnn" else self._impl.gru_forward
-        _, h, saved = fwd(x, h0, *self._weights(), training=self._grad_mode(), **self._options)
-        self._keep(saved, un)
-        return _squeeze(h, un)
+        x = self._x(x)
+        (h,) = self._step(x, [self._h("hx", hx, x[0].shape[1], x[1])])
+        return h
 
     forward = __call__
 
     def backward(self, dh: ArrayLike) -> Tuple[np.ndarray, np.ndarray]:
         """Gradients of the last step: ``dx, dh_prev``; parameter gradients accumulate."""
-        saved, un = self._peek_saved()
-        dh = self._h("dh", dh, saved_batch(saved), un)
-        self._saved = None  # one backward per step, as the kernels' saved state
-        bwd = self._impl.rnn_backward if self._cell == "rnn" else self._impl.gru_backward
-        dx, dh0, *wgrads = bwd(saved, None, dh)
-        self._accumulate(self._names(), wgrads)
-        return _squeeze(dx[0], un), _squeeze(dh0, un)
+        dx, dh0 = self._step_backward([dh])
+        return dx, dh0
 
 
 class GRUCell(RNNCell):
@@ -137,32 +138,20 @@ class LSTMCell(_CellBase):
     _cell = "lstm"
 
     def __call__(self, x: ArrayLike, hx=None) -> Tuple[np.ndarray, np.ndarray]:
-        x, un = self._x(x)
-        h0 = c0 = None
+        x = self._x(x)
+        states = [None, None]
         if hx is not None:
             if not isinstance(hx, (tuple, list)) or len(hx) != 2:
                 raise TypeError("LSTMCell: the state must be a tuple (h, c)")
-            h0 = self._h("h", hx[0], x.shape[1], un)
-            c0 = self._h("c", hx[1], x.shape[1], un)
-        _, h, c, saved = self._impl.lstm_forward(x, h0, c0, *self._weights(),
-                                                 training=self._grad_mode())
-        self._keep(saved, un)
-        return _squeeze(h, un), _squeeze(c, un)
+            states = [self._h(name, v, x[0].shape[1], x[1]) for name, v in zip("hc", hx)]
+        h, c = self._step(x, states)
+        return h, c
 
     forward = __call__
 
-    def backward(self, dh: Optional[ArrayLike], dc: Optional[ArrayLike] = None):
+    def backward(self, dh: Optional[ArrayLike],
+                 dc: Optional[ArrayLike] = None) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """Gradients of the last step: ``dx, (dh_prev, dc_prev)``; parameter gradients
         accumulate into ``self.grads``. dh or dc may be None (zeros)."""
-        saved, un = self._peek_saved()
-        B = saved_batch(saved)
-        dh, dc = self._h("dh", dh, B, un), self._h("dc", dc, B, un)
-        self._saved = None  # one backward per step, as the kernels' saved state
-        dx, dh0, dc0, *wgrads = self._impl.lstm_backward(saved, None, dh, dc)
-        self._accumulate(self._names(), wgrads)
-        return _squeeze(dx[0], un), (_squeeze(dh0, un), _squeeze(dc0, un))
-
-
-def saved_batch(saved) -> int:
-    """The batch size a saved forward ran with (C++ Saved object or reference dict)."""
-    return saved.B if hasattr(saved, "B") else saved["x"].shape[1]
+        dx, dh0, dc0 = self._step_backward([dh, dc])
+        return dx, (dh0, dc0)

@@ -2,9 +2,12 @@
 
 A layer stacks ``num_layers`` layers of one or two directions. Each (layer, direction) is one
 call of the backend's ``*_forward`` / ``*_backward`` (the C++ kernels for ``backend="cpu"``,
-the NumPy reference for ``"numpy"``); this module only arranges the calls: the reverse
-direction runs the forward kernel on each sequence reversed within its own length, the
-directions' outputs are concatenated, and dropout (training only) sits between layers.
+the NumPy reference for ``"numpy"``); this module only arranges the calls. With ``lengths``,
+the batch is packed once per call (:class:`fastrnn.packed.PackedBatch`): the rows are sorted
+by length once, every (layer, direction) runs on the sorted rows, the reverse direction runs
+the forward kernel on each sequence reversed within its own length (one index gather), and
+the outputs are unsorted once. The directions' outputs are concatenated, and dropout
+(training only) sits between layers.
 
 Gradients of the parameters accumulate into ``layer.grads`` until ``zero_grad()``, as in
 PyTorch, so truncated BPTT and gradient accumulation work.
@@ -22,11 +25,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import cuda, ops, reference
-from .ops import _Lengths
+from .cell_spec import CELLS, CellSpec, spec
+from .packed import PackedBatch
 
 __all__ = ["RNN", "LSTM", "GRU", "backends", "no_grad", "get_backend"]
 
-_GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 _no_grad_depth = contextvars.ContextVar("fastrnn_no_grad", default=0)
 
 
@@ -70,10 +73,10 @@ class _OpsOn:
     """fastrnn.ops with every forward pinned to one backend (backward follows its forward)."""
 
     def __init__(self, backend: str):
-        for cell in ("lstm", "gru", "rnn"):
-            setattr(self, f"{cell}_forward",
-                    functools.partial(getattr(ops, f"{cell}_forward"), backend=backend))
-            setattr(self, f"{cell}_backward", getattr(ops, f"{cell}_backward"))
+        for cell in CELLS.values():
+            setattr(self, cell.forward_name,
+                    functools.partial(getattr(ops, cell.forward_name), backend=backend))
+            setattr(self, cell.backward_name, getattr(ops, cell.backward_name))
 
 
 @contextlib.contextmanager
@@ -106,22 +109,14 @@ def _check_dtype(dtype) -> np.dtype:
     return dt
 
 
-def _reverse_in_lengths(a: np.ndarray, lengths: Optional[np.ndarray]) -> np.ndarray:
-    """a (T, B, N) with each sequence reversed within its own length (padding stays zero)."""
-    if lengths is None:
-        return a[::-1]
-    T, B = a.shape[:2]
-    t = np.arange(T)[:, None]
-    src = np.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)
-    out = a[src, np.arange(B)[None, :]]
-    out[t >= lengths[None, :]] = 0
-    return out
-
-
 class _Base:
     """What the layers and the cells share: parameters, gradients, modes, state dicts."""
 
-    _cell = ""
+    _cell = ""  # the cell kind: a key of fastrnn.cell_spec.CELLS
+
+    @property
+    def _spec(self) -> CellSpec:
+        return spec(self._cell)
 
     def _init_params(self, shapes: Dict[str, tuple], hidden_size: int, seed) -> None:
         # torch.nn's default: every parameter U(-1/sqrt(hidden_size), 1/sqrt(hidden_size)).
@@ -215,22 +210,15 @@ class _RNNBase(_Base):
         self.dtype = _check_dtype(dtype)
         self.backend = backend
         self._impl = get_backend(backend)
-        self._options = options
+        self._options = self._spec.check_options(name, options)
         self._dropout_rng = np.random.default_rng(None if seed is None else seed + 1)
-        G, H = _GATES[self._cell], self.hidden_size
-        P = self.proj_size or H
-        D = 2 if self.bidirectional else 1
+        H, D = self.hidden_size, self._D
         shapes = {}
         for layer in range(self.num_layers):
             for d in range(D):
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                shapes[f"weight_ih{sfx}"] = (G * H, self.input_size if layer == 0 else D * P)
-                shapes[f"weight_hh{sfx}"] = (G * H, P)
-                if self.bias:
-                    shapes[f"bias_ih{sfx}"] = (G * H,)
-                    shapes[f"bias_hh{sfx}"] = (G * H,)
-                if self.proj_size:
-                    shapes[f"weight_hr{sfx}"] = (P, H)
+                shapes.update(self._spec.param_shapes(
+                    self.input_size if layer == 0 else D * self._P, H, self.proj_size,
+                    self.bias, suffix=self._suffix(layer, d)))
         self._init_params(shapes, H, seed)
         self._tape = None  # what the last training forward keeps for backward
         # layer -> the (T, B, D*P) mask applied to that layer's output by the last training
@@ -246,10 +234,12 @@ class _RNNBase(_Base):
     def _P(self) -> int:
         return self.proj_size or self.hidden_size
 
-    def _names(self, layer: int, d: int) -> list:
-        sfx = f"_l{layer}" + ("_reverse" if d else "")
-        names = [f"weight_ih{sfx}", f"weight_hh{sfx}", f"bias_ih{sfx}", f"bias_hh{sfx}"]
-        return names + ([f"weight_hr{sfx}"] if self.proj_size else [])
+    @staticmethod
+    def _suffix(layer: int, d: int) -> str:
+        return f"_l{layer}" + ("_reverse" if d else "")
+
+    def _names(self, layer: int, d: int) -> tuple:
+        return self._spec.param_names(self._suffix(layer, d), projection=bool(self.proj_size))
 
     def _weights(self, layer: int, d: int) -> list:
         return [self._params.get(n) for n in self._names(layer, d)]
@@ -276,84 +266,119 @@ class _RNNBase(_Base):
                              f"expected input_size={self.input_size}")
         return arr, unbatched
 
-    def _state(self, what: str, s, B: int, n: int, unbatched: bool) -> Optional[np.ndarray]:
+    def _state(self, what: str, s, B: int, unbatched: bool) -> Optional[np.ndarray]:
+        """One initial state (h0 or c0) as (num_layers*D, B, n), or None."""
         if s is None:
             return None
         name = type(self).__name__
         arr = np.asarray(s)
-        LD = self.num_layers * self._D
+        LD, n = self.num_layers * self._D, self._spec.state_size(what[0], self.hidden_size,
+                                                                 self.proj_size)
         want = (LD, n) if unbatched else (LD, B, n)
         if arr.shape != want:
+            letter = "proj_size" if n != self.hidden_size else "H"
             raise ValueError(f"{name}: {what} has shape {arr.shape}, expected (num_layers * "
-                             f"num_directions, {'' if unbatched else 'B, '}{'H' if what[0] == 'c' or not self.proj_size else 'proj_size'}) = {want}")
+                             f"num_directions, {'' if unbatched else 'B, '}{letter}) = {want}")
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {self.dtype}")
         return arr[:, None, :] if unbatched else arr
 
-    def _split_hx(self, hx, B: int, unbatched: bool):
-        raise NotImplementedError
+    def _split_hx(self, hx, B: int, unbatched: bool) -> list:
+        """The initial states, one entry per state of the cell (None: zeros)."""
+        states = self._spec.states
+        if len(states) == 1:
+            return [self._state("h0", hx, B, unbatched)]
+        if hx is None:
+            return [None] * len(states)
+        name = type(self).__name__
+        if not isinstance(hx, (tuple, list)) or len(hx) != len(states):
+            raise TypeError(f"{name}: the state must be a tuple ({', '.join(s + '0' for s in states)}"
+                            f") (either may be None), got {type(hx).__name__}")
+        return [self._state(f"{s}0", v, B, unbatched) for s, v in zip(states, hx)]
+
+    def _packed(self, lengths, T: int, B: int) -> Optional[PackedBatch]:
+        fn = f"{type(self).__name__}.forward"
+        if lengths is None:
+            return None
+        if isinstance(lengths, PackedBatch):
+            if (lengths.T, lengths.B) != (T, B):
+                raise ValueError(f"{fn}: lengths is a PackedBatch of (T, B) = "
+                                 f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}")
+            return lengths
+        if cuda.is_device_array(lengths):
+            raise TypeError(f"{fn}: lengths must be on the host (a list or NumPy array)")
+        arr = np.asarray(lengths)
+        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
+        if arr.shape != (B,):
+            raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got "
+                             f"{tuple(arr.shape)}")
+        return PackedBatch.from_lengths(arr, T, fn=fn)
 
     # -- forward / backward
     def forward(self, x: ArrayLike, hx=None, lengths: Optional[ArrayLike] = None):
         """Runs the layer. x (T, B, I) (batch_first: (B, T, I)) or unbatched (T, I). Returns
         ``y, h_n`` (GRU, RNN) or ``y, (h_n, c_n)`` (LSTM), shaped as torch.nn documents:
-        y (T, B, D*P), h_n (num_layers*D, B, P), c_n (num_layers*D, B, H)."""
-        name = type(self).__name__
+        y (T, B, D*P), h_n (num_layers*D, B, P), c_n (num_layers*D, B, H). ``lengths``: (B,)
+        or a :class:`fastrnn.packed.PackedBatch`."""
+        cell = self._spec
         x, unbatched = self._input(x)
         T, B = x.shape[:2]
-        h0, c0 = self._split_hx(hx, B, unbatched)
-        lens = None
-        if lengths is not None:
-            lens = _Lengths(f"{name}.forward", lengths, T, B).lengths
+        init = self._split_hx(hx, B, unbatched)
+        pk = self._packed(lengths, T, B)
         training = self._grad_mode()
-        impl, D, L, P, H = self._impl, self._D, self.num_layers, self._P, self.hidden_size
-        h_n = np.empty((L * D, B, P), self.dtype)
-        c_n = np.empty((L * D, B, H), self.dtype) if self._cell == "lstm" else None
-        tape = {"saved": {}, "masks": {}, "lengths": lens, "T": T, "B": B,
-                "unbatched": unbatched}
+        impl, D, L = self._impl, self._D, self.num_layers
+        # Sorted once: every (layer, direction) runs on rows in the kernels' order.
+        run = None if pk is None else pk.sorted()
+        if pk is not None:
+            x = pk.sort(x, 1)
+            init = [None if s is None else pk.sort(s, 1) for s in init]
+        finals = [np.empty((L * D, B, cell.state_size(s, self.hidden_size, self.proj_size)),
+                           self.dtype) for s in cell.states]
+        tape = {"saved": {}, "masks": {}, "packed": pk, "T": T, "B": B, "unbatched": unbatched}
+        masks = {}  # layer -> dropout mask over the caller's rows
         inp = x
         for layer in range(L):
             outs = []
             for d in range(D):
                 k = layer * D + d
-                xi = inp if d == 0 else _reverse_in_lengths(inp, lens)
-                y, h, c, saved = self._run(impl, xi, None if h0 is None else h0[k],
-                                           None if c0 is None else c0[k], layer, d, training, lens)
-                outs.append(y if d == 0 else _reverse_in_lengths(y, lens))
-                h_n[k] = h
-                if c_n is not None:
-                    c_n[k] = c
+                xi = inp if d == 0 else self._reverse(inp, run)
+                y, fin, saved = cell.forward(
+                    impl, xi, [None if s is None else s[k] for s in init], self._weights(layer, d),
+                    training=training, options=self._options, lengths=run)
+                outs.append(y if d == 0 else self._reverse(y, run))
+                for out, f in zip(finals, fin):
+                    out[k] = f
                 tape["saved"][k] = saved
             inp = np.concatenate(outs, axis=2) if D == 2 else outs[0]
             if training and self.dropout > 0 and layer < L - 1:
+                # Drawn over the caller's rows, so a seed gives the same masks with or
+                # without lengths; applied to the sorted rows.
                 keep = self._dropout_rng.random(inp.shape) >= self.dropout
                 mask = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
+                masks[layer] = mask
+                mask = mask if pk is None else pk.sort(mask, 1)
                 tape["masks"][layer] = mask
                 inp = inp * mask
+        self.last_dropout_masks = masks
         self._tape = tape if training else None
-        self.last_dropout_masks = tape["masks"]
         self._last_forward = "training" if training else "inference"
         y = inp
+        if pk is not None:
+            y = pk.unsort(y, 1)
+            finals = [pk.unsort(f, 1) for f in finals]
         if self.batch_first and not unbatched:
             y = y.transpose(1, 0, 2)
         if unbatched:
-            y, h_n = y[:, 0], h_n[:, 0]
-            c_n = None if c_n is None else c_n[:, 0]
-        return (y, (h_n, c_n)) if self._cell == "lstm" else (y, h_n)
+            y, finals = y[:, 0], [f[:, 0] for f in finals]
+        return (y, tuple(finals)) if len(finals) > 1 else (y, finals[0])
 
     __call__ = forward
 
-    def _run(self, impl, x, h0, c0, layer, d, training, lens):
-        w = self._weights(layer, d)
-        kw = {} if lens is None else {"lengths": lens}
-        if self._cell == "lstm":
-            if self.proj_size:
-                kw["w_hr"] = w[4]
-            y, h, c, saved = impl.lstm_forward(x, h0, c0, *w[:4], training=training, **kw)
-            return y, h, c, saved
-        fwd = impl.gru_forward if self._cell == "gru" else impl.rnn_forward
-        y, h, saved = fwd(x, h0, *w[:4], training=training, **self._options, **kw)
-        return y, h, None, saved
+    @staticmethod
+    def _reverse(a: np.ndarray, run: Optional[PackedBatch]) -> np.ndarray:
+        """a (T, B, N) with each sequence reversed in time within its own length."""
+        return a[::-1] if run is None else run.reverse(a)
 
     def _check_backward(self) -> dict:
         name = type(self).__name__
@@ -384,17 +409,22 @@ class _RNNBase(_Base):
             arr = arr.transpose(1, 0, 2)
         return arr[:, None] if unbatched else arr
 
-    def _backward(self, dy, dh_n, dc_n):
+    def _backward(self, dy, dfinals: list) -> Tuple[np.ndarray, list]:
+        """dx and the initial states' gradients, from dy and the final states' gradients."""
+        cell = self._spec
         tape = self._check_backward()
-        T, B, un = tape["T"], tape["B"], tape["unbatched"]
-        impl, D, L, P, H = self._impl, self._D, self.num_layers, self._P, self.hidden_size
+        T, B, un, pk = tape["T"], tape["B"], tape["unbatched"], tape["packed"]
+        impl, D, L, P = self._impl, self._D, self.num_layers, self._P
+        widths = [cell.state_size(s, self.hidden_size, self.proj_size) for s in cell.states]
         dy = self._grad_in("dy", dy, (T, B, D * P), un)
-        dh_n = self._grad_in("dh_n", dh_n, (L * D, B, P), un)
-        dc_n = self._grad_in("dc_n", dc_n, (L * D, B, H), un) if self._cell == "lstm" else None
+        dfinals = [self._grad_in(f"d{s}_n", g, (L * D, B, n), un)
+                   for s, g, n in zip(cell.states, dfinals, widths)]
         self._tape = None  # one backward per forward, like the kernels' saved state
-        lens = tape["lengths"]
-        dh0 = np.empty((L * D, B, P), self.dtype)
-        dc0 = np.empty((L * D, B, H), self.dtype) if self._cell == "lstm" else None
+        run = None if pk is None else pk.sorted()
+        if pk is not None:
+            dy = None if dy is None else pk.sort(dy, 1)
+            dfinals = [None if g is None else pk.sort(g, 1) for g in dfinals]
+        dinit = [np.empty((L * D, B, n), self.dtype) for n in widths]
         d_out = dy if dy is not None else np.zeros((T, B, D * P), self.dtype)
         for layer in reversed(range(L)):
             if layer in tape["masks"]:
@@ -404,42 +434,35 @@ class _RNNBase(_Base):
                 k = layer * D + d
                 dy_d = np.ascontiguousarray(d_out[:, :, d * P:(d + 1) * P])
                 if d == 1:
-                    dy_d = _reverse_in_lengths(dy_d, lens)
-                dhk = None if dh_n is None else dh_n[k]
-                saved = tape["saved"][k]
-                if self._cell == "lstm":
-                    g = impl.lstm_backward(saved, dy_d, dhk, None if dc_n is None else dc_n[k])
-                    dx_d, dh0[k], dc0[k] = g[0], g[1], g[2]
-                    wgrads = list(g[3:7]) + ([g[7]] if self.proj_size else [])
-                else:
-                    bwd = impl.gru_backward if self._cell == "gru" else impl.rnn_backward
-                    g = bwd(saved, dy_d, dhk)
-                    dx_d, dh0[k] = g[0], g[1]
-                    wgrads = list(g[2:6])
-                self._accumulate(self._names(layer, d), wgrads)
-                if d == 1:
-                    dx_d = _reverse_in_lengths(dx_d, lens)
+                    dy_d = self._reverse(dy_d, run)
+                grads = cell.backward(impl, tape["saved"][k], dy_d,
+                                      [None if g is None else g[k] for g in dfinals])
+                for out, s in zip(dinit, cell.states):
+                    out[k] = grads[f"{s}0"]
+                self._accumulate(self._names(layer, d),
+                                 [grads[w] for w in cell.weight_args(bool(self.proj_size))])
+                dx_d = grads["x"] if d == 0 else self._reverse(grads["x"], run)
                 dx = dx_d if dx is None else dx + dx_d
             d_out = dx
         dx = d_out
+        if pk is not None:
+            dx = pk.unsort(dx, 1)
+            dinit = [pk.unsort(g, 1) for g in dinit]
         if self.batch_first and not un:
             dx = dx.transpose(1, 0, 2)
         if un:
-            dx, dh0 = dx[:, 0], dh0[:, 0]
-            dc0 = None if dc0 is None else dc0[:, 0]
-        return dx, dh0, dc0
+            dx, dinit = dx[:, 0], [g[:, 0] for g in dinit]
+        return dx, dinit
 
 
 class _OneStateLayer(_RNNBase):
     """GRU and RNN: the state is h alone."""
 
-    def _split_hx(self, hx, B, unbatched):
-        return self._state("h0", hx, B, self.hidden_size, unbatched), None
-
-    def backward(self, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike] = None):
+    def backward(self, dy: Optional[ArrayLike],
+                 dh_n: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
         """BPTT through the last forward: ``dx, dh0``; parameter gradients accumulate into
         ``self.grads``. dy (shaped as y) and dh_n (as h_n) may be None (zeros)."""
-        dx, dh0, _ = self._backward(dy, dh_n, None)
+        dx, (dh0,) = self._backward(dy, [dh_n])
         return dx, dh0
 
 
@@ -460,7 +483,6 @@ class RNN(_OneStateLayer):
                          bidirectional, 0, dtype, backend, seed, nonlinearity=nonlinearity)
 
 
-
 class GRU(_OneStateLayer):
     """GRU layers. Arguments as torch.nn.GRU, plus reset_after (True: PyTorch/cuDNN's
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)); False: Cho et al.'s
@@ -477,7 +499,6 @@ class GRU(_OneStateLayer):
                          bidirectional, 0, dtype, backend, seed, reset_after=self.reset_after)
 
 
-
 class LSTM(_RNNBase):
     """LSTM layers. Arguments as torch.nn.LSTM (proj_size included), plus dtype, backend and
     seed."""
@@ -491,23 +512,14 @@ class LSTM(_RNNBase):
         super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                          bidirectional, proj_size, dtype, backend, seed)
 
-    def _split_hx(self, hx, B, unbatched):
-        if hx is None:
-            return None, None
-        if not isinstance(hx, (tuple, list)) or len(hx) != 2:
-            raise TypeError("LSTM: the state must be a tuple (h0, c0) (either may be None), got "
-                            f"{type(hx).__name__}")
-        return (self._state("h0", hx[0], B, self._P, unbatched),
-                self._state("c0", hx[1], B, self.hidden_size, unbatched))
-
     def backward(self, dy: Optional[ArrayLike],
-                 dstate: Optional[Tuple[Optional[ArrayLike], Optional[ArrayLike]]] = None):
+                 dstate: Optional[Tuple[Optional[ArrayLike], Optional[ArrayLike]]] = None
+                 ) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """BPTT through the last forward: ``dx, (dh0, dc0)``; parameter gradients accumulate
         into ``self.grads``. dy (shaped as y) and either of dstate = (dh_n, dc_n) may be None."""
         if dstate is None:
             dstate = (None, None)
         if not isinstance(dstate, (tuple, list)) or len(dstate) != 2:
             raise TypeError("LSTM.backward: dstate must be a tuple (dh_n, dc_n)")
-        dx, dh0, dc0 = self._backward(dy, dstate[0], dstate[1])
+        dx, (dh0, dc0) = self._backward(dy, list(dstate))
         return dx, (dh0, dc0)
-

@@ -2,7 +2,7 @@
 
 Each function validates its arguments (raising ``TypeError``/``ValueError`` that name the
 argument and the shapes), allocates the outputs and the buffers the kernel needs, and calls
-the kernel with the GIL released. The same functions in plain NumPy live in
+the kernel, by keyword, with the GIL released. The same functions in plain NumPy live in
 :mod:`fastrnn.reference`, with identical signatures and results.
 
 Shapes (time-major): x (T, B, I) -> y (T, B, H); states (B, H); w_ih (G*H, I),
@@ -11,10 +11,13 @@ w_hh (G*H, H), b_ih, b_hh (G*H,); G = 4 (LSTM: i, f, g, o), 3 (GRU: r, z, n), 1 
 layer without bias (its bias gradients are then ``None``). T = 0 and B = 0 are allowed:
 the final state is the initial one and the gradients are zeros.
 
-Training mode returns a ``saved`` object that the matching backward consumes: backward
-overwrites its buffers in place with gate gradients, so each forward supports one backward.
-It keeps references to x and the weights: modifying them in place before backward gives
-the gradients of the modified values.
+``lengths`` takes per-sequence lengths (B,) or a :class:`fastrnn.packed.PackedBatch` (what
+the layers build once per call, or the index arrays of a torch PackedSequence).
+
+Training mode returns a typed record (:mod:`fastrnn.saved`) that the matching backward
+consumes: backward overwrites its buffers in place with gate gradients, so each forward
+supports one backward. It keeps references to x and the weights: modifying them in place
+before backward gives the gradients of the modified values.
 
 Every function takes ``backend``: "cpu" (the C++ kernels on NumPy arrays), "cuda" (the same
 kernels on a GPU; see :mod:`fastrnn.cuda` for which arrays it takes and returns), or "auto"
@@ -23,13 +26,15 @@ kernels on a GPU; see :mod:`fastrnn.cuda` for which arrays it takes and returns)
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import _C, cuda
+from .cell_spec import CellSpec, spec
+from .packed import PackedBatch
+from .saved import GruSaved, LstmSaved, RnnSaved, SavedState
 
 __all__ = [
     "lstm_forward",
@@ -38,35 +43,19 @@ __all__ = [
     "gru_backward",
     "rnn_forward",
     "rnn_backward",
-    "Saved",
+    "PackedBatch",
 ]
 
 _FLOATS = (np.float32, np.float64)
 _INT32_MAX = 2**31 - 1  # the BLAS takes 32-bit dimensions
 
-
-@dataclass
-class Saved:
-    """What a training forward keeps for its backward. Opaque to users; one backward each."""
-
-    cell: str  # "lstm" | "gru" | "rnn"
-    dtype: np.dtype
-    T: int
-    B: int
-    I: int
-    H: int
-    has_bias: bool
-    arrays: dict  # name -> np.ndarray, as the kernel's backward takes them
-    options: dict = field(default_factory=dict)
-    consumed: bool = False
-
-    @property
-    def nbytes(self) -> int:
-        """Memory held for backward, in bytes."""
-        return sum(a.nbytes for a in self.arrays.values())
+# What the functions return: NumPy arrays for host input; for device input, arrays of the
+# input's kind (see fastrnn.cuda).
+Array = Any
+Lengths = Union[ArrayLike, PackedBatch, None]
 
 
-def _shape(a: Optional[np.ndarray]) -> str:
+def _shape(a) -> str:
     return "None" if a is None else str(tuple(a.shape))
 
 
@@ -97,16 +86,9 @@ class _HostOps:
         return np.ascontiguousarray(np.take(a, order, axis=axis))
 
     @staticmethod
-    def put_rows(a: np.ndarray, order: np.ndarray, axis: int) -> np.ndarray:
-        out = np.empty_like(a)
-        index = [slice(None)] * a.ndim
-        index[axis] = order
-        out[tuple(index)] = a
-        return out
-
-    @staticmethod
     def zero_padding(x: np.ndarray, batch_sizes: np.ndarray, fresh: bool) -> np.ndarray:
-        # A new array whether or not x is the caller's (fresh), so NaN * 0 never happens.
+        # Always a new array (NumPy's where copies), so the caller's x is never written and
+        # NaN * 0 never happens.
         running = np.arange(x.shape[1])[None, :] < batch_sizes[:, None]  # (T, B)
         return np.where(running[:, :, None], x, x.dtype.type(0))
 
@@ -144,192 +126,202 @@ def _as_float_array(fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST):
     return arr
 
 
-def _check_shape(fn: str, name: str, arr: np.ndarray, expected: tuple, legend: str) -> None:
-    if arr.shape != expected:
+def _check_shape(fn: str, name: str, arr, expected: tuple, legend: str) -> None:
+    if tuple(arr.shape) != expected:
         raise ValueError(
             f"{fn}: argument '{name}' has shape {tuple(arr.shape)}, expected {legend} = "
             f"{expected}")
 
 
-def _prepare(fn: str, xp, G: int, x, w_ih, w_hh, b_ih, b_hh, states: dict, w_hr=None):
-    """Validates the forward arguments.
+class _Call:
+    """One forward call's validated arguments, in the kernels' row order.
 
-    Returns (x, w_ih, w_hh, b_ih, b_hh, w_hr, states, T, B, I, H, P): P is the size of h (H,
-    or the projection size with w_hr (P, H)); states maps a name to its array, zeros for None.
+    x (T, B, I), the weights, states: name -> (B, P) for h0 / (B, H) for c0 (zeros for
+    None), and packed: the PackedBatch of the call or None.
     """
-    x = _as_float_array(fn, "x", x, xp=xp)
-    if x.ndim != 3:
-        raise ValueError(f"{fn}: argument 'x' must be 3-D (T, B, I), got shape {_shape(x)}")
-    dtype = x.dtype
-    T, B, I = x.shape
-    w_hh = _as_float_array(fn, "w_hh", w_hh, dtype, xp)
-    if w_hh.ndim != 2:
-        raise ValueError(f"{fn}: argument 'w_hh' must be 2-D ({G}*H, H), got shape {_shape(w_hh)}")
-    H, P = w_hh.shape[0] // G, w_hh.shape[1]
-    if w_hr is None:
-        H = P  # without a projection, w_hh is (G*H, H)
-    if H == 0 or I == 0:
-        raise ValueError(f"{fn}: hidden size H (w_hh.shape[1]) and input size I (x.shape[2]) must "
-                         f"be positive, got H={H}, I={I}")
-    if w_hr is not None:
-        w_hr = _as_float_array(fn, "w_hr", w_hr, dtype, xp)
-        _check_shape(fn, "w_hr", w_hr, (P, H), f"(P, H) with P={P} (w_hh.shape[1]), H={H}")
-        if not 0 < P < H:
-            raise ValueError(f"{fn}: the projection size P={P} must be in [1, H) with H={H}")
-    _check_shape(fn, "w_hh", w_hh, (G * H, P), f"({G}*H, {'P' if w_hr is not None else 'H'}) "
-                 f"with H={H}")
-    w_ih = _as_float_array(fn, "w_ih", w_ih, dtype, xp)
-    _check_shape(fn, "w_ih", w_ih, (G * H, I), f"({G}*H, I) with H={H}, I={I} (from x)")
-    if (b_ih is None) != (b_hh is None):
-        raise ValueError(f"{fn}: b_ih and b_hh must both be arrays or both be None, got "
-                         f"b_ih {_shape(b_ih)}, b_hh {_shape(b_hh)}")
-    if b_ih is not None:
-        b_ih = _as_float_array(fn, "b_ih", b_ih, dtype, xp)
-        b_hh = _as_float_array(fn, "b_hh", b_hh, dtype, xp)
-        _check_shape(fn, "b_ih", b_ih, (G * H,), f"({G}*H,) with H={H}")
-        _check_shape(fn, "b_hh", b_hh, (G * H,), f"({G}*H,) with H={H}")
-    out_states = {}
-    for name, s in states.items():
-        n = P if name == "h0" else H
-        if s is None:
-            out_states[name] = xp.zeros((B, n), dtype)
-        else:
+
+    def __init__(self, fn: str, cell: CellSpec, backend: str, x, states: Dict[str, Any],
+                 w_ih, w_hh, b_ih, b_hh, w_hr, lengths: Lengths):
+        xp = self.xp = _array_ops(fn, backend, x)
+        G = cell.G
+        x = _as_float_array(fn, "x", x, xp=xp)
+        if x.ndim != 3:
+            raise ValueError(f"{fn}: argument 'x' must be 3-D (T, B, I), got shape {_shape(x)}")
+        dtype = x.dtype
+        T, B, I = x.shape
+        w_hh = _as_float_array(fn, "w_hh", w_hh, dtype, xp)
+        if w_hh.ndim != 2:
+            raise ValueError(f"{fn}: argument 'w_hh' must be 2-D ({G}*H, H), got shape "
+                             f"{_shape(w_hh)}")
+        H, P = w_hh.shape[0] // G, w_hh.shape[1]
+        if w_hr is None:
+            H = P  # without a projection, w_hh is (G*H, H)
+        if H == 0 or I == 0:
+            raise ValueError(f"{fn}: hidden size H (w_hh.shape[1]) and input size I (x.shape[2]) "
+                             f"must be positive, got H={H}, I={I}")
+        if w_hr is not None:
+            w_hr = _as_float_array(fn, "w_hr", w_hr, dtype, xp)
+            _check_shape(fn, "w_hr", w_hr, (P, H), f"(P, H) with P={P} (w_hh.shape[1]), H={H}")
+            if not 0 < P < H:
+                raise ValueError(f"{fn}: the projection size P={P} must be in [1, H) with H={H}")
+        _check_shape(fn, "w_hh", w_hh, (G * H, P),
+                     f"({G}*H, {'P' if w_hr is not None else 'H'}) with H={H}")
+        w_ih = _as_float_array(fn, "w_ih", w_ih, dtype, xp)
+        _check_shape(fn, "w_ih", w_ih, (G * H, I), f"({G}*H, I) with H={H}, I={I} (from x)")
+        if (b_ih is None) != (b_hh is None):
+            raise ValueError(f"{fn}: b_ih and b_hh must both be arrays or both be None, got "
+                             f"b_ih {_shape(b_ih)}, b_hh {_shape(b_hh)}")
+        if b_ih is not None:
+            b_ih = _as_float_array(fn, "b_ih", b_ih, dtype, xp)
+            b_hh = _as_float_array(fn, "b_hh", b_hh, dtype, xp)
+            _check_shape(fn, "b_ih", b_ih, (G * H,), f"({G}*H,) with H={H}")
+            _check_shape(fn, "b_hh", b_hh, (G * H,), f"({G}*H,) with H={H}")
+        checked = {}
+        for name, s in states.items():
+            n = P if name == "h0" else H
+            if s is None:
+                checked[name] = xp.zeros((B, n), dtype)
+                continue
             s = _as_float_array(fn, name, s, dtype, xp)
-            legend = "(B, P)" if n != H else "(B, H)"
-            _check_shape(fn, name, s, (B, n), f"{legend} with B={B} (from x), "
-                         f"{'P' if n != H else 'H'}={n} (from w_hh)")
-            out_states[name] = xp.contiguous(s)
-    if max(T * B, G * H, I) > _INT32_MAX:
-        raise ValueError(f"{fn}: T*B={T * B}, G*H={G * H} and I={I} must each be below 2**31 "
-                         f"(the BLAS takes 32-bit dimensions)")
-    c = xp.contiguous
-    return (c(x), c(w_ih), c(w_hh), b_ih if b_ih is None else c(b_ih),
-            b_hh if b_hh is None else c(b_hh), w_hr if w_hr is None else c(w_hr), out_states, T,
-            B, I, H, P)
+            letter = "P" if n != H else "H"
+            _check_shape(fn, name, s, (B, n), f"(B, {letter}) with B={B} (from x), "
+                         f"{letter}={n} (from w_hh)")
+            checked[name] = xp.contiguous(s)
+        if max(T * B, G * H, I) > _INT32_MAX:
+            raise ValueError(f"{fn}: T*B={T * B}, G*H={G * H} and I={I} must each be below "
+                             f"2**31 (the BLAS takes 32-bit dimensions)")
+        c = xp.contiguous
+        self.w_ih, self.w_hh = c(w_ih), c(w_hh)
+        self.b_ih = None if b_ih is None else c(b_ih)
+        self.b_hh = None if b_hh is None else c(b_hh)
+        self.w_hr = None if w_hr is None else c(w_hr)
+        self.T, self.B, self.I, self.H, self.P, self.dtype = T, B, I, H, P, dtype
+        self.packed = _packed(fn, lengths, T, B)
+        pk = self.packed
+        if pk is None:
+            self.x, self.states = c(x), checked
+        else:
+            self.x = xp.zero_padding(self.sort(c(x), 1), pk.batch_sizes, fresh=not pk.identity)
+            self.states = {k: self.sort(v, 0) for k, v in checked.items()}
+
+    @property
+    def backend(self) -> str:
+        return "cpu" if self.xp is _HOST else "cuda"
+
+    @property
+    def batch_sizes(self) -> Optional[np.ndarray]:
+        return None if self.packed is None else self.packed.batch_sizes
+
+    def sort(self, a, axis: int):
+        pk = self.packed
+        return a if pk is None or pk.identity else self.xp.take_rows(a, pk.sorted_indices, axis)
+
+    def empty(self, *shape: int):
+        return self.xp.empty(shape, self.dtype)
 
 
-class _Lengths:
-    """Variable lengths, arranged as the kernels take them (cuDNN's packed order): rows sorted
-    by decreasing length (a stable sort, hidden from the caller) and batch_sizes[t], the
-    number of sequences still running at step t."""
-
-    def __init__(self, fn: str, lengths, T: int, B: int, xp=_HOST):
-        if cuda.is_device_array(lengths):
-            raise TypeError(f"{fn}: lengths must be on the host (a list or NumPy array), as "
-                            f"for torch's pack_padded_sequence")
-        arr = np.asarray(lengths)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
-        if arr.shape != (B,):
-            raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
-        if B and (arr.min() < 0 or arr.max() > T):
-            raise ValueError(f"{fn}: lengths must be in [0, T={T}], got min {arr.min()}, "
-                             f"max {arr.max()}")
-        self.lengths = arr.astype(np.int64)
-        self.order = np.argsort(-self.lengths, kind="stable")  # sorted row k is caller row order[k]
-        self.identity = bool(np.all(self.order == np.arange(B)))
-        counts = np.bincount(self.lengths, minlength=T + 1)  # sequences of each length
-        self.batch_sizes = (B - np.cumsum(counts)[:T]).astype(np.int64)  # lengths > t
-        self.xp = xp
-
-    def rows(self, a, axis: int):
-        """The caller's rows in sorted order (a new C-contiguous array)."""
-        return a if self.identity else self.xp.take_rows(a, self.order, axis)
-
-    def unsort(self, a, axis: int):
-        return a if self.identity else self.xp.put_rows(a, self.order, axis)
-
-    def zero_padding(self, x):
-        """x (T, B, ...) in sorted order with the steps past each sequence's end zeroed, so that
-        whatever the caller left there (NaN included) never reaches a gradient. x is the
-        caller's own array when the order is the identity: then it is not written."""
-        return self.xp.zero_padding(x, self.batch_sizes, fresh=not self.identity)
+def _packed(fn: str, lengths: Lengths, T: int, B: int) -> Optional[PackedBatch]:
+    if lengths is None:
+        return None
+    if isinstance(lengths, PackedBatch):
+        if (lengths.T, lengths.B) != (T, B):
+            raise ValueError(f"{fn}: lengths is a PackedBatch of (T, B) = "
+                             f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}")
+        return lengths
+    if cuda.is_device_array(lengths):
+        raise TypeError(f"{fn}: lengths must be on the host (a list or NumPy array), as "
+                        f"for torch's pack_padded_sequence")
+    arr = np.asarray(lengths)
+    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
+    if arr.shape != (B,):
+        raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
+    return PackedBatch.from_lengths(arr, T, fn=fn)
 
 
-def _check_saved(fn: str, saved, cell: str) -> Saved:
+def _unsort(xp, pk: Optional[PackedBatch], seqs: tuple, states: tuple) -> tuple:
+    """Outputs back in the caller's row order and kind: sequences (T, B, ...) then states
+    (B, ...)."""
+    if pk is not None and not pk.identity:
+        seqs = tuple(xp.take_rows(a, pk.unsorted_indices, 1) for a in seqs)
+        states = tuple(xp.take_rows(a, pk.unsorted_indices, 0) for a in states)
+    return tuple(xp.output(a) for a in seqs + states)
+
+
+def _check_saved(fn: str, saved, kind: type) -> SavedState:
+    name = fn.split("_")[0]
     if saved is None:
         raise ValueError(f"{fn}: saved is None: the forward ran with training=False and kept "
                          f"nothing for backward; run it with training=True")
-    if not isinstance(saved, Saved):
-        raise TypeError(f"{fn}: saved must be the object returned by {cell}_forward("
+    if not isinstance(saved, SavedState):
+        raise TypeError(f"{fn}: saved must be the object returned by {name}_forward("
                         f"training=True), got {type(saved).__name__}")
-    if saved.cell != cell:
-        raise TypeError(f"{fn}: saved comes from {saved.cell}_forward, not {cell}_forward")
+    if not isinstance(saved, kind):
+        raise TypeError(f"{fn}: saved comes from {saved.cell}_forward, not {name}_forward")
+    if saved.backend == "numpy":
+        raise TypeError(f"{fn}: saved comes from fastrnn.reference.{name}_forward; pass it to "
+                        f"fastrnn.reference.{fn}")
     if saved.consumed:
         raise ValueError(f"{fn}: this saved state was already used by a backward, which "
                          f"overwrites it in place; run the forward again")
     return saved
 
 
-def _grad_in(fn: str, name: str, value, shape: tuple, legend: str, dtype, xp):
+def _grad_in(fn: str, name: str, value, shape: tuple, legend: str, s: SavedState):
+    xp = s.array_ops
     if value is None:
-        return xp.zeros(shape, dtype)
+        return xp.zeros(shape, s.dtype)
     arr = _as_float_array(fn, name, value, xp=xp)
-    if arr.dtype != dtype:
+    if arr.dtype != s.dtype:
         raise TypeError(f"{fn}: argument '{name}' has dtype {arr.dtype} but the forward ran in "
-                        f"{dtype}")
+                        f"{s.dtype}")
     _check_shape(fn, name, arr, shape, legend)
     return xp.contiguous(arr)
 
 
-def _weight_grads(s: Saved, G: int, P: int):
-    d, empty = s.dtype, s.options["xp"].empty
-    dw_ih, dw_hh = empty((G * s.H, s.I), d), empty((G * s.H, P), d)
-    db_ih = empty((G * s.H,), d) if s.has_bias else None
-    db_hh = empty((G * s.H,), d) if s.has_bias else None
-    return dw_ih, dw_hh, db_ih, db_hh
+class _Backward:
+    """One backward call: the checked upstream gradients in the kernels' row order, and the
+    gradient arrays it fills: dx (T, B, I), d<state>0, dw_ih, dw_hh, db_ih, db_hh."""
 
+    def __init__(self, fn: str, saved, kind: type, dy, finals: Dict[str, Any]):
+        s = self.saved = _check_saved(fn, saved, kind)
+        T, B, I, H, P, GH = s.T, s.B, s.I, s.H, s.P, s.G * s.H
+        hp = "H" if P == H else "P"
+        dy = _grad_in(fn, "dy", dy, (T, B, P), f"(T, B, {hp}) = ({T}, {B}, {P}) from the forward",
+                      s)
+        fin = {}
+        for name, v in finals.items():
+            n, letter = (P, hp) if name == "dh_n" else (H, "H")
+            fin[name] = _grad_in(fn, name, v, (B, n), f"(B, {letter}) = ({B}, {n}) from the "
+                                 f"forward", s)
+        pk, xp = s.packed, s.array_ops
+        if pk is not None and not pk.identity:
+            dy = xp.take_rows(dy, pk.sorted_indices, 1)
+            fin = {k: xp.take_rows(v, pk.sorted_indices, 0) for k, v in fin.items()}
+        self.dy, self.finals = dy, fin
+        empty = xp.empty
+        self.dx = empty((T, B, I), s.dtype)
+        self.dstates = {f"d{k[1:-2]}0": empty((B, P if k == "dh_n" else H), s.dtype)
+                        for k in finals}
+        self.dw_ih, self.dw_hh = empty((GH, I), s.dtype), empty((GH, P), s.dtype)
+        self.db_ih = empty((GH,), s.dtype) if s.has_bias else None
+        self.db_hh = empty((GH,), s.dtype) if s.has_bias else None
+        s.consume()  # the kernel overwrites its buffers
 
-def _upstream(fn: str, s: Saved, dy, finals: dict, P: int):
-    """dy (T, B, P) and the final-state gradients (B, P) for dh_n, (B, H) for dc_n."""
-    hp = "H" if P == s.H else "P"
-    legend = f"(T, B, {hp}) = ({s.T}, {s.B}, {P}) from the forward"
-    xp = s.options["xp"]
-    dy = _grad_in(fn, "dy", dy, (s.T, s.B, P), legend, s.dtype, xp)
-    out = {}
-    for name, v in finals.items():
-        n, nn = (P, hp) if name == "dh_n" else (s.H, "H")
-        out[name] = _grad_in(fn, name, v, (s.B, n), f"(B, {nn}) = ({s.B}, {n}) from the forward",
-                             s.dtype, xp)
-    return dy, out
+    def kernel_args(self) -> dict:
+        """The arguments every backward kernel takes, by name."""
+        s = self.saved
+        return dict(x=s.x, h0=s.h0, y=s.y, w_ih=s.w_ih, w_hh=s.w_hh, batch_sizes=(
+            None if s.packed is None else s.packed.batch_sizes), gates=s.gates, dy=self.dy,
+            dx=self.dx, dw_ih=self.dw_ih, dw_hh=self.dw_hh, db_ih=self.db_ih, db_hh=self.db_hh,
+            H=s.H, **self.finals, **self.dstates)
 
-
-def _sorted_inputs(fn, xp, lengths, T, B, x, states):
-    """Applies variable lengths: (packing or None, x, states) in the kernels' row order."""
-    pk = None if lengths is None else _Lengths(fn, lengths, T, B, xp)
-    if pk is None:
-        return None, x, states
-    return pk, pk.zero_padding(pk.rows(x, 1)), {k: pk.rows(v, 0) for k, v in states.items()}
-
-
-def _unsorted(pk: Optional[_Lengths], seqs: tuple, states: tuple) -> tuple:
-    """Outputs back in the caller's row order: sequences (T, B, ...) then states (B, ...)."""
-    if pk is None:
-        return seqs + states
-    return tuple(pk.unsort(a, 1) for a in seqs) + tuple(pk.unsort(a, 0) for a in states)
-
-
-def _outputs(xp, arrays: tuple) -> tuple:
-    """The results as the caller's kind of array (NumPy, or as fastrnn.cuda describes)."""
-    return tuple(xp.output(a) for a in arrays)
-
-
-def _batch_sizes(pk: Optional[_Lengths]):
-    return None if pk is None else pk.batch_sizes
-
-
-def _begin_backward(fn: str, saved, cell: str, G: int, dy, finals: dict):
-    """Checks a backward's arguments and allocates its outputs. Returns (s, dy, finals,
-    outputs) with dy and finals in the kernels' row order and outputs = (dx, dh0, dw_ih,
-    dw_hh, db_ih, db_hh); marks the saved state consumed (the kernel overwrites it)."""
-    s = _check_saved(fn, saved, cell)
-    pk, P, xp = s.options["lengths"], s.options.get("P", s.H), s.options["xp"]
-    dy, fin = _upstream(fn, s, dy, finals, P)
-    if pk is not None:
-        dy, fin = pk.rows(dy, 1), {k: pk.rows(v, 0) for k, v in fin.items()}
-    dx, dh0 = xp.empty((s.T, s.B, s.I), s.dtype), xp.empty((s.B, P), s.dtype)
-    s.consumed = True
-    return s, dy, fin, (dx, dh0) + _weight_grads(s, G, P)
+    def results(self, *extra) -> tuple:
+        """(dx, d<state>0 ..., dw_ih, dw_hh, db_ih, db_hh, *extra) in the caller's order."""
+        s = self.saved
+        head = _unsort(s.array_ops, s.packed, (self.dx,), tuple(self.dstates.values()))
+        out = (self.dw_ih, self.dw_hh, self.db_ih, self.db_hh) + extra
+        return head + tuple(s.array_ops.output(a) for a in out)
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -338,50 +330,47 @@ def _begin_backward(fn: str, saved, cell: str, G: int, dy, finals: dict):
 def lstm_forward(x: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike], w_ih: ArrayLike,
                  w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
                  training: bool = True, *, w_hr: Optional[ArrayLike] = None,
-                 lengths: Optional[ArrayLike] = None, backend: str = "auto"
-                 ) -> Tuple[np.ndarray, np.ndarray, np.ndarray, Optional[Saved]]:
+                 lengths: Lengths = None, backend: str = "auto"
+                 ) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:
     """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
     ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
-    ``lengths`` (B,) runs sequence b for its first lengths[b] steps only."""
-    fn = "lstm_forward"
-    xp = _array_ops(fn, backend, x)
-    x, w_ih, w_hh, b_ih, b_hh, w_hr, st, T, B, I, H, P = _prepare(
-        fn, xp, 4, x, w_ih, w_hh, b_ih, b_hh, {"h0": h0, "c0": c0}, w_hr)
-    pk, x, st = _sorted_inputs(fn, xp, lengths, T, B, x, st)
-    d = x.dtype
-    y, h_n, c_n = xp.empty((T, B, P), d), xp.empty((B, P), d), xp.empty((B, H), d)
-    gates = xp.empty((T, B, 4 * H), d) if training else None  # inference: chunked in C++
-    cells = xp.empty((T + 1, B, H) if training else (B, H), d)
-    m = None if w_hr is None else xp.empty((T, B, H) if training else (B, H), d)
-    xp.kernels.lstm_forward(x, st["h0"], st["c0"], w_ih, w_hh, b_ih, b_hh, w_hr, _batch_sizes(pk),
-                            y, h_n, c_n, gates, cells, m, bool(training), H, P)
-    y_out, h_out, c_out = _unsorted(pk, (y,), (h_n, c_n))
+    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
+    a = _Call("lstm_forward", spec("lstm"), backend, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih,
+              b_hh, w_hr, lengths)
+    T, B, H, P = a.T, a.B, a.H, a.P
+    y, h_n, c_n = a.empty(T, B, P), a.empty(B, P), a.empty(B, H)
+    gates = a.empty(T, B, 4 * H) if training else None  # inference: chunked in C++
+    cells = a.empty(T + 1, B, H) if training else a.empty(B, H)
+    m = None if a.w_hr is None else (a.empty(T, B, H) if training else a.empty(B, H))
+    a.xp.kernels.lstm_forward(
+        x=a.x, h0=a.states["h0"], c0=a.states["c0"], w_ih=a.w_ih, w_hh=a.w_hh, b_ih=a.b_ih,
+        b_hh=a.b_hh, w_hr=a.w_hr, batch_sizes=a.batch_sizes, y=y, h_n=h_n, c_n=c_n, gates=gates,
+        cells=cells, m=m, training=bool(training), H=H, P=P)
     saved = None
     if training:
-        saved = Saved("lstm", d, T, B, I, H, b_ih is not None,
-                      dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates, cells=cells),
-                      dict(P=P, w_hr=w_hr, m=m, lengths=pk, xp=xp))
-        y_out = xp.copy(y) if y_out is y else y_out  # the caller may write to y; saved keeps it
-    return _outputs(xp, (y_out, h_out, c_out)) + (saved,)
+        saved = LstmSaved(backend=a.backend, x=a.x, h0=a.states["h0"], y=y, w_ih=a.w_ih,
+                          w_hh=a.w_hh, has_bias=a.b_ih is not None, gates=gates,
+                          packed=a.packed, array_ops=a.xp, cells=cells, w_hr=a.w_hr, m=m)
+        y = _private(a, y)
+    return _unsort(a.xp, a.packed, (y,), (h_n, c_n)) + (saved,)
 
 
-def lstm_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike],
-                  dc_n: Optional[ArrayLike]):
+def _private(a: _Call, y):
+    """y as returned to the caller, which may write to it: a copy when y itself is what the
+    saved record keeps (no reordering made one already)."""
+    return a.xp.copy(y) if a.packed is None or a.packed.identity else y
+
+
+def lstm_backward(saved: LstmSaved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike],
+                  dc_n: Optional[ArrayLike]) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`lstm_forward`: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, and
     ``dw_hr`` as an eighth when the forward had a projection. Runs on the forward's backend."""
-    s, dy, fin, out = _begin_backward("lstm_backward", saved, "lstm", 4, dy,
-                                      {"dh_n": dh_n, "dc_n": dc_n})
-    a, pk, w_hr, P, xp = (s.arrays, s.options["lengths"], s.options["w_hr"], s.options["P"],
-                          s.options["xp"])
-    dx, dh0, dw_ih, dw_hh, db_ih, db_hh = out
-    dc0 = xp.empty((s.B, s.H), s.dtype)
-    dw_hr = None if w_hr is None else xp.empty(w_hr.shape, s.dtype)
-    xp.kernels.lstm_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], w_hr,
-                             _batch_sizes(pk), a["gates"], a["cells"], s.options["m"], dy,
-                             fin["dh_n"], fin["dc_n"], dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih,
-                             db_hh, s.H, P)
-    grads = _unsorted(pk, (dx,), (dh0, dc0)) + (dw_ih, dw_hh, db_ih, db_hh)
-    return _outputs(xp, grads if w_hr is None else grads + (dw_hr,))
+    b = _Backward("lstm_backward", saved, LstmSaved, dy, {"dh_n": dh_n, "dc_n": dc_n})
+    s = b.saved
+    dw_hr = None if s.w_hr is None else s.array_ops.empty(tuple(s.w_hr.shape), s.dtype)
+    s.array_ops.kernels.lstm_backward(**b.kernel_args(), cells=s.cells, w_hr=s.w_hr, m=s.m,
+                                      dw_hr=dw_hr, P=s.P)
+    return b.results() if dw_hr is None else b.results(dw_hr)
 
 
 # ----------------------------------------------------------------------------- GRU
@@ -389,83 +378,72 @@ def lstm_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLik
 
 def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
                 b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike], training: bool = True,
-                reset_after: bool = True, *, lengths: Optional[ArrayLike] = None,
-                backend: str = "auto") -> Tuple[np.ndarray, np.ndarray, Optional[Saved]]:
+                reset_after: bool = True, *, lengths: Lengths = None,
+                backend: str = "auto") -> Tuple[Array, Array, Optional[GruSaved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
     reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
-    ``lengths`` (B,) runs sequence b for its first lengths[b] steps only."""
-    fn = "gru_forward"
-    xp = _array_ops(fn, backend, x)
-    x, w_ih, w_hh, b_ih, b_hh, _, st, T, B, I, H, _ = _prepare(fn, xp, 3, x, w_ih, w_hh, b_ih,
-                                                              b_hh, {"h0": h0})
-    pk, x, st = _sorted_inputs(fn, xp, lengths, T, B, x, st)
-    d = x.dtype
-    y, h_n = xp.empty((T, B, H), d), xp.empty((B, H), d)
-    gates = xp.empty((T, B, 3 * H), d) if training else None  # inference: chunked in C++
-    extra = xp.empty((T, B, H) if training else (B, H), d)
-    xp.kernels.gru_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates,
-                           extra, bool(training), bool(reset_after), H)
-    y_out, h_out = _unsorted(pk, (y,), (h_n,))
+    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
+    a = _Call("gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None,
+              lengths)
+    T, B, H = a.T, a.B, a.H
+    y, h_n = a.empty(T, B, H), a.empty(B, H)
+    gates = a.empty(T, B, 3 * H) if training else None  # inference: chunked in C++
+    extra = a.empty(T, B, H) if training else a.empty(B, H)
+    a.xp.kernels.gru_forward(
+        x=a.x, h0=a.states["h0"], w_ih=a.w_ih, w_hh=a.w_hh, b_ih=a.b_ih, b_hh=a.b_hh,
+        batch_sizes=a.batch_sizes, y=y, h_n=h_n, gates=gates, extra=extra,
+        training=bool(training), reset_after=bool(reset_after), H=H)
     saved = None
     if training:
-        saved = Saved("gru", d, T, B, I, H, b_ih is not None,
-                      dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates, extra=extra),
-                      dict(reset_after=bool(reset_after), lengths=pk, xp=xp))
-        y_out = xp.copy(y) if y_out is y else y_out
-    return _outputs(xp, (y_out, h_out)) + (saved,)
+        saved = GruSaved(backend=a.backend, x=a.x, h0=a.states["h0"], y=y, w_ih=a.w_ih,
+                         w_hh=a.w_hh, has_bias=a.b_ih is not None, gates=gates, packed=a.packed,
+                         array_ops=a.xp, extra=extra, reset_after=bool(reset_after))
+        y = _private(a, y)
+    return _unsort(a.xp, a.packed, (y,), (h_n,)) + (saved,)
 
 
-def gru_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]):
+def gru_backward(saved: GruSaved, dy: Optional[ArrayLike],
+                 dh_n: Optional[ArrayLike]) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    s, dy, fin, out = _begin_backward("gru_backward", saved, "gru", 3, dy, {"dh_n": dh_n})
-    a, pk, xp = s.arrays, s.options["lengths"], s.options["xp"]
-    xp.kernels.gru_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk),
-                            a["gates"], a["extra"], dy, fin["dh_n"], *out,
-                            s.options["reset_after"], s.H)
-    return _outputs(xp, _unsorted(pk, out[:1], out[1:2]) + out[2:])
+    b = _Backward("gru_backward", saved, GruSaved, dy, {"dh_n": dh_n})
+    s = b.saved
+    s.array_ops.kernels.gru_backward(**b.kernel_args(), extra=s.extra,
+                                     reset_after=s.reset_after)
+    return b.results()
 
 
 # ----------------------------------------------------------------------------- RNN
 
 
-def _check_nonlinearity(fn: str, nonlinearity) -> str:
-    if nonlinearity not in ("tanh", "relu"):
-        raise ValueError(f"{fn}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    return nonlinearity
-
-
 def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
                 b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike], training: bool = True,
-                nonlinearity: str = "tanh", *, lengths: Optional[ArrayLike] = None,
-                backend: str = "auto") -> Tuple[np.ndarray, np.ndarray, Optional[Saved]]:
+                nonlinearity: str = "tanh", *, lengths: Lengths = None,
+                backend: str = "auto") -> Tuple[Array, Array, Optional[RnnSaved]]:
     """Elman RNN over T steps, act in {"tanh", "relu"}: ``(y (T,B,H), h_n (B,H), saved)``.
-    ``lengths`` (B,) runs sequence b for its first lengths[b] steps only."""
+    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
     fn = "rnn_forward"
-    _check_nonlinearity(fn, nonlinearity)
-    xp = _array_ops(fn, backend, x)
-    x, w_ih, w_hh, b_ih, b_hh, _, st, T, B, I, H, _ = _prepare(fn, xp, 1, x, w_ih, w_hh, b_ih,
-                                                              b_hh, {"h0": h0})
-    pk, x, st = _sorted_inputs(fn, xp, lengths, T, B, x, st)
-    d = x.dtype
-    y, h_n = xp.empty((T, B, H), d), xp.empty((B, H), d)
-    gates = xp.empty((T, B, H), d) if training else None  # inference: chunked in C++
-    xp.kernels.rnn_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates,
-                           nonlinearity, H)
-    y_out, h_out = _unsorted(pk, (y,), (h_n,))
+    if nonlinearity not in ("tanh", "relu"):
+        raise ValueError(f"{fn}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+    a = _Call(fn, spec("rnn"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths)
+    T, B, H = a.T, a.B, a.H
+    y, h_n = a.empty(T, B, H), a.empty(B, H)
+    gates = a.empty(T, B, H) if training else None  # inference: chunked in C++
+    a.xp.kernels.rnn_forward(
+        x=a.x, h0=a.states["h0"], w_ih=a.w_ih, w_hh=a.w_hh, b_ih=a.b_ih, b_hh=a.b_hh,
+        batch_sizes=a.batch_sizes, y=y, h_n=h_n, gates=gates, nonlinearity=nonlinearity, H=H)
     saved = None
     if training:
-        # The gates buffer is reused by backward for the pre-activation gradients.
-        saved = Saved("rnn", d, T, B, I, H, b_ih is not None,
-                      dict(x=x, h0=st["h0"], y=y, w_ih=w_ih, w_hh=w_hh, gates=gates),
-                      dict(nonlinearity=nonlinearity, lengths=pk, xp=xp))
-        y_out = xp.copy(y) if y_out is y else y_out
-    return _outputs(xp, (y_out, h_out)) + (saved,)
+        saved = RnnSaved(backend=a.backend, x=a.x, h0=a.states["h0"], y=y, w_ih=a.w_ih,
+                         w_hh=a.w_hh, has_bias=a.b_ih is not None, gates=gates, packed=a.packed,
+                         array_ops=a.xp, nonlinearity=nonlinearity)
+        y = _private(a, y)
+    return _unsort(a.xp, a.packed, (y,), (h_n,)) + (saved,)
 
 
-def rnn_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]):
+def rnn_backward(saved: RnnSaved, dy: Optional[ArrayLike],
+                 dh_n: Optional[ArrayLike]) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`rnn_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    s, dy, fin, out = _begin_backward("rnn_backward", saved, "rnn", 1, dy, {"dh_n": dh_n})
-    a, pk, xp = s.arrays, s.options["lengths"], s.options["xp"]
-    xp.kernels.rnn_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk),
-                            a["gates"], dy, fin["dh_n"], *out, s.options["nonlinearity"], s.H)
-    return _outputs(xp, _unsorted(pk, out[:1], out[1:2]) + out[2:])
+    b = _Backward("rnn_backward", saved, RnnSaved, dy, {"dh_n": dh_n})
+    b.saved.array_ops.kernels.rnn_backward(**b.kernel_args(),
+                                           nonlinearity=b.saved.nonlinearity)
+    return b.results()

@@ -6,10 +6,14 @@ w_ih (G*H, I), w_hh (G*H, H), b_ih, b_hh (G*H,) with gates stacked LSTM (i, f, g
 GRU (r, z, n), RNN (one gate). Inputs must already be validated NumPy arrays of one float
 dtype (``fastrnn.ops`` does that); ``None`` states and gradients mean zeros.
 
-``lengths`` (B,) lets sequence b run for its first lengths[b] steps only: its outputs after
-that are zero, its state stops changing (so h_n is the state after its last step, h0 for
-length 0), and gradients flow accordingly. Here that is a mask per step; the kernels run
-only the rows still going.
+``lengths`` (B,) (or a :class:`fastrnn.packed.PackedBatch`) lets sequence b run for its
+first lengths[b] steps only: its outputs after that are zero, its state stops changing (so
+h_n is the state after its last step, h0 for length 0), and gradients flow accordingly.
+Here that is a mask per step over the caller's row order; the kernels sort the rows and run
+only those still going.
+
+A training forward returns the same typed record as the kernels (:mod:`fastrnn.saved`),
+with the same arrays: the activated gates, the cell states, the outputs.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+
+from ..packed import PackedBatch
+from ..saved import GruSaved, LstmSaved, RnnSaved
 
 __all__ = [
     "lstm_forward",
@@ -49,11 +56,27 @@ def _bias_grads(dg: Array, has_bias: bool) -> Optional[Array]:
     return dg.sum(axis=(0, 1)) if has_bias else None
 
 
-def _masks(lengths: Optional[Array], T: int, B: int, dtype) -> Array:
-    """(T, B, 1) with 1 where sequence b runs step t."""
-    if lengths is None:
+def _packed(lengths, T: int) -> Optional[PackedBatch]:
+    if lengths is None or isinstance(lengths, PackedBatch):
+        return lengths
+    return PackedBatch.from_lengths(lengths, T, fn="reference")
+
+
+def _masks(packed: Optional[PackedBatch], T: int, B: int, dtype) -> Array:
+    """(T, B, 1) with 1 where sequence b runs step t (rows in the caller's order)."""
+    if packed is None:
         return np.ones((T, B, 1), dtype)
-    return (np.arange(T)[:, None] < np.asarray(lengths)[None, :]).astype(dtype)[:, :, None]
+    return (np.arange(T)[:, None] < packed.lengths[None, :]).astype(dtype)[:, :, None]
+
+
+def _stack(steps: list, shape: tuple, dtype) -> Array:
+    return np.stack(steps) if steps else np.zeros(shape, dtype)
+
+
+def _h_prev(saved) -> Array:
+    """(T, B, P) the state entering each step: h0, then y. A row running at step t ran at
+    t - 1 too, so y[t - 1] is its state; rows not running take no part in the gradients."""
+    return np.concatenate([saved.h0[None], saved.y[:-1]]) if saved.T else saved.y
 
 
 # ----------------------------------------------------------------------------- LSTM
@@ -68,11 +91,13 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_
     T, B, _ = x.shape
     H = w_ih.shape[0] // 4
     P = w_hh.shape[1]
-    h = _zeros_if_none(h0, (B, P), x.dtype)
+    h0 = _zeros_if_none(h0, (B, P), x.dtype)
+    h = h0
     c = _zeros_if_none(c0, (B, H), x.dtype)
     gx = _input_projection(x, w_ih, b_ih)
-    masks = _masks(lengths, T, B, x.dtype)
-    ys, hs, cs, ms, gates = [], [h], [c], [], []
+    packed = _packed(lengths, T)
+    masks = _masks(packed, T, B, x.dtype)
+    ys, cs, ms, gates = [], [c], [], []
     for t in range(T):
         a = gx[t] + h @ w_hh.T
         if b_hh is not None:
@@ -86,25 +111,27 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_
         h = np.where(run > 0, h_new, h)
         c = np.where(run > 0, c_new, c)
         ys.append(np.where(run > 0, h_new, 0))
-        hs.append(h)
         cs.append(c)
         ms.append(m)
         gates.append(np.concatenate([i, f, g, o], axis=1))
-    y = np.stack(ys) if T else np.zeros((0, B, P), x.dtype)
+    y = _stack(ys, (0, B, P), x.dtype)
     saved = None
     if training:
-        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, w_hr=w_hr, has_bias=b_ih is not None,
-                     hs=hs, cs=cs, ms=ms, gates=gates, masks=masks)
+        saved = LstmSaved(backend="numpy", x=x, h0=h0, y=y, w_ih=w_ih, w_hh=w_hh,
+                          has_bias=b_ih is not None, gates=_stack(gates, (0, B, 4 * H), x.dtype),
+                          packed=packed, cells=np.stack(cs), w_hr=w_hr,
+                          m=None if w_hr is None else _stack(ms, (0, B, H), x.dtype))
     return y, h, c, saved
 
 
-def lstm_backward(saved, dy, dh_n, dc_n):
+def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n):
     """BPTT through :func:`lstm_forward`. Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih,
     db_hh)``, and ``dw_hr`` last when the forward had a projection."""
-    x, w_ih, w_hh, w_hr = saved["x"], saved["w_ih"], saved["w_hh"], saved["w_hr"]
-    hs, cs, ms, gates, masks = saved["hs"], saved["cs"], saved["ms"], saved["gates"], saved["masks"]
+    x, w_ih, w_hh, w_hr = saved.x, saved.w_ih, saved.w_hh, saved.w_hr
+    cells, gates = saved.cells, saved.gates
     T, B, _ = x.shape
-    H, P = w_ih.shape[0] // 4, w_hh.shape[1]
+    H, P = saved.H, saved.P
+    masks = _masks(saved.packed, T, B, x.dtype)
     dy = _zeros_if_none(dy, (T, B, P), x.dtype)
     dh = _zeros_if_none(dh_n, (B, P), x.dtype).copy()
     dc = _zeros_if_none(dc_n, (B, H), x.dtype).copy()
@@ -113,23 +140,23 @@ def lstm_backward(saved, dy, dh_n, dc_n):
     for t in reversed(range(T)):
         run = masks[t]
         i, f, g, o = np.split(gates[t], 4, axis=1)
-        tc = np.tanh(cs[t + 1])  # rows not running at t are masked out below
+        tc = np.tanh(cells[t + 1])  # rows not running at t are masked out below
         dh_t = np.where(run > 0, dh + dy[t], 0)
         dm = dh_t if w_hr is None else dh_t @ w_hr
         if w_hr is not None:
-            dw_hr += dh_t.T @ ms[t]
+            dw_hr += dh_t.T @ saved.m[t]
         do = dm * tc
         dc_t = dc + dm * o * (1 - tc * tc)
-        di, df, dg = dc_t * g, dc_t * cs[t], dc_t * i
+        di, df, dg = dc_t * g, dc_t * cells[t], dc_t * i
         dg_all[t] = np.where(run > 0, np.concatenate(
             [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1), 0)
         dc = np.where(run > 0, dc_t * f, dc)
         dh = np.where(run > 0, dg_all[t] @ w_hh, dh)
-    h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, P), x.dtype)
     dx = dg_all @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", dg_all, x)
-    dw_hh = np.einsum("tbg,tbh->gh", dg_all, h_prev)
-    db = _bias_grads(dg_all, saved["has_bias"])
+    dw_hh = np.einsum("tbg,tbh->gh", dg_all, _h_prev(saved))
+    db = _bias_grads(dg_all, saved.has_bias)
+    saved.consume()
     grads = (dx, dh, dc, dw_ih, dw_hh, db, None if db is None else db.copy())
     return grads if w_hr is None else grads + (dw_hr,)
 
@@ -147,13 +174,15 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    h = _zeros_if_none(h0, (B, H), x.dtype)
+    h0 = _zeros_if_none(h0, (B, H), x.dtype)
+    h = h0
     gx = _input_projection(x, w_ih, b_ih)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
     b_hrz = None if b_hh is None else b_hh[: 2 * H]
     b_hn = None if b_hh is None else b_hh[2 * H:]
-    masks = _masks(lengths, T, B, x.dtype)
-    ys, hs, gates, extra = [], [h], [], []
+    packed = _packed(lengths, T)
+    masks = _masks(packed, T, B, x.dtype)
+    ys, gates, extra = [], [], []
     for t in range(T):
         a_rz = gx[t, :, : 2 * H] + h @ w_hrz.T
         if b_hrz is not None:
@@ -176,20 +205,21 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
         run = masks[t]
         h = np.where(run > 0, h_new, h)
         ys.append(np.where(run > 0, h_new, 0))
-        hs.append(h)
         gates.append(np.concatenate([r, z, n], axis=1))
-    y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
+    y = _stack(ys, (0, B, H), x.dtype)
     saved = None
     if training:
-        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs,
-                     gates=gates, extra=extra, reset_after=reset_after, masks=masks)
+        saved = GruSaved(backend="numpy", x=x, h0=h0, y=y, w_ih=w_ih, w_hh=w_hh,
+                         has_bias=b_ih is not None, gates=_stack(gates, (0, B, 3 * H), x.dtype),
+                         packed=packed, extra=_stack(extra, (0, B, H), x.dtype),
+                         reset_after=bool(reset_after))
     return y, h, saved
 
 
-def gru_backward(saved, dy, dh_n):
+def gru_backward(saved: GruSaved, dy, dh_n):
     """BPTT through :func:`gru_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    x, w_ih, w_hh = saved["x"], saved["w_ih"], saved["w_hh"]
-    hs, gates, extra, reset_after = saved["hs"], saved["gates"], saved["extra"], saved["reset_after"]
+    x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
+    gates, extra, reset_after = saved.gates, saved.extra, saved.reset_after
     T, B, _ = x.shape
     H = w_hh.shape[1]
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
@@ -198,7 +228,8 @@ def gru_backward(saved, dy, dh_n):
     dgx = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the x-side pre-activations
     dgh = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the h-side GEMM outputs (+ b_hh)
     dw_hh = np.zeros_like(w_hh)
-    masks = saved["masks"]
+    masks = _masks(saved.packed, T, B, x.dtype)
+    hs = _h_prev(saved)
     for t in reversed(range(T)):
         run = masks[t]
         r, z, n = np.split(gates[t], 3, axis=1)
@@ -214,7 +245,6 @@ def gru_backward(saved, dy, dh_n):
             dgh_n = dn_pre * r
             dh_prev = dh_prev + dgh_n @ w_hn
         else:
-            rh = extra[t]
             drh = dn_pre @ w_hn
             dr_pre = drh * h_prev * r * (1 - r)
             dgh_n = dn_pre
@@ -227,8 +257,9 @@ def gru_backward(saved, dy, dh_n):
         dh = np.where(run > 0, dh_prev + dgx[t, :, : 2 * H] @ w_hrz, dh_in)
     dx = dgx @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", dgx, x)
-    return (dx, dh, dw_ih, dw_hh, _bias_grads(dgx, saved["has_bias"]),
-            _bias_grads(dgh, saved["has_bias"]))
+    saved.consume()
+    return (dx, dh, dw_ih, dw_hh, _bias_grads(dgx, saved.has_bias),
+            _bias_grads(dgh, saved.has_bias))
 
 
 # ----------------------------------------------------------------------------- RNN
@@ -242,11 +273,13 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlineari
     """
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    h = _zeros_if_none(h0, (B, H), x.dtype)
+    h0 = _zeros_if_none(h0, (B, H), x.dtype)
+    h = h0
     gx = _input_projection(x, w_ih, b_ih)
     act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
-    masks = _masks(lengths, T, B, x.dtype)
-    hs, ys, outs = [h], [], []
+    packed = _packed(lengths, T)
+    masks = _masks(packed, T, B, x.dtype)
+    ys, pre = [], []
     for t in range(T):
         a = gx[t] + h @ w_hh.T
         if b_hh is not None:
@@ -254,36 +287,37 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlineari
         h_new = act(a)
         run = masks[t]
         h = np.where(run > 0, h_new, h)
-        hs.append(h)
-        outs.append(h_new)
+        pre.append(a)
         ys.append(np.where(run > 0, h_new, 0))
-    y = np.stack(ys) if T else np.zeros((0, B, H), x.dtype)
+    y = _stack(ys, (0, B, H), x.dtype)
     saved = None
     if training:
-        saved = dict(x=x, w_ih=w_ih, w_hh=w_hh, has_bias=b_ih is not None, hs=hs, outs=outs,
-                     nonlinearity=nonlinearity, masks=masks)
+        saved = RnnSaved(backend="numpy", x=x, h0=h0, y=y, w_ih=w_ih, w_hh=w_hh,
+                         has_bias=b_ih is not None, gates=_stack(pre, (0, B, H), x.dtype),
+                         packed=packed, nonlinearity=nonlinearity)
     return y, h, saved
 
 
-def rnn_backward(saved, dy, dh_n):
+def rnn_backward(saved: RnnSaved, dy, dh_n):
     """BPTT through :func:`rnn_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
-    x, w_ih, w_hh, hs = saved["x"], saved["w_ih"], saved["w_hh"], saved["hs"]
+    x, w_ih, w_hh, y = saved.x, saved.w_ih, saved.w_hh, saved.y
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dy = _zeros_if_none(dy, (T, B, H), x.dtype)
     dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
     da_all = np.zeros((T, B, H), x.dtype)
+    masks = _masks(saved.packed, T, B, x.dtype)
     for t in reversed(range(T)):
-        run = saved["masks"][t]
+        run = masks[t]
         dh_t = np.where(run > 0, dh + dy[t], 0)
-        h = saved["outs"][t]
+        h = y[t]  # the output of every running row
         # Derivatives from the saved output: tanh' = 1 - h^2, relu' = [h > 0].
-        da = dh_t * (1 - h * h) if saved["nonlinearity"] == "tanh" else dh_t * (h > 0)
+        da = dh_t * (1 - h * h) if saved.nonlinearity == "tanh" else dh_t * (h > 0)
         da_all[t] = np.where(run > 0, da, 0)
         dh = np.where(run > 0, da @ w_hh, dh)
-    h_prev = np.stack(hs[:T]) if T else np.zeros((0, B, H), x.dtype)
     dx = da_all @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", da_all, x)
-    dw_hh = np.einsum("tbg,tbh->gh", da_all, h_prev)
-    db = _bias_grads(da_all, saved["has_bias"])
+    dw_hh = np.einsum("tbg,tbh->gh", da_all, _h_prev(saved))
+    db = _bias_grads(da_all, saved.has_bias)
+    saved.consume()
     return dx, dh, dw_ih, dw_hh, db, None if db is None else db.copy()

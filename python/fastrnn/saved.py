@@ -1,0 +1,129 @@
+"""What a training forward keeps for its backward: one typed, immutable record per cell kind,
+made by :mod:`fastrnn.ops` (the C++ kernels) and :mod:`fastrnn.reference` (NumPy) alike,
+with the same fields and the same meaning (the saved-buffer contract of the kernels, stated
+in csrc/include/fastrnn/{lstm,gru,rnn}.h).
+
+Shapes: T steps, B batch, I input, H hidden, P the size of h (H without a projection),
+G gates. Rows are in the kernels' order: sorted by decreasing length when ``packed`` is
+given (the C++ backends), the caller's order for the reference (which masks instead).
+
+A record serves one backward: backward overwrites ``gates`` (and GRU's ``extra``) in place
+with gradients, then marks it consumed. It refers to x and the weights without copying
+them: change those in place only after backward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from .packed import PackedBatch
+
+__all__ = ["SavedState", "LstmSaved", "GruSaved", "RnnSaved"]
+
+
+@dataclass(frozen=True, eq=False)
+class SavedState:
+    """Fields every cell kind keeps."""
+
+    backend: str  # "cpu" | "cuda" | "numpy": the backward must run on the same
+    x: Any  # (T, B, I) the forward's input
+    h0: Any  # (B, P) the initial state (zeros if none was given)
+    y: Any  # (T, B, P) the outputs h_1 .. h_T, zero past each sequence's end
+    w_ih: Any  # (G*H, I)
+    w_hh: Any  # (G*H, P)
+    has_bias: bool
+    gates: Any  # (T, B, G*H): forward values in, gradients out (see each cell)
+    packed: Optional[PackedBatch]  # variable lengths, or None: every row runs every step
+    array_ops: Any = dataclasses.field(default=None, repr=False)  # the backend's array ops
+    consumed: bool = False
+
+    cell = ""  # the cell kind's name, per subclass
+
+    @property
+    def T(self) -> int:
+        return int(self.x.shape[0])
+
+    @property
+    def B(self) -> int:
+        return int(self.x.shape[1])
+
+    @property
+    def I(self) -> int:  # noqa: E743 (the shape letter used throughout)
+        return int(self.x.shape[2])
+
+    @property
+    def H(self) -> int:
+        return int(self.w_ih.shape[0]) // self.G
+
+    @property
+    def P(self) -> int:
+        return int(self.w_hh.shape[1])
+
+    @property
+    def G(self) -> int:
+        from .cell_spec import spec
+
+        return spec(self.cell).G
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    def arrays(self) -> dict:
+        """Name -> every array this record holds (None fields left out)."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if hasattr(getattr(self, f.name), "nbytes")}
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held for backward, in bytes: every array, each counted once (x and the
+        weights are the caller's arrays, kept alive rather than copied)."""
+        seen, total = set(), 0
+        for a in self.arrays().values():
+            if id(a) not in seen:
+                seen.add(id(a))
+                total += int(a.nbytes)
+        return total
+
+    def consume(self) -> None:
+        """Marks the record used: its buffers are about to be overwritten by backward."""
+        object.__setattr__(self, "consumed", True)
+
+
+@dataclass(frozen=True, eq=False)
+class LstmSaved(SavedState):
+    """LSTM: ``gates`` holds the activated i, f, g, o of every step (their pre-activation
+    gradients after backward)."""
+
+    cells: Any = None  # (T + 1, B, H) c_0 .. c_T
+    w_hr: Any = None  # (P, H) with a projection, else None
+    m: Any = None  # (T, B, H) o * tanh(c_t) with a projection (the input of W_hr), else None
+
+    cell = "lstm"
+
+    @property
+    def H(self) -> int:
+        return int(self.cells.shape[2])
+
+
+@dataclass(frozen=True, eq=False)
+class GruSaved(SavedState):
+    """GRU: ``gates`` holds the activated r, z, n of every step; ``extra`` is
+    W_hn h_{t-1} + b_hn (reset_after) or r * h_{t-1} (reset before): the input of W_hn."""
+
+    extra: Any = None  # (T, B, H)
+    reset_after: bool = True
+
+    cell = "gru"
+
+
+@dataclass(frozen=True, eq=False)
+class RnnSaved(SavedState):
+    """Elman RNN: ``gates`` is the pre-activations' workspace (their gradients after
+    backward); the activation's derivative is taken from ``y``."""
+
+    nonlinearity: str = "tanh"
+
+    cell = "rnn"
