@@ -13,6 +13,7 @@ import numpy as np
 import fastrnn
 from fastrnn import cuda, ops, reference
 from fastrnn.cell_spec import CELLS, CellSpec
+from fastrnn.openblas import blas_core
 
 
 def _train_step(mod, cell: CellSpec, x, w, options):
@@ -50,12 +51,18 @@ def _host(a):
     return a.numpy() if hasattr(a, "numpy") else a
 
 
-def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu") -> int:
-    where = f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()}"
+def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu",
+              command: str = "fastrnn check") -> int:
+    """Prints the check; `command` is the command line a BLAS warning's fix shows."""
+    core = blas_core(command)
+    where = (f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()} | "
+             f"BLAS core: {core.name or 'unknown'}")
     if backend == "cuda":
         cuda.require()  # RuntimeError saying why, where CUDA is not usable
         where = f"backend: cuda ({cuda.status()})"
     print(f"fastrnn {fastrnn.__version__} | {platform.machine()} | {where}")
+    if core.warning and backend == "cpu":
+        print(f"warning: {core.warning}")
     print(f"forward + backward, float32, T={T} B={B} I=H={H}; reference = plain NumPy\n")
     print(f"{'cell':6} {'max rel err':>12} {'fastrnn ms':>11} {'numpy ms':>9} {'speed-up':>9}")
     rng = np.random.default_rng(0)

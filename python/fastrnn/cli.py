@@ -22,6 +22,7 @@ import numpy as np
 
 import fastrnn
 from fastrnn.errors import UserError  # also fastrnn.cli.UserError, as before
+from fastrnn.openblas import blas_core, command_line, cpu_flag_set
 from fastrnn.progress import Progress  # also fastrnn.cli.Progress
 
 
@@ -43,6 +44,10 @@ def cmd_info(args) -> int:
     print(f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
           f"fastrnn.set_num_threads to change)")
     print(f"BLAS: {fastrnn.blas_info()} (single-threaded inside fastrnn's pool)")
+    core = blas_core(args.command_line)
+    print(f"BLAS core: {core.summary()}")
+    if core.warning:
+        print(f"warning: {core.warning}")
     return 0
 
 
@@ -51,12 +56,7 @@ def cpu_flags() -> List[str]:
     wanted = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
               "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
               "asimd", "sve"]
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = set(next(line for line in f if line.startswith(("flags", "Features")))
-                       .split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return []
+    have = cpu_flag_set()
     return [w for w in wanted if w in have]
 
 
@@ -64,7 +64,8 @@ def cmd_check(args) -> int:
     from .check import run_check
 
     try:
-        return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend)
+        return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend,
+                         command=args.command_line)
     except RuntimeError as e:  # the CUDA backend is not usable here
         raise UserError(str(e)) from None
 
@@ -126,6 +127,9 @@ def cmd_train_charlm(args) -> int:
           f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
           f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
           f"{c.backend}, {fastrnn.get_num_threads()} threads", file=sys.stderr)
+    core = blas_core(args.command_line)
+    if core.warning:
+        print(f"warning: {core.warning}", file=sys.stderr)
     bar = Progress(args.steps)
     smooth = [None]
 
@@ -247,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = command_line(argv)  # for the fixes the BLAS warning shows
     try:
         return args.fn(args)
     except UserError as e:

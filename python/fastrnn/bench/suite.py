@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Callable, Dict, List, Optional
 
 import numpy as np
@@ -13,6 +14,7 @@ import fastrnn
 from fastrnn import ops, reference
 from fastrnn.cell_spec import CELLS
 from fastrnn.errors import UserError
+from fastrnn.openblas import blas_core
 from fastrnn.progress import Progress
 
 from .case import Case, grid
@@ -97,9 +99,15 @@ def run_bench(args) -> int:
     repeats = args.repeats or (3 if args.quick else 5)
     cases = grid(args.quick, cells, threads)
     before = fastrnn.get_num_threads()
+    core = blas_core(getattr(args, "command_line", None) or "fastrnn bench ...")
     print(f"fastrnn {fastrnn.__version__} bench{' --quick' if args.quick else ''}: "
-          f"{machine()}; kernels {fastrnn.cpu_isa()}; peers {', '.join(peers)}; float32, "
-          f"I = H; {repeats} interleaved runs per case", flush=True)
+          f"{machine()}; kernels {fastrnn.cpu_isa()}; BLAS core {core.name or 'unknown'}; "
+          f"peers {', '.join(peers)}; float32, I = H; {repeats} interleaved runs per case",
+          flush=True)
+    if core.warning:
+        print(f"warning: {core.warning}", flush=True)
+        if not sys.stdout.isatty():  # the results go to a file: say it where the user looks
+            print(f"fastrnn bench: warning: {core.warning}", file=sys.stderr, flush=True)
     print("columns: fastrnn median (min-max); roofline = time the case's GEMMs take on this "
           "machine's BLAS (stream: its weight bytes at measured read bandwidth) / fastrnn's time; "
           "<peer> x = peer time / fastrnn time (> 1: fastrnn faster)", flush=True)
@@ -121,7 +129,9 @@ def run_bench(args) -> int:
     print_memory(mem)
     if args.json:
         doc = {"version": JSON_VERSION, "fastrnn": fastrnn.__version__, "machine": machine(),
-               "cpu_isa": fastrnn.cpu_isa(), "blas": fastrnn.blas_info(), "peers": peers,
+               "cpu_isa": fastrnn.cpu_isa(), "blas": fastrnn.blas_info(),
+               "blas_core": core.as_dict(), "warnings": [core.warning] if core.warning else [],
+               "peers": peers,
                "quick": bool(args.quick), "repeats": repeats,
                "threads": {str(n): text for n, text in said.items()},
                "cases": [case_json(c) for c in cases],
