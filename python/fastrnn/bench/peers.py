@@ -74,21 +74,25 @@ def fastrnn_stream(cell: str, H: int, w, steps: int) -> Callable[[], None]:
     return run
 
 
-def torch_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]:
+def torch_module(cell: str, w, cell_form: bool = False):
+    """torch.nn's layer (or, `cell_form`, its Cell) of the cell kind, with I = H and the
+    weights w (w_ih, w_hh, b_ih, b_hh)."""
     import torch
 
     s = spec(cell)
     H = w[1].shape[1]
-    if mode == "stream":
-        m = getattr(torch.nn, s.torch_class + "Cell")(H, H)
-        names = s.param_names()
-    else:
-        m = getattr(torch.nn, s.torch_class)(H, H)
-        names = s.param_names("_l0")
-    params = [getattr(m, n) for n in names]
+    m = getattr(torch.nn, s.torch_class + ("Cell" if cell_form else ""))(H, H)
     with torch.no_grad():
-        for p, v in zip(params, w):
-            p.copy_(torch.from_numpy(v))
+        for name, v in zip(s.param_names("" if cell_form else "_l0"), w):
+            getattr(m, name).copy_(torch.from_numpy(v))
+    return m
+
+
+def torch_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]:
+    import torch
+
+    H = w[1].shape[1]
+    m = torch_module(cell, w, cell_form=mode == "stream")
     if mode == "stream":
         xt = torch.from_numpy(np.random.default_rng(1).standard_normal((1, H)).astype(np.float32))
 
@@ -150,13 +154,13 @@ def _jax_rnn(a, g, states):
 JAX_STEPS = {"lstm": _jax_lstm, "gru": _jax_gru, "rnn": _jax_rnn}
 
 
-def jax_case(cell: str, mode: str, x, w) -> Callable[[], None]:
-    """The same cells in JAX, one lax.scan over time, jitted; training = value_and_grad of
-    sum(y * y) / 2 (so that dy = y, as for the other peers)."""
+def jax_run(cell: str, H: int):
+    """run(params, xs) -> ys: the cell over time in JAX, one lax.scan, from zero states;
+    params = (w_ih, w_hh, b_ih, b_hh)."""
     import jax
     import jax.numpy as jnp
 
-    H, n_states, cell_step = w[1].shape[1], len(spec(cell).states), JAX_STEPS[cell]
+    n_states, cell_step = len(spec(cell).states), JAX_STEPS[cell]
 
     def step(params, states, x_t):
         w_ih, w_hh, b_ih, b_hh = params
@@ -168,6 +172,16 @@ def jax_case(cell: str, mode: str, x, w) -> Callable[[], None]:
         _, ys = jax.lax.scan(lambda st, xt: step(params, st, xt), (zeros,) * n_states, xs)
         return ys
 
+    return run
+
+
+def jax_case(cell: str, mode: str, x, w) -> Callable[[], None]:
+    """The same cells in JAX, one lax.scan over time, jitted; training = value_and_grad of
+    sum(y * y) / 2 (so that dy = y, as for the other peers)."""
+    import jax
+    import jax.numpy as jnp
+
+    run = jax_run(cell, w[1].shape[1])
     params = tuple(jnp.asarray(v) for v in w)
     xs = jnp.asarray(x)
     if mode == "forward":
