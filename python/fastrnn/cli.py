@@ -44,11 +44,16 @@ def cmd_info(args) -> int:
     print(f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
           f"fastrnn.set_num_threads to change)")
     print(f"BLAS: {fastrnn.blas_info()} (single-threaded inside fastrnn's pool)")
-    core = blas_core(args.command_line)
+    core = blas_core(_command(args))
     print(f"BLAS core: {core.summary()}")
     if core.warning:
         print(f"warning: {core.warning}")
     return 0
+
+
+def _command(args) -> str:
+    """The command line, for the fix a BLAS warning shows (set by main)."""
+    return getattr(args, "command_line", None) or f"fastrnn {args.command}"
 
 
 def cpu_flags() -> List[str]:
@@ -65,7 +70,7 @@ def cmd_check(args) -> int:
 
     try:
         return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend,
-                         command=args.command_line)
+                         command=_command(args))
     except RuntimeError as e:  # the CUDA backend is not usable here
         raise UserError(str(e)) from None
 
@@ -127,7 +132,7 @@ def cmd_train_charlm(args) -> int:
           f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
           f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
           f"{c.backend}, {fastrnn.get_num_threads()} threads", file=sys.stderr)
-    core = blas_core(args.command_line)
+    core = blas_core(_command(args))
     if core.warning:
         print(f"warning: {core.warning}", file=sys.stderr)
     bar = Progress(args.steps)
