@@ -18,15 +18,15 @@ import numpy as np
 
 import fastrnn
 from common import machine, ratio, summary, timeit
+from fastrnn.cell_spec import spec
 
 
 def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int, settle: bool) -> None:
     import torch
 
-    ours = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU}[cell](H, H, num_layers=layers,
-                                                             bidirectional=True, seed=0)
-    theirs = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](H, H, num_layers=layers,
-                                                                bidirectional=True)
+    name = spec(cell).torch_class  # fastrnn's layers and cells have torch.nn's class names
+    ours = getattr(fastrnn, name)(H, H, num_layers=layers, bidirectional=True, seed=0)
+    theirs = getattr(torch.nn, name)(H, H, num_layers=layers, bidirectional=True)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((T, B, H)).astype(np.float32)
     xt = torch.from_numpy(x)
@@ -59,9 +59,9 @@ def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int, settle
 def streaming(cell: str, H: int, steps: int, repeats: int, settle: bool) -> None:
     import torch
 
-    G = {"lstm": 4, "gru": 3}[cell]
-    ours = {"lstm": fastrnn.LSTMCell, "gru": fastrnn.GRUCell}[cell](H, H, seed=0)
-    theirs = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell}[cell](H, H)
+    G, name = spec(cell).G, spec(cell).torch_class + "Cell"
+    ours = getattr(fastrnn, name)(H, H, seed=0)
+    theirs = getattr(torch.nn, name)(H, H)
     ours.load_state_dict({k: v.detach().numpy() for k, v in theirs.state_dict().items()})
     x = np.random.default_rng(0).standard_normal((1, H)).astype(np.float32)
     xt = torch.from_numpy(x)

@@ -34,7 +34,8 @@ def corpus(tmp_path):
 
 def test_info():
     out = run("info").stdout
-    for word in ("fastrnn", "backend cpu: available", "backend cuda: ", "CPU kernels", "threads", "BLAS: OpenBLAS"):
+    for word in ("fastrnn", "backend cpu: available", "backend cuda: ", "CPU kernels", "threads", "BLAS: OpenBLAS",
+                 "BLAS core: "):
         assert word in out
     if sys.platform.startswith("linux"):
         assert "CPU features:" in out
@@ -151,9 +152,10 @@ def test_bench_quick_json(tmp_path, peers):
             "--peers", peers, "--json", out)
     assert "roofline" in p.stdout and "rnn stream" in p.stdout
     doc = json.load(open(out))
-    for key in ("version", "fastrnn", "machine", "cpu_isa", "blas", "peers", "quick", "repeats",
-                "threads", "cases", "memory"):
+    for key in ("version", "fastrnn", "machine", "cpu_isa", "blas", "blas_core", "warnings",
+                "peers", "quick", "repeats", "threads", "cases", "memory"):
         assert key in doc
+    assert doc["blas_core"]["name"] in doc["blas"] and "BLAS core" in p.stdout.splitlines()[0]
     case = doc["cases"][0]
     for key in ("cell", "mode", "T", "B", "H", "threads", "times_ms", "flops", "roofline_ms",
                 "roofline_fraction", "ratios", "label"):

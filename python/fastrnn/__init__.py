@@ -54,8 +54,9 @@ from .packed import PackedBatch  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "PackedBatch", "backends",
-           "no_grad", "cell_spec", "cuda", "ops", "reference", "train", "set_num_threads", "get_num_threads", "cpu_isa", "set_cpu_isa",
-           "available_cpu_isas", "blas_info", "set_numpy_blas_threads",
+           "no_grad", "cell_spec", "cuda", "ops", "reference", "train", "set_num_threads",
+           "get_num_threads", "cpu_isa", "set_cpu_isa", "available_cpu_isas", "blas_info",
+           "blas_core", "set_numpy_blas_threads",
            "__version__"]
 
 
@@ -128,3 +129,13 @@ def set_numpy_blas_threads(n: int) -> bool:
 def blas_info() -> str:
     """The BLAS under the large GEMMs and its build configuration."""
     return _C.blas_info()
+
+
+def blas_core():
+    """The OpenBLAS core (kernel family: "Haswell", "SkylakeX", ...) under the large GEMMs, as
+    a :class:`fastrnn.openblas.BlasCore`: its name and instruction sets, this CPU's, whether
+    OPENBLAS_CORETYPE in the environment forced it, and ``.warning`` (with the fix) where the
+    core is forced or older than this CPU supports, which slows the GEMMs down; else None."""
+    from .openblas import blas_core as probe
+
+    return probe()

@@ -12,18 +12,15 @@ import numpy as np
 
 import fastrnn
 from fastrnn import cuda, ops, reference
+from fastrnn.cell_spec import CELLS, CellSpec
+from fastrnn.openblas import blas_core
 
-CELLS = [("lstm", 4, {}), ("gru", 3, {"reset_after": True}), ("rnn", 1, {"nonlinearity": "tanh"})]
 
-
-def _train_step(mod, cell: str, x, w, options):
+def _train_step(mod, cell: CellSpec, x, w, options):
     """One forward + backward with dy = y; returns (y, gradients)."""
-    fwd, bwd = getattr(mod, f"{cell}_forward"), getattr(mod, f"{cell}_backward")
-    if cell == "lstm":
-        y, _, _, saved = fwd(x, None, None, *w)
-        return y, bwd(saved, y, None, None)
-    y, _, saved = fwd(x, None, *w, **options)
-    return y, bwd(saved, y, None)
+    zeros = [None] * len(cell.states)
+    y, _, saved = cell.forward(mod, x, zeros, w, options=options)
+    return y, list(cell.backward(mod, saved, y, zeros).values())
 
 
 def _median_ms(fn, repeats: int) -> tuple:
@@ -54,19 +51,26 @@ def _host(a):
     return a.numpy() if hasattr(a, "numpy") else a
 
 
-def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu") -> int:
-    where = f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()}"
+def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu",
+              command: str = "fastrnn check") -> int:
+    """Prints the check; `command` is the command line a BLAS warning's fix shows."""
+    core = blas_core(command)
+    where = (f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()} | "
+             f"BLAS core: {core.name or 'unknown'}")
     if backend == "cuda":
         cuda.require()  # RuntimeError saying why, where CUDA is not usable
         where = f"backend: cuda ({cuda.status()})"
     print(f"fastrnn {fastrnn.__version__} | {platform.machine()} | {where}")
+    if core.warning and backend == "cpu":
+        print(f"warning: {core.warning}")
     print(f"forward + backward, float32, T={T} B={B} I=H={H}; reference = plain NumPy\n")
     print(f"{'cell':6} {'max rel err':>12} {'fastrnn ms':>11} {'numpy ms':>9} {'speed-up':>9}")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((T, B, H)).astype(np.float32)
-    for cell, G, options in CELLS:
+    for cell in CELLS.values():
+        options = {key: opt.default for key, opt in cell.options.items()}
         k = 1 / np.sqrt(H)
-        w = [rng.uniform(-k, k, s).astype(np.float32) for s in [(G * H, H), (G * H, H), (G * H,), (G * H,)]]
+        w = [rng.uniform(-k, k, s).astype(np.float32) for s in cell.param_shapes(H, H).values()]
         step = _on_backend(backend, x, w)
         y, grads = step(cell, options)
         y_ref, grads_ref = _train_step(reference, cell, x, w, options)
@@ -74,6 +78,6 @@ def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu") -> int
                   for a, b in zip([y, *grads], [y_ref, *grads_ref]) if a is not None)
         fast = _median_ms(lambda: step(cell, options), repeats)
         slow = _median_ms(lambda: _train_step(reference, cell, x, w, options), repeats)
-        print(f"{cell:6} {err:12.1e} {fast[0]:11.1f} {slow[0]:9.1f} {slow[0] / fast[0]:8.1f}x")
+        print(f"{cell.name:6} {err:12.1e} {fast[0]:11.1f} {slow[0]:9.1f} {slow[0] / fast[0]:8.1f}x")
     return 0
 

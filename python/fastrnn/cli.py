@@ -21,38 +21,9 @@ from typing import List, Optional
 import numpy as np
 
 import fastrnn
-
-
-class UserError(Exception):
-    """Something wrong with the command line or its files: reported in one line, exit 2."""
-
-
-# ----------------------------------------------------------------------------- progress
-
-
-class Progress:
-    """A one-line progress bar on a terminal; on a pipe, a line every ~5% of the work."""
-
-    def __init__(self, total: int, out=None):
-        self.total, self.out = max(total, 1), out or sys.stderr
-        self.tty = self.out.isatty()
-        self.last_pct = -1
-
-    def update(self, done: int, text: str) -> None:
-        frac = min(done / self.total, 1.0)
-        pct = int(frac * 100)
-        if self.tty:
-            filled = int(frac * 30)
-            self.out.write(f"\r[{'#' * filled}{'.' * (30 - filled)}] {done}/{self.total} {text}   ")
-            self.out.flush()
-        elif pct // 5 != self.last_pct // 5 or done == self.total:
-            self.out.write(f"{done}/{self.total} {text}\n")
-            self.out.flush()
-        self.last_pct = pct
-
-    def close(self) -> None:
-        if self.tty:
-            self.out.write("\n")
+from fastrnn.errors import UserError  # also fastrnn.cli.UserError, as before
+from fastrnn.openblas import blas_core, command_line, cpu_flag_set
+from fastrnn.progress import Progress  # also fastrnn.cli.Progress
 
 
 # ----------------------------------------------------------------------------- commands
@@ -73,7 +44,16 @@ def cmd_info(args) -> int:
     print(f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
           f"fastrnn.set_num_threads to change)")
     print(f"BLAS: {fastrnn.blas_info()} (single-threaded inside fastrnn's pool)")
+    core = blas_core(_command(args))
+    print(f"BLAS core: {core.summary()}")
+    if core.warning:
+        print(f"warning: {core.warning}")
     return 0
+
+
+def _command(args) -> str:
+    """The command line, for the fix a BLAS warning shows (set by main)."""
+    return getattr(args, "command_line", None) or f"fastrnn {args.command}"
 
 
 def cpu_flags() -> List[str]:
@@ -81,12 +61,7 @@ def cpu_flags() -> List[str]:
     wanted = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
               "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
               "asimd", "sve"]
-    try:
-        with open("/proc/cpuinfo") as f:
-            have = set(next(line for line in f if line.startswith(("flags", "Features")))
-                       .split(":", 1)[1].split())
-    except (OSError, StopIteration):
-        return []
+    have = cpu_flag_set()
     return [w for w in wanted if w in have]
 
 
@@ -94,7 +69,8 @@ def cmd_check(args) -> int:
     from .check import run_check
 
     try:
-        return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend)
+        return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend,
+                         command=_command(args))
     except RuntimeError as e:  # the CUDA backend is not usable here
         raise UserError(str(e)) from None
 
@@ -156,6 +132,9 @@ def cmd_train_charlm(args) -> int:
           f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
           f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
           f"{c.backend}, {fastrnn.get_num_threads()} threads", file=sys.stderr)
+    core = blas_core(_command(args))
+    if core.warning:
+        print(f"warning: {core.warning}", file=sys.stderr)
     bar = Progress(args.steps)
     smooth = [None]
 
@@ -277,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    args.command_line = command_line(argv)  # for the fixes the BLAS warning shows
     try:
         return args.fn(args)
     except UserError as e:

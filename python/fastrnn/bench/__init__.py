@@ -1,0 +1,34 @@
+"""``fastrnn bench``: the benchmark suite.
+
+Every case (cell x pass x shape x thread count) is timed for each peer — fastrnn, the NumPy
+reference, and PyTorch and JAX when installed — interleaved (a, b, c, a, b, c, ...) so the
+drifts of a shared machine hit all alike, after a warm-up, at an explicit thread count for
+every peer. Reported: median ms (min-max), each peer's time over fastrnn's (the median of
+per-run ratios; > 1: fastrnn is faster), and fastrnn's fraction of the roofline: the case's
+FLOPs at the GEMM throughput measured in the same run at the case's own GEMM shapes (for the
+batch-1 streaming step: the weight bytes it must read at the memory bandwidth measured for
+that many bytes). A memory section reports the peak RSS of training and inference as T grows.
+
+- :mod:`.case`: a case and the grid of them;
+- :mod:`.peers`: each peer's callable for a case, which peers run, their thread counts;
+- :mod:`.timing`: interleaved timing, the settling pause, the memory probe;
+- :mod:`.roofline`: GEMM throughput, read bandwidth, a case's roofline;
+- :mod:`.report`: the machine, the table, the JSON and the plot;
+- :mod:`.suite`: the command line and the run.
+
+It imports nothing from :mod:`fastrnn.cli` (which imports it).
+"""
+
+from __future__ import annotations
+
+from .case import Case, grid
+from .peers import _weights, available_peers, cuda_case, fastrnn_case, jax_case, torch_case, weights
+from .report import JSON_VERSION, machine, ratio
+from .roofline import gemm_ms, read_bandwidth, roofline
+from .suite import add_arguments, run_bench, run_case
+from .timing import forward_peak_kib, memory_section, time_interleaved
+
+__all__ = ["Case", "grid", "available_peers", "cuda_case", "fastrnn_case", "jax_case",
+           "torch_case", "weights", "JSON_VERSION", "machine", "ratio", "gemm_ms",
+           "read_bandwidth", "roofline", "add_arguments", "run_bench", "run_case",
+           "forward_peak_kib", "memory_section", "time_interleaved"]

@@ -1,0 +1,42 @@
+"""One benchmark case (cell x pass x shape x thread count) and the grid of them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+
+@dataclass
+class Case:
+    cell: str
+    mode: str  # "forward" | "train" | "stream"
+    T: int
+    B: int
+    H: int  # I = H
+    threads: int
+    times_ms: Dict[str, List[float]] = field(default_factory=dict)  # peer -> per-run ms
+    flops: float = 0.0
+    roofline_ms: float = 0.0  # the FLOPs (or bytes) at the measured GEMM (or memory) speed
+    notes: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.cell} {self.mode} T={self.T} B={self.B} H={self.H} thr={self.threads}"
+
+
+def grid(quick: bool, cells: List[str], thread_counts: List[int]) -> List[Case]:
+    cases = []
+    if quick:
+        shapes = [(50, 1, 128), (50, 16, 256), (50, 64, 256)]
+        lengths, stream_h = [], [256]
+    else:
+        shapes = [(100, b, h) for b in (1, 16, 64) for h in (128, 512, 1024)]
+        lengths, stream_h = [(1000, 16, 512)], [128, 512, 1024]
+    for n in thread_counts:
+        for cell in cells:
+            for T, B, H in shapes + lengths:
+                for mode in ("forward", "train"):
+                    cases.append(Case(cell, mode, T, B, H, n))
+            for H in stream_h:
+                cases.append(Case(cell, "stream", 100, 1, H, n))
+    return cases

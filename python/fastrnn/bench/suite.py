@@ -1,0 +1,148 @@
+"""The suite's command line and its run: each case timed on every peer, then the roofline,
+then the NumPy reference apart; the table, the memory section, the JSON and the plot."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+
+import fastrnn
+from fastrnn import ops, reference
+from fastrnn.cell_spec import CELLS
+from fastrnn.errors import UserError
+from fastrnn.openblas import blas_core
+from fastrnn.progress import Progress
+
+from .case import Case, grid
+from .peers import available_peers, cuda_case, fastrnn_case, fastrnn_stream, jax_case, set_threads, \
+    torch_case, weights
+from .report import JSON_VERSION, case_json, machine, plot, print_memory, print_table
+from .roofline import roofline
+from .timing import memory_section, settle_pause, time_interleaved
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--quick", action="store_true", help="a small grid, about a minute on 2 cores")
+    p.add_argument("--json", metavar="FILE", help="write every measurement here")
+    p.add_argument("--plot", metavar="FILE.png", help="plot time vs shape per peer (matplotlib)")
+    p.add_argument("--threads", default=None,
+                   help="comma-separated thread counts (default: 1 and all cores)")
+    p.add_argument("--repeats", type=int, default=None)
+    p.add_argument("--peers", default="auto",
+                   help="comma-separated from fastrnn,numpy,torch,jax,cuda (default: all installed; "
+                        "cuda: fastrnn on a GPU, where one is usable)")
+    p.add_argument("--cells", default=",".join(CELLS))
+
+
+def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[int] = None) -> None:
+    """Times `case` on every peer (JAX only where case.threads == jax_threads, the count it
+    was loaded with), then measures its roofline; fills case.times_ms."""
+    rng = np.random.default_rng(0)
+    w = weights(case.cell, case.H, rng)
+    fns: Dict[str, Callable[[], None]] = {}
+    if case.mode == "stream":
+        fns["fastrnn"] = fastrnn_stream(case.cell, case.H, w, case.T)
+        if "torch" in peers:
+            fns["torch"] = torch_case(case.cell, "stream", None, w, case.T)
+    else:
+        x = rng.standard_normal((case.T, case.B, case.H)).astype(np.float32)
+        fns["fastrnn"] = fastrnn_case(ops, case.cell, case.mode, x, w)
+        if "numpy" in peers:
+            fns["numpy"] = fastrnn_case(reference, case.cell, case.mode, x, w)
+        if "torch" in peers:
+            fns["torch"] = torch_case(case.cell, case.mode, x, w)
+        if "jax" in peers and case.threads == jax_threads:
+            fns["jax"] = jax_case(case.cell, case.mode, x, w)
+        if "cuda" in peers:
+            fns["cuda"] = cuda_case(case.cell, case.mode, x, w)
+    # NumPy's OpenBLAS threads keep spinning for a while after each call and would steal the
+    # cores from whichever peer runs next: the reference runs last, on its own, after the
+    # interleaved peers and the roofline measurement.
+    reference_fn = fns.pop("numpy", None)
+    settle = case.threads > 1
+    times = time_interleaved(fns, repeats, settle)
+    if settle:
+        settle_pause()
+    roofline(case, max(3, repeats))
+    if reference_fn is not None:
+        # The slowest by far: fewer repeats, and its median stands for every run in ratios.
+        times.update(time_interleaved({"numpy": reference_fn}, max(1, repeats // 3), settle,
+                                      warm_up=False))
+    if case.mode == "stream":  # per step
+        times = {k: [v / case.T for v in ms] for k, ms in times.items()}
+    case.times_ms = times
+
+
+def run_bench(args) -> int:
+    cells = [c.strip() for c in args.cells.split(",") if c.strip()]
+    if not cells or any(c not in CELLS for c in cells):
+        raise UserError(f"--cells: choose from {','.join(CELLS)}, got {args.cells!r}")
+    all_cores = os.cpu_count() or 1
+    try:
+        threads = sorted({int(t) for t in args.threads.split(",")}) if args.threads else \
+            sorted({1, all_cores})
+    except ValueError:
+        raise UserError(f"--threads: comma-separated integers, got {args.threads!r}") from None
+    if any(t < 1 for t in threads):
+        raise UserError("--threads: counts must be >= 1")
+    jax_threads = 1 if 1 in threads else threads[-1]
+    try:
+        peers = available_peers(args.peers, jax_threads)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if args.plot and not args.plot.endswith(".png"):
+        raise UserError("--plot: the file name must end in .png")
+    repeats = args.repeats or (3 if args.quick else 5)
+    cases = grid(args.quick, cells, threads)
+    before = fastrnn.get_num_threads()
+    core = blas_core(getattr(args, "command_line", None) or "fastrnn bench ...")
+    print(f"fastrnn {fastrnn.__version__} bench{' --quick' if args.quick else ''}: "
+          f"{machine()}; kernels {fastrnn.cpu_isa()}; BLAS core {core.name or 'unknown'}; "
+          f"peers {', '.join(peers)}; float32, I = H; {repeats} interleaved runs per case",
+          flush=True)
+    if core.warning:
+        print(f"warning: {core.warning}", flush=True)
+        if not sys.stdout.isatty():  # the results go to a file: say it where the user looks
+            print(f"fastrnn bench: warning: {core.warning}", file=sys.stderr, flush=True)
+    print("columns: fastrnn median (min-max); roofline = time the case's GEMMs take on this "
+          "machine's BLAS (stream: its weight bytes at measured read bandwidth) / fastrnn's time; "
+          "<peer> x = peer time / fastrnn time (> 1: fastrnn faster)", flush=True)
+    bar = Progress(len(cases))
+    said = {}
+    try:
+        for i, case in enumerate(cases):
+            said[case.threads] = set_threads(case.threads, peers, jax_threads)
+            bar.update(i, case.label)
+            run_case(case, peers, repeats, jax_threads)
+        bar.update(len(cases), "done")
+    finally:
+        bar.close()
+        fastrnn.set_num_threads(before)
+    for n, text in said.items():
+        print(f"threads for the {n}-thread cases: {text}")
+    print_table(cases, peers)
+    mem = memory_section(args.quick)
+    print_memory(mem)
+    if args.json:
+        doc = {"version": JSON_VERSION, "fastrnn": fastrnn.__version__, "machine": machine(),
+               "cpu_isa": fastrnn.cpu_isa(), "blas": fastrnn.blas_info(),
+               "blas_core": core.as_dict(), "warnings": [core.warning] if core.warning else [],
+               "peers": peers,
+               "quick": bool(args.quick), "repeats": repeats,
+               "threads": {str(n): text for n, text in said.items()},
+               "cases": [case_json(c) for c in cases],
+               "memory": mem}
+        with open(args.json, "w") as f:
+            json.dump(doc, f, indent=1)
+        print(f"wrote {args.json}")
+    if args.plot:
+        try:
+            plot(cases, peers, args.plot)
+        except RuntimeError as e:
+            raise UserError(str(e)) from None
+        print(f"wrote {args.plot}")
+    return 0
