@@ -3,7 +3,7 @@
 //   DeviceArray   a dense, C-contiguous array in device memory that fastrnn allocated, or a
 //                 view of one imported through DLPack; exports __cuda_array_interface__ and
 //                 DLPack (__dlpack__, __dlpack_device__), copies to and from NumPy
-//   the six cell kernels (cells.h), reading every array argument through
+//   the six cell kernels (kernel_bindings.h), reading every array argument through
 //                 __cuda_array_interface__ (DeviceArray, CuPy, PyTorch CUDA tensors, ...)
 //   take_rows, zero_padding, copy   the row reordering of variable-length batches
 // fastrnn/cuda.py builds the user-facing behaviour on these.
@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "bindings/cells.h"
+#include "bindings/kernel_bindings.h"
 #include "bindings/dlpack.h"
 #include "cuda/entries.h"
 
@@ -141,7 +141,7 @@ inline intptr_t producer_stream(const py::object& obj) {
   return d["stream"].cast<intptr_t>();
 }
 
-// Device arrays, device kernels: the Arrays policy of cells.h for a device backend.
+// Device arrays, device kernels: the Arrays policy of kernel_bindings.h for a device backend.
 template <typename Device>
 struct DeviceArrays {
   template <typename S>

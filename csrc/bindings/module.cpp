@@ -1,10 +1,10 @@
-// fastrnn._C: the CPU module -- the CPU kernels (bindings in cells.h), thread and ISA
+// fastrnn._C: the CPU module -- the CPU kernels (bindings in kernel_bindings.h), thread and ISA
 // control, and, in the submodule cuda_emulation, the CUDA backend's host code running on the
 // CPU for the tests (device_module.h over EmulatedDevice).
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
-#include "bindings/cells.h"
+#include "bindings/kernel_bindings.h"
 
 namespace fastrnn_bindings {
 

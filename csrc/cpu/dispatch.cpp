@@ -1,4 +1,4 @@
-// The public CPU entry points (fastrnn/*.h): each forwards to the build of cells_isa.cpp for
+// The public CPU entry points (fastrnn/*.h): each forwards to the build of kernels_isa.cpp for
 // the best instruction set this CPU has, chosen once.
 #include <algorithm>
 #include <atomic>
@@ -8,7 +8,7 @@
 #include "cpu/thread_pool.h"
 #include "fastrnn/fastrnn.h"
 
-// Declarations of the per-ISA builds (defined in cells_isa.cpp, one namespace per build).
+// Declarations of the per-ISA builds (defined in kernels_isa.cpp, one namespace per build).
 #define FASTRNN_DECLARE_ISA(isa)                                   \
   namespace fastrnn {                                              \
   namespace isa {                                                  \

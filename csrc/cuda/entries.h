@@ -2,8 +2,8 @@
 // cells are the time loops of core/ over CudaBackend<S, Device>; take_rows and
 // zero_padding serve the Python layer's variable-length handling of device arrays.
 // Every array pointer is device memory, except batch_sizes and perm (host memory).
-// Definitions: entries_impl.h, instantiated by FASTRNN_DEVICE_ENTRIES in cells.cu (GPU)
-// and emulated_cells.cpp (CPU emulation).
+// Definitions: entries_impl.h, instantiated by FASTRNN_DEVICE_ENTRIES in cuda_kernels.cu
+// (GPU) and emulated_kernels.cpp (CPU emulation).
 #pragma once
 
 #include <cstdint>

@@ -1,12 +1,9 @@
 // Definitions of entries.h, included only by the files that instantiate them.
 #pragma once
 
-#include "core/gru_backward.h"
-#include "core/gru_forward.h"
-#include "core/lstm_backward.h"
-#include "core/lstm_forward.h"
-#include "core/rnn_backward.h"
-#include "core/rnn_forward.h"
+#include "core/gru.h"
+#include "core/lstm.h"
+#include "core/rnn.h"
 #include "cuda/cuda_backend.h"
 #include "cuda/entries.h"
 

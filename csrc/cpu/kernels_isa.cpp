@@ -1,12 +1,9 @@
 // The CPU instantiation of every cell x pass x dtype. CMake compiles this file once per
 // instruction set (FASTRNN_ISA = avx512 | avx2 | generic, with matching -m flags and vector
 // width); dispatch.cpp picks one at load time.
-#include "core/gru_backward.h"
-#include "core/gru_forward.h"
-#include "core/lstm_backward.h"
-#include "core/lstm_forward.h"
-#include "core/rnn_backward.h"
-#include "core/rnn_forward.h"
+#include "core/gru.h"
+#include "core/lstm.h"
+#include "core/rnn.h"
 #include "cpu/cpu_backend.h"
 
 FASTRNN_NS_BEGIN
