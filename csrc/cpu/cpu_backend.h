@@ -41,6 +41,7 @@ class CpuBackend {
       scale_rows(M, N, beta, C, ldc);
       return;
     }
+    check_blas_ints({M, N, K, lda, ldb, ldc});
     if (M == 1 && !trans_a && alpha == S(1)) {  // one row: a GEMV, columns split over the pool
       parallel_for(
           N,

@@ -1,28 +1,24 @@
-// The CPU instantiation of every cell x pass x dtype. CMake compiles this file once per
-// instruction set (FASTRNN_ISA = avx512 | avx2 | generic, with matching -m flags and vector
-// width); dispatch.cpp picks one at load time.
+// The CPU instantiation of every kernel x dtype (FASTRNN_FOR_EACH_KERNEL). CMake compiles this
+// file once per instruction set (FASTRNN_ISA = avx512 | avx2 | generic, with matching -m flags
+// and vector width); dispatch.cpp picks one at load time.
 #include "core/gru.h"
 #include "core/lstm.h"
 #include "core/rnn.h"
 #include "cpu/cpu_backend.h"
+#include "fastrnn/fastrnn.h"
 
 FASTRNN_NS_BEGIN
 
-#define FASTRNN_CPU_ENTRY(cell, pass, Args)        \
-  template <typename S>                            \
-  void cell##_##pass(const Args<S>& a) {           \
-    CpuBackend<S> be;                              \
-    cell##_##pass##_loop(be, a);                   \
-  }                                                \
-  template void cell##_##pass(const Args<float>&); \
-  template void cell##_##pass(const Args<double>&);
-
-FASTRNN_CPU_ENTRY(lstm, forward, LstmForwardArgs)
-FASTRNN_CPU_ENTRY(lstm, backward, LstmBackwardArgs)
-FASTRNN_CPU_ENTRY(gru, forward, GruForwardArgs)
-FASTRNN_CPU_ENTRY(gru, backward, GruBackwardArgs)
-FASTRNN_CPU_ENTRY(rnn, forward, RnnForwardArgs)
-FASTRNN_CPU_ENTRY(rnn, backward, RnnBackwardArgs)
+#define FASTRNN_CPU_KERNEL(name, Args)    \
+  template <typename S>                   \
+  void name(const Args<S>& a) {           \
+    CpuBackend<S> be;                     \
+    name##_loop(be, a);                   \
+  }                                       \
+  template void name(const Args<float>&); \
+  template void name(const Args<double>&);
+FASTRNN_FOR_EACH_KERNEL(FASTRNN_CPU_KERNEL)
+#undef FASTRNN_CPU_KERNEL
 
 // C (M, N) = A (M, K) B^T, B (N, K): the large-GEMM path of the kernels (BLAS rows split over
 // the pool), exposed so the benchmarks can measure the roofline they are judged against.

@@ -353,8 +353,10 @@ def lstm_forward(x: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike],
     gates = xp.empty((T, B, 4 * H), d) if training else None  # inference: chunked in C++
     cells = xp.empty((T + 1, B, H) if training else (B, H), d)
     m = None if w_hr is None else xp.empty((T, B, H) if training else (B, H), d)
-    xp.kernels.lstm_forward(x, st["h0"], st["c0"], w_ih, w_hh, b_ih, b_hh, w_hr, _batch_sizes(pk),
-                            y, h_n, c_n, gates, cells, m, bool(training), H, P)
+    xp.kernels.lstm_forward(x=x, h0=st["h0"], c0=st["c0"], w_ih=w_ih, w_hh=w_hh, b_ih=b_ih,
+                            b_hh=b_hh, w_hr=w_hr, batch_sizes=_batch_sizes(pk), y=y, h_n=h_n,
+                            c_n=c_n, gates=gates, cells=cells, m=m, training=bool(training), H=H,
+                            P=P)
     y_out, h_out, c_out = _unsorted(pk, (y,), (h_n, c_n))
     saved = None
     if training:
@@ -376,10 +378,11 @@ def lstm_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLik
     dx, dh0, dw_ih, dw_hh, db_ih, db_hh = out
     dc0 = xp.empty((s.B, s.H), s.dtype)
     dw_hr = None if w_hr is None else xp.empty(w_hr.shape, s.dtype)
-    xp.kernels.lstm_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], w_hr,
-                             _batch_sizes(pk), a["gates"], a["cells"], s.options["m"], dy,
-                             fin["dh_n"], fin["dc_n"], dx, dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih,
-                             db_hh, s.H, P)
+    xp.kernels.lstm_backward(x=a["x"], h0=a["h0"], y=a["y"], w_ih=a["w_ih"], w_hh=a["w_hh"],
+                             w_hr=w_hr, batch_sizes=_batch_sizes(pk), gates=a["gates"],
+                             cells=a["cells"], m=s.options["m"], dy=dy, dh_n=fin["dh_n"],
+                             dc_n=fin["dc_n"], dx=dx, dh0=dh0, dc0=dc0, dw_ih=dw_ih, dw_hh=dw_hh,
+                             dw_hr=dw_hr, db_ih=db_ih, db_hh=db_hh, H=s.H, P=P)
     grads = _unsorted(pk, (dx,), (dh0, dc0)) + (dw_ih, dw_hh, db_ih, db_hh)
     return _outputs(xp, grads if w_hr is None else grads + (dw_hr,))
 
@@ -403,8 +406,9 @@ def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: Ar
     y, h_n = xp.empty((T, B, H), d), xp.empty((B, H), d)
     gates = xp.empty((T, B, 3 * H), d) if training else None  # inference: chunked in C++
     extra = xp.empty((T, B, H) if training else (B, H), d)
-    xp.kernels.gru_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates,
-                           extra, bool(training), bool(reset_after), H)
+    xp.kernels.gru_forward(x=x, h0=st["h0"], w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
+                           batch_sizes=_batch_sizes(pk), y=y, h_n=h_n, gates=gates, extra=extra,
+                           training=bool(training), reset_after=bool(reset_after), H=H)
     y_out, h_out = _unsorted(pk, (y,), (h_n,))
     saved = None
     if training:
@@ -419,9 +423,11 @@ def gru_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     s, dy, fin, out = _begin_backward("gru_backward", saved, "gru", 3, dy, {"dh_n": dh_n})
     a, pk, xp = s.arrays, s.options["lengths"], s.options["xp"]
-    xp.kernels.gru_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk),
-                            a["gates"], a["extra"], dy, fin["dh_n"], *out,
-                            s.options["reset_after"], s.H)
+    xp.kernels.gru_backward(x=a["x"], h0=a["h0"], y=a["y"], w_ih=a["w_ih"], w_hh=a["w_hh"],
+                            batch_sizes=_batch_sizes(pk), gates=a["gates"], extra=a["extra"],
+                            dy=dy, dh_n=fin["dh_n"], dx=out[0], dh0=out[1], dw_ih=out[2],
+                            dw_hh=out[3], db_ih=out[4], db_hh=out[5],
+                            reset_after=s.options["reset_after"], H=s.H)
     return _outputs(xp, _unsorted(pk, out[:1], out[1:2]) + out[2:])
 
 
@@ -449,8 +455,9 @@ def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: Ar
     d = x.dtype
     y, h_n = xp.empty((T, B, H), d), xp.empty((B, H), d)
     gates = xp.empty((T, B, H), d) if training else None  # inference: chunked in C++
-    xp.kernels.rnn_forward(x, st["h0"], w_ih, w_hh, b_ih, b_hh, _batch_sizes(pk), y, h_n, gates,
-                           nonlinearity, H)
+    xp.kernels.rnn_forward(x=x, h0=st["h0"], w_ih=w_ih, w_hh=w_hh, b_ih=b_ih, b_hh=b_hh,
+                           batch_sizes=_batch_sizes(pk), y=y, h_n=h_n, gates=gates,
+                           nonlinearity=nonlinearity, H=H)
     y_out, h_out = _unsorted(pk, (y,), (h_n,))
     saved = None
     if training:
@@ -466,6 +473,9 @@ def rnn_backward(saved: Saved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike
     """BPTT through :func:`rnn_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     s, dy, fin, out = _begin_backward("rnn_backward", saved, "rnn", 1, dy, {"dh_n": dh_n})
     a, pk, xp = s.arrays, s.options["lengths"], s.options["xp"]
-    xp.kernels.rnn_backward(a["x"], a["h0"], a["y"], a["w_ih"], a["w_hh"], _batch_sizes(pk),
-                            a["gates"], dy, fin["dh_n"], *out, s.options["nonlinearity"], s.H)
+    xp.kernels.rnn_backward(x=a["x"], h0=a["h0"], y=a["y"], w_ih=a["w_ih"], w_hh=a["w_hh"],
+                            batch_sizes=_batch_sizes(pk), gates=a["gates"], dy=dy,
+                            dh_n=fin["dh_n"], dx=out[0], dh0=out[1], dw_ih=out[2], dw_hh=out[3],
+                            db_ih=out[4], db_hh=out[5], nonlinearity=s.options["nonlinearity"],
+                            H=s.H)
     return _outputs(xp, _unsorted(pk, out[:1], out[1:2]) + out[2:])
