@@ -1,5 +1,5 @@
 // The Python API of a device backend, for any Device (cuda/cuda_device.h on a GPU in the
-// _cuda module; cuda/emulated_device.h in _C.cuda_emulation for the tests):
+// _cuda module; cuda/emulated_device.h in _testing.cuda_emulation for the tests):
 //   DeviceArray   a dense, C-contiguous array in device memory that fastrnn allocated, or a
 //                 view of one imported through DLPack; exports __cuda_array_interface__ and
 //                 DLPack (__dlpack__, __dlpack_device__), copies to and from NumPy
