@@ -6,6 +6,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(__file__))  # tests/cells.py
 
 import fastrnn  # noqa: E402
+import fastrnn._testing  # noqa: E402  (test-only module: the emulated CUDA device)
 
 
 @pytest.fixture(params=fastrnn.available_cpu_isas())
@@ -27,7 +28,7 @@ def cuda_device(request):
     """Runs a test of backend="cuda" twice: on the CPU emulation of the device (always), and
     on a real GPU (skipped, with the reason, where none is usable)."""
     if request.param == "emulated":
-        with fastrnn.cuda.emulate():
+        with fastrnn.cuda._use_device_module(fastrnn._testing.cuda_emulation):
             yield request.param
     else:
         yield request.param

@@ -141,18 +141,23 @@ def test_binding_checks_shapes_itself():
     T, B, I, H = 3, 2, 4, 5
     y = np.empty((T, B, H), np.float32)
     with pytest.raises(ValueError, match="gru_forward: argument 'h_n' has shape \\(2, 4\\), expected \\(2, 5\\)"):
-        _C.gru_forward(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, None, y, np.empty((B, 4), np.float32),
-                       np.empty((T, B, 3 * H), np.float32), np.empty((T, B, H), np.float32),
-                       True, False, H)
+        _C.gru_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh,
+                       batch_sizes=None, y=y, h_n=np.empty((B, 4), np.float32),
+                       gates=np.empty((T, B, 3 * H), np.float32),
+                       extra=np.empty((T, B, H), np.float32), training=True, reset_after=False,
+                       H=H)
     with pytest.raises(TypeError, match="argument 'w_hh' has dtype float64, expected float32"):
-        _C.gru_forward(p.x, p.h0, p.w_ih, p.w_hh.astype(np.float64), p.b_ih, p.b_hh, None, y,
-                       np.empty((B, H), np.float32), np.empty((T, B, 3 * H), np.float32),
-                       np.empty((T, B, H), np.float32), True, False, H)
+        _C.gru_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh.astype(np.float64), b_ih=p.b_ih,
+                       b_hh=p.b_hh, batch_sizes=None, y=y, h_n=np.empty((B, H), np.float32),
+                       gates=np.empty((T, B, 3 * H), np.float32),
+                       extra=np.empty((T, B, H), np.float32), training=True, reset_after=False,
+                       H=H)
     with pytest.raises(ValueError, match="argument 'y' must be C-contiguous"):
-        _C.gru_forward(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, None,
-                       np.empty((B, T, H), np.float32).transpose(1, 0, 2),
-                       np.empty((B, H), np.float32), np.empty((T, B, 3 * H), np.float32),
-                       np.empty((T, B, H), np.float32), True, False, H)
+        _C.gru_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh,
+                       batch_sizes=None, y=np.empty((B, T, H), np.float32).transpose(1, 0, 2),
+                       h_n=np.empty((B, H), np.float32), gates=np.empty((T, B, 3 * H), np.float32),
+                       extra=np.empty((T, B, H), np.float32), training=True, reset_after=False,
+                       H=H)
 
 
 def test_binding_checks_batch_sizes():
@@ -162,5 +167,6 @@ def test_binding_checks_batch_sizes():
     out = lambda *shape: np.empty(shape, np.float32)  # noqa: E731
     for bad in ([2, 3, 1], [1, 2, 2], [3, 2, 1], [2, -1, 0]):
         with pytest.raises(ValueError, match="batch_sizes must be non-increasing, each in"):
-            _C.rnn_forward(p.x, p.h0, p.w_ih, p.w_hh, p.b_ih, p.b_hh, np.array(bad, np.int64),
-                           out(T, B, H), out(B, H), out(T, B, H), "tanh", H)
+            _C.rnn_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh,
+                           batch_sizes=np.array(bad, np.int64), y=out(T, B, H), h_n=out(B, H),
+                           gates=out(T, B, H), nonlinearity="tanh", H=H)

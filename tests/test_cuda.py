@@ -15,13 +15,18 @@ import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _C, cuda, ops, reference
+from fastrnn import _testing, cuda, ops, reference
 from fastrnn.layers import _OpsOn
 from cells import (TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem,
                    with_variants)
 
-EMU = _C.cuda_emulation
+EMU = _testing.cuda_emulation
 STATUS = cuda.status()
+
+
+def emulate():
+    """The CUDA backend on the emulated device, within the context."""
+    return cuda._use_device_module(EMU)
 
 
 def on_cuda():
@@ -267,7 +272,7 @@ def test_device_arrays_in_place_and_out(wrap):
     v = VARIANTS[0]
     p = make_problem(v, 5, 3, 4, 6, lengths=[5, 2, 0])
     wrapper = to_device if wrap == "DeviceArray" else CudaArrayInterface
-    with cuda.emulate():
+    with emulate():
         y, h, c, saved = ops.lstm_forward(wrapper(p.x), wrapper(p.h0), wrapper(p.c0),
                                           wrapper(p.w_ih), wrapper(p.w_hh), wrapper(p.b_ih),
                                           wrapper(p.b_hh), lengths=p.lengths)
@@ -286,7 +291,7 @@ def test_training_output_is_not_the_saved_buffer():
     """Writing to the returned y must not change what backward reads."""
     v = VARIANTS[3]
     p = make_problem(v, 4, 2, 3, 5)
-    with cuda.emulate():
+    with emulate():
         y, _, saved = ops.rnn_forward(to_device(p.x), None, to_device(p.w_ih),
                                       to_device(p.w_hh), None, None)
         y.fill_zero()
@@ -318,13 +323,13 @@ def test_bad_device_input(case):
     args = dict(x=to_device(p.x), h0=None, c0=None, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=None,
                 b_hh=None)
     args[name] = value
-    with cuda.emulate(), pytest.raises(error, match=message):
+    with emulate(), pytest.raises(error, match=message):
         ops.lstm_forward(**args)
 
 
 def test_device_lengths_and_host_backend_are_errors():
     p = make_problem(VARIANTS[0], 3, 2, 4, 5)
-    with cuda.emulate():
+    with emulate():
         with pytest.raises(TypeError, match="lengths must be on the host"):
             ops.lstm_forward(to_device(p.x), None, None, p.w_ih, p.w_hh, None, None,
                              lengths=CudaArrayInterface(np.array([3, 1])))
@@ -340,20 +345,23 @@ def test_kernel_binding_checks_device_arguments():
     p = make_problem(VARIANTS[3], 3, 2, 4, 5)
     T, B, I = p.x.shape
     H = 5
-    out = [to_device(np.zeros(s)) for s in [(T, B, H), (B, H), (T, B, H)]]
+    y, h_n, gates = [to_device(np.zeros(s)) for s in [(T, B, H), (B, H), (T, B, H)]]
+
+    def call(**changes):
+        args = dict(x=to_device(p.x), h0=to_device(p.h0), w_ih=to_device(p.w_ih),
+                    w_hh=to_device(p.w_hh), b_ih=None, b_hh=None, batch_sizes=None, y=y,
+                    h_n=h_n, gates=gates, nonlinearity="tanh", H=H)
+        args.update(changes)
+        EMU.rnn_forward(**args)
+
     with pytest.raises(ValueError, match=r"argument 'h0' has shape \(2, 4\), expected \(2, 5\)"):
-        EMU.rnn_forward(to_device(p.x), to_device(np.zeros((2, 4))), to_device(p.w_ih),
-                        to_device(p.w_hh), None, None, None, *out, "tanh", H)
+        call(h0=to_device(np.zeros((2, 4))))
     with pytest.raises(TypeError, match="must be a device array"):
-        EMU.rnn_forward(to_device(p.x), p.h0, to_device(p.w_ih), to_device(p.w_hh), None, None,
-                        None, *out, "tanh", H)
+        call(h0=p.h0)
     with pytest.raises(ValueError, match="'y' is read-only"):
-        EMU.rnn_forward(to_device(p.x), to_device(p.h0), to_device(p.w_ih), to_device(p.w_hh),
-                        None, None, None, CudaArrayInterface(np.zeros((T, B, H)), readonly=True),
-                        *out[1:], "tanh", H)
+        call(y=CudaArrayInterface(np.zeros((T, B, H)), readonly=True))
     with pytest.raises(ValueError, match="batch_sizes must be non-increasing"):
-        EMU.rnn_forward(to_device(p.x), to_device(p.h0), to_device(p.w_ih), to_device(p.w_hh),
-                        None, None, np.array([1, 2, 2]), *out, "tanh", H)
+        call(batch_sizes=np.array([1, 2, 2]))
 
 
 def test_dlpack_export_and_import():

@@ -1,7 +1,8 @@
-// fastrnn._C.cuda_emulation: the device module of the CUDA backend over EmulatedDevice, so
-// that its host code and its Python layer (fastrnn/cuda.py) run in the tests without a GPU.
-// Beside the module's usual functions (device_module.h), probes of the pieces a GPU would
-// run: the cuBLAS argument mapping, launch shapes and the coverage of a launch.
+// fastrnn._testing.cuda_emulation: the device module of the CUDA backend over EmulatedDevice,
+// so that its host code and its Python layer (fastrnn/cuda.py, through the private hook
+// fastrnn.cuda._use_device_module) run in the tests without a GPU. Beside the module's usual
+// functions (device_module.h), probes of the pieces a GPU would run: the cuBLAS argument
+// mapping, launch shapes and the coverage of a launch.
 #include <stdexcept>
 
 #include "bindings/device_module.h"

@@ -1,9 +1,9 @@
 // The Python API of a device backend, for any Device (cuda/cuda_device.h on a GPU in the
-// _cuda module; cuda/emulated_device.h in _C.cuda_emulation for the tests):
+// _cuda module; cuda/emulated_device.h in _testing.cuda_emulation for the tests):
 //   DeviceArray   a dense, C-contiguous array in device memory that fastrnn allocated, or a
 //                 view of one imported through DLPack; exports __cuda_array_interface__ and
 //                 DLPack (__dlpack__, __dlpack_device__), copies to and from NumPy
-//   the six cell kernels (cells.h), reading every array argument through
+//   the six cell kernels (kernel_bindings.h), reading every array argument through
 //                 __cuda_array_interface__ (DeviceArray, CuPy, PyTorch CUDA tensors, ...)
 //   take_rows, zero_padding, copy   the row reordering of variable-length batches
 // fastrnn/cuda.py builds the user-facing behaviour on these.
@@ -19,8 +19,8 @@
 #include <string>
 #include <vector>
 
-#include "bindings/cells.h"
 #include "bindings/dlpack.h"
+#include "bindings/kernel_bindings.h"
 #include "cuda/entries.h"
 
 namespace fastrnn_bindings {
@@ -141,7 +141,7 @@ inline intptr_t producer_stream(const py::object& obj) {
   return d["stream"].cast<intptr_t>();
 }
 
-// Device arrays, device kernels: the Arrays policy of cells.h for a device backend.
+// Device arrays, device kernels: the Arrays policy of kernel_bindings.h for a device backend.
 template <typename Device>
 struct DeviceArrays {
   template <typename S>
@@ -167,11 +167,11 @@ struct DeviceArrays {
     }
     return static_cast<S*>(v.data);
   }
-  static bool is_f64(const char* fn, const py::object& x) {
-    const std::string t = cuda_array_view(fn, "x", x).typestr;
+  static bool is_f64(const char* fn, const char* name, const py::object& x) {
+    const std::string t = cuda_array_view(fn, name, x).typestr;
     if (t == "<f8") return true;
     if (t == "<f4") return false;
-    throw py::type_error(std::string(fn) + ": argument 'x' has typestr " + t +
+    throw py::type_error(std::string(fn) + ": argument '" + name + "' has typestr " + t +
                          ", expected <f4 (float32) or <f8 (float64)");
   }
   static int64_t dim(const py::object& x, int i) {
@@ -179,9 +179,9 @@ struct DeviceArrays {
     if (s.size() != 3) throw py::value_error("argument 'x' must be 3-D (T, B, I)");
     return s[i];
   }
-  template <typename Args>
-  static void run(const Args& a) {
-    fastrnn::run(device_for<Device>(a.x), a);
+  template <template <typename> class Args, typename S>
+  static void run(const Args<S>& a) {
+    fastrnn::DeviceKernels<Device, S>::run(device_for<Device>(a.x), a);
   }
 };
 
@@ -267,6 +267,7 @@ DeviceArray<Device> from_dlpack(const py::capsule& cap) {
 
 // ---------------------------------------------------------------------------- the module
 
+inline constexpr const char* take_rows_params[] = {"src", "perm", "outer", "rows", "inner", "dst"};
 template <typename Device, typename S>
 void take_rows(const py::object& src, const py::object& perm, int64_t outer, int64_t rows,
                int64_t inner, const py::object& dst) {
@@ -282,9 +283,10 @@ void take_rows(const py::object& src, const py::object& perm, int64_t outer, int
     if (p[k] < 0 || p[k] >= rows) throw py::value_error("take_rows: perm out of range");
   if (outer * rows * inner == 0) return;
   py::gil_scoped_release release;
-  fastrnn::take_rows(Device::of_pointer(s), outer, rows, inner, s, p, d);
+  fastrnn::DeviceKernels<Device, S>::take_rows(Device::of_pointer(s), outer, rows, inner, s, p, d);
 }
 
+inline constexpr const char* zero_padding_params[] = {"buf", "batch_sizes"};
 template <typename Device, typename S>
 void zero_padding(const py::object& buf, const py::object& batch_sizes) {
   const char* fn = "zero_padding";
@@ -295,7 +297,7 @@ void zero_padding(const py::object& buf, const py::object& batch_sizes) {
   const int64_t* bs = batch_sizes_arg(fn, batch_sizes, T, B);
   if (!bs || T * B * N == 0) return;
   py::gil_scoped_release release;
-  fastrnn::zero_padding(Device::of_pointer(b), bs, T, B, N, b);
+  fastrnn::DeviceKernels<Device, S>::zero_padding(Device::of_pointer(b), bs, T, B, N, b);
 }
 
 template <typename Device>
@@ -372,14 +374,13 @@ void def_device_module(py::module_& m) {
         if (a.nbytes()) a.dev().fill_zero(a.data, a.nbytes());
       });
 
-  bind_cells<DeviceArrays<Device>>(m);
-  bind_kernel<DeviceArrays<Device>>(
-      m, "take_rows", &take_rows<Device, double>, &take_rows<Device, float>,
-      "(src, perm, outer, rows, inner, dst): dst[o, k] = src[o, perm[k]]");
+  bind_kernels<DeviceArrays<Device>>(m);
+  bind_kernel<DeviceArrays<Device>>(m, "take_rows", &take_rows<Device, double>,
+                                    &take_rows<Device, float>, take_rows_params,
+                                    "dst (outer, rows, inner)[o, k] = src[o, perm[k]]", false);
   bind_kernel<DeviceArrays<Device>>(
       m, "zero_padding", &zero_padding<Device, double>, &zero_padding<Device, float>,
-      "(buf (T, B, ...), batch_sizes): zeroes rows [batch_sizes[t], B) "
-      "of each step");
+      zero_padding_params, "buf (T, B, ...): zeroes rows [batch_sizes[t], B) of each step", false);
   m.def(
       "copy",
       [](const py::object& dst, const py::object& src) {

@@ -1,6 +1,8 @@
 // The DLPack exchange structs (unversioned ABI, capsule name "dltensor"), declared from the
 // DLPack specification (https://dmlc.github.io/dlpack/latest/c_api.html): the only parts
-// fastrnn reads or writes.
+// fastrnn reads or writes. The one definition of DLPack's device codes in fastrnn: the device
+// classes (cuda/*_device.h) name theirs from here, and Python reads kDLCUDA as
+// fastrnn._C.DLPACK_CUDA.
 #pragma once
 
 #include <cstdint>

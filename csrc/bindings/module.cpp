@@ -1,17 +1,19 @@
-// fastrnn._C: the CPU module -- the CPU kernels (bindings in cells.h), thread and ISA
-// control, and, in the submodule cuda_emulation, the CUDA backend's host code running on the
-// CPU for the tests (device_module.h over EmulatedDevice).
+// fastrnn._C: the CPU module -- the CPU kernels (bindings in kernel_bindings.h), thread and
+// ISA control, the benchmarks' GEMM roofline. Test-only code lives in fastrnn._testing
+// (testing_module.cpp), which `import fastrnn` never loads.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
-#include "bindings/cells.h"
+#include "bindings/dlpack.h"
+#include "bindings/kernel_bindings.h"
+#include "cpu/dispatch.h"
+#include "cpu/thread_pool.h"
 
 namespace fastrnn_bindings {
-
-void def_cuda_emulation(py::module_& m);  // cuda_emulation.cpp
-
 namespace {
 
+inline constexpr const char* gemm_nt_params[] = {"a", "b", "c"};
 template <typename S>
 void gemm_nt(py::object a, py::object b, py::object c) {
   const char* fn = "gemm_nt";
@@ -34,9 +36,9 @@ using namespace fastrnn_bindings;
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "fastrnn's C++ kernels. Use fastrnn.ops; these take preallocated outputs.";
-  bind_cells<NumpyArrays>(m);
-  bind_kernel<NumpyArrays>(m, "gemm_nt", &gemm_nt<double>, &gemm_nt<float>,
-                           "(a (M, K), b (N, K), c (M, N)): c = a b^T on the kernels' BLAS path");
+  bind_kernels<NumpyArrays>(m);
+  bind_kernel<NumpyArrays>(m, "gemm_nt", &gemm_nt<double>, &gemm_nt<float>, gemm_nt_params,
+                           "c (M, N) = a (M, K) b (N, K)^T on the kernels' BLAS path", false);
   m.def("set_num_threads", &fastrnn::set_num_threads, py::arg("n"),
         "Threads for every kernel; 0 restores the default (the cores this process may use).");
   m.def("get_num_threads", &fastrnn::get_num_threads);
@@ -45,7 +47,11 @@ PYBIND11_MODULE(_C, m) {
         "Selects generic, avx2 or avx512 kernels if this CPU has them; returns whether it did.");
   m.def("cpu_isa", &fastrnn::cpu_isa,
         "The instruction set the CPU kernels run: avx512, avx2 or generic.");
-  py::module_ emulation = m.def_submodule(
-      "cuda_emulation", "The CUDA backend's host code on the CPU, for tests (not for use).");
-  def_cuda_emulation(emulation);
+  m.def("supported_cpu_isas", &fastrnn::supported_cpu_isas,
+        "The instruction sets set_cpu_isa accepts on this CPU, best last (changes nothing).");
+  m.attr("DLPACK_CUDA") = static_cast<int>(kDLCUDA);  // DLPack's device type of CUDA memory
+  // fastrnn's thread pool (ThreadPool::run), for the tests' hooks in fastrnn._testing: one
+  // pool per process, this module's.
+  m.attr("_thread_pool_run") =
+      py::capsule(reinterpret_cast<void*>(&fastrnn::ThreadPool::run), "fastrnn.ThreadPool.run");
 }

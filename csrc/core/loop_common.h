@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "core/cell_math.h"
+#include "core/recurrent_weight.h"
 
 FASTRNN_NS_BEGIN
 
@@ -35,19 +36,6 @@ void gather_final(Backend& be, const int64_t* batch_sizes, int64_t T, int64_t B,
     }
     running = next;
   }
-}
-
-// A weight that `step` uses unpacked, as a plain GEMM operand: Bm (K, N) with
-// Bm(k, n) = W[n * stride_n + k * stride_k] is W (N, K) row-major, transposed
-// (stride_k == 1: forward, C = A W^T), or W (K, N) as it is (stride_n == 1: backward,
-// C = A W). With both strides 1 (a single row or column) the row stride tells which.
-struct WeightOperand {
-  bool transposed;
-  int64_t ld;
-};
-inline WeightOperand weight_operand(int64_t stride_n, int64_t stride_k, int64_t K) {
-  const bool nk = stride_k == 1 && stride_n >= K;
-  return WeightOperand{nk, nk ? stride_n : stride_k};
 }
 
 // Zeroes the rows of each step that take no part in it: buf (T, B, N).

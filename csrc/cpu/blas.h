@@ -8,6 +8,7 @@
 
 #include <climits>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 
 #include "core/ns.h"
@@ -19,6 +20,12 @@ inline blasint blas_int(int64_t v) {
   if (v > INT_MAX)
     throw std::overflow_error("fastrnn: a GEMM dimension exceeds the BLAS's 32-bit range");
   return static_cast<blasint>(v);
+}
+
+// Checks every size of a BLAS call up front, so that a work split never starts for a call
+// whose parts would throw (slices of a valid call are valid).
+inline void check_blas_ints(std::initializer_list<int64_t> sizes) {
+  for (int64_t v : sizes) blas_int(v);
 }
 
 inline void blas_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,

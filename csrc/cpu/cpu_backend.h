@@ -2,8 +2,8 @@
 //   gemm       row-major C = alpha op(A) op(B) + beta C, from the BLAS, rows split over the
 //              pool (the BLAS itself runs single-threaded: one pool in the process); a
 //              single row becomes a GEMV with its columns split over the pool
-//   pack       W_hh into panels, once per call, when more than one step will use it
-//              (packed_gemm.h); otherwise a handle on W as it is
+//   pack       a RecurrentWeight (core/recurrent_weight.h) into panels, once per call, when
+//              more than one step will use it (packed_gemm.h); otherwise a handle on W as it is
 //   step       one time step: the packed recurrent GEMM with the pointwise cell update
 //              fused behind each panel, panels split over the pool (unpacked: the BLAS,
 //              then the pointwise pass)
@@ -41,6 +41,7 @@ class CpuBackend {
       scale_rows(M, N, beta, C, ldc);
       return;
     }
+    check_blas_ints({M, N, K, lda, ldb, ldc});
     if (M == 1 && !trans_a && alpha == S(1)) {  // one row: a GEMV, columns split over the pool
       parallel_for(
           N,
@@ -67,10 +68,9 @@ class CpuBackend {
   // Packs W for `step`, if it pays: packing reads and writes all of W once, so for a weight
   // used by one step only (T = 1: single-cell calls) the handle keeps W as it is and `step`
   // calls the BLAS instead.
-  Packed pack(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H, int64_t K,
-              int64_t uses) {
-    if (uses < 2) return unpacked_weights(W, stride_n, stride_k, G, H, K);
-    return pack_weights(W, stride_n, stride_k, G, H, K);
+  Packed pack(const RecurrentWeight<S>& w, int64_t uses) {
+    if (uses < 2) return unpacked_weights(w);
+    return pack_weights(w);
   }
 
   // C[:M, panel columns] = A (M, K) . packed + beta C, then f(b, j) for b < M_f and the
@@ -82,13 +82,14 @@ class CpuBackend {
     if (std::max(M, M_f) == 0) return;
     if (!w.data) {  // not packed: one BLAS call over every column, then the pointwise pass
       if (M > 0) unpacked_gemm(w, M, A, lda, C, ldc, beta);
-      if (M_f > 0) pointwise(M_f, w.H, f);
+      if (M_f > 0) pointwise(M_f, w.weight.units, f);
       return;
     }
     const int64_t panels = static_cast<int64_t>(w.panels.size());
     // A thread is worth waking for ~128K flops or more (a wake-up and join cost microseconds;
     // between steps the workers are still spinning, so this is the usual case).
-    const int64_t panel_flops = 2 * std::max<int64_t>(M, 1) * w.K * 4 * lanes<S>() + M_f * 64;
+    const int64_t panel_flops =
+        2 * std::max<int64_t>(M, 1) * w.weight.K * 4 * lanes<S>() + M_f * 64;
     const int64_t min_panels = std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(panel_flops, 1));
     parallel_for(
         panels,
@@ -152,11 +153,11 @@ class CpuBackend {
     for (int64_t j = j0; j < j1; ++j) f(b, j);
   }
 
-  // C (M, G*H) = A (M, K) Bm + beta C for an unpacked handle; Bm(k, n) = W[n sn + k sk].
+  // C (M, N) = A (M, K) Bm + beta C for an unpacked handle: one BLAS call.
   void unpacked_gemm(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc,
                      S beta) {
-    const WeightOperand op = weight_operand(w.stride_n, w.stride_k, w.K);
-    gemm(false, op.transposed, M, w.G * w.H, w.K, S(1), A, lda, w.W, op.ld, beta, C, ldc);
+    const RecurrentWeight<S>& b = w.weight;
+    gemm(false, b.transposed, M, b.N(), b.K, S(1), A, lda, b.W, b.ld(), beta, C, ldc);
   }
 
   static void scale_rows(int64_t M, int64_t N, S beta, S* C, int64_t ldc) {

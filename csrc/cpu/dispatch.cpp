@@ -1,29 +1,25 @@
-// The public CPU entry points (fastrnn/*.h): each forwards to the build of cells_isa.cpp for
-// the best instruction set this CPU has, chosen once.
+// The public CPU entry points (fastrnn/fastrnn.h) and the controls of cpu/dispatch.h: each
+// entry point forwards to the build of kernels_isa.cpp for the selected instruction set, the
+// best this CPU has unless set_cpu_isa or FASTRNN_CPU_ISA says otherwise.
+#include "cpu/dispatch.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "cpu/thread_pool.h"
 #include "fastrnn/fastrnn.h"
 
-// Declarations of the per-ISA builds (defined in cells_isa.cpp, one namespace per build).
+// Declarations of the per-ISA builds (defined in kernels_isa.cpp, one namespace per build).
+#define FASTRNN_DECLARE_ISA_KERNEL(name, Args) \
+  template <typename S>                        \
+  void name(const Args<S>&);
 #define FASTRNN_DECLARE_ISA(isa)                                   \
   namespace fastrnn {                                              \
   namespace isa {                                                  \
-  template <typename S>                                            \
-  void lstm_forward(const LstmForwardArgs<S>&);                    \
-  template <typename S>                                            \
-  void lstm_backward(const LstmBackwardArgs<S>&);                  \
-  template <typename S>                                            \
-  void gru_forward(const GruForwardArgs<S>&);                      \
-  template <typename S>                                            \
-  void gru_backward(const GruBackwardArgs<S>&);                    \
-  template <typename S>                                            \
-  void rnn_forward(const RnnForwardArgs<S>&);                      \
-  template <typename S>                                            \
-  void rnn_backward(const RnnBackwardArgs<S>&);                    \
+  FASTRNN_FOR_EACH_KERNEL(FASTRNN_DECLARE_ISA_KERNEL)              \
   template <typename S>                                            \
   void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*); \
   }                                                                \
@@ -89,6 +85,13 @@ bool set_cpu_isa(const char* name) {
   return true;
 }
 
+std::vector<std::string> supported_cpu_isas() {
+  std::vector<std::string> isas;
+  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512})
+    if (isa <= detect()) isas.push_back(cpu_isa_name(isa));
+  return isas;
+}
+
 void set_num_threads(int n) { ThreadPool::set_num_threads(n); }
 int get_num_threads() { return ThreadPool::num_threads(); }
 
@@ -104,20 +107,15 @@ int get_num_threads() { return ThreadPool::num_threads(); }
 #define FASTRNN_DISPATCH(fn, ...) return generic::fn<S>(__VA_ARGS__);
 #endif
 
-#define FASTRNN_PUBLIC(fn, Args)        \
-  template <typename S>                 \
-  void fn(const Args<S>& a) {           \
-    FASTRNN_DISPATCH(fn, a)             \
-  }                                     \
-  template void fn(const Args<float>&); \
-  template void fn(const Args<double>&);
-
-FASTRNN_PUBLIC(lstm_forward, LstmForwardArgs)
-FASTRNN_PUBLIC(lstm_backward, LstmBackwardArgs)
-FASTRNN_PUBLIC(gru_forward, GruForwardArgs)
-FASTRNN_PUBLIC(gru_backward, GruBackwardArgs)
-FASTRNN_PUBLIC(rnn_forward, RnnForwardArgs)
-FASTRNN_PUBLIC(rnn_backward, RnnBackwardArgs)
+#define FASTRNN_PUBLIC_KERNEL(name, Args) \
+  template <typename S>                   \
+  void name(const Args<S>& a) {           \
+    FASTRNN_DISPATCH(name, a)             \
+  }                                       \
+  template void name(const Args<float>&); \
+  template void name(const Args<double>&);
+FASTRNN_FOR_EACH_KERNEL(FASTRNN_PUBLIC_KERNEL)
+#undef FASTRNN_PUBLIC_KERNEL
 
 template <typename S>
 void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C) {

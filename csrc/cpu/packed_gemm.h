@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "core/ns.h"
+#include "core/recurrent_weight.h"
 
 #ifndef FASTRNN_VEC_BYTES
 #define FASTRNN_VEC_BYTES 16
@@ -69,37 +70,34 @@ struct AlignedFree {
   void operator()(void* p) const { std::free(p); }
 };
 
-// Packed panels, or (data null) the weights as given, for a step that runs once.
+// Packed panels of a weight, or (data null) the weight as given, for a step that runs once.
 template <typename S>
 struct PackedWeights {
-  int64_t K = 0;
+  RecurrentWeight<S> weight;  // the source
   std::vector<Panel> panels;
   std::unique_ptr<S, AlignedFree> data;
-  // The source: Bm(k, g*H + u) = W[(g*H + u) * stride_n + k * stride_k].
-  const S* W = nullptr;
-  int64_t stride_n = 0, stride_k = 0, H = 0;
-  int G = 0;
 };
 
 template <typename S>
-PackedWeights<S> unpacked_weights(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H,
-                                  int64_t K) {
+PackedWeights<S> unpacked_weights(const RecurrentWeight<S>& weight) {
   PackedWeights<S> pw;
-  pw.K = K;
-  pw.W = W, pw.stride_n = stride_n, pw.stride_k = stride_k, pw.G = G, pw.H = H;
+  pw.weight = weight;
   return pw;
 }
 
-// Packs the (K x G*H) matrix Bm(k, g*H + u) = W[(g*H + u) * stride_n + k * stride_k].
-// Forward (C = A W^T, W (G*H, K)): stride_n = ldw, stride_k = 1.
-// Backward (C = A W, W (K, H), G = 1): stride_n = 1, stride_k = ldw.
+// Packs the (K x groups * units) matrix Bm of a recurrent weight: for the forward's
+// times_transposed (C = A W^T), a panel gathers the same units of every gate; for the
+// backward's times (C = A W), it is up to 4 contiguous vectors of units.
 template <typename S>
-PackedWeights<S> pack_weights(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H,
-                              int64_t K) {
+PackedWeights<S> pack_weights(const RecurrentWeight<S>& weight) {
   constexpr int L = lanes<S>();
+  const S* W = weight.W;
+  const int G = weight.groups;
+  const int64_t H = weight.units, K = weight.K;
+  const int64_t stride_n = weight.stride_n(), stride_k = weight.stride_k();
   const int64_t unit_blocks = (H + L - 1) / L;
   const int blocks_per_panel = std::max(1, 4 / G);
-  PackedWeights<S> pw = unpacked_weights(W, stride_n, stride_k, G, H, K);
+  PackedWeights<S> pw = unpacked_weights(weight);
   int64_t offset = 0;
   for (int64_t ub = 0; ub < unit_blocks; ub += blocks_per_panel) {
     Panel p{};
@@ -188,7 +186,8 @@ void panel_gemm(const PackedWeights<S>& w, const Panel& p, int64_t M, const S* A
   constexpr int L = lanes<S>();
   const int64_t kc = std::max<int64_t>(64, (32 * 1024) / (p.nv * L * sizeof(S)));
   const S* P = w.data.get() + p.offset;
-  if (w.K == 0) {  // an empty sum: C = beta * C
+  const int64_t K = w.weight.K;
+  if (K == 0) {  // an empty sum: C = beta * C
     for (int64_t r = 0; r < M; ++r)
       for (int v = 0; v < p.nv; ++v)
         for (int l = 0; l < p.width[v]; ++l) {
@@ -197,8 +196,8 @@ void panel_gemm(const PackedWeights<S>& w, const Panel& p, int64_t M, const S* A
         }
     return;
   }
-  for (int64_t k0 = 0; k0 < w.K; k0 += kc) {
-    const int64_t k1 = std::min(w.K, k0 + kc);
+  for (int64_t k0 = 0; k0 < K; k0 += kc) {
+    const int64_t k1 = std::min(K, k0 + kc);
     const S b = k0 == 0 ? beta : S(1);
     const S* Pk = P + k0 * p.nv * L;
     switch (p.nv) {

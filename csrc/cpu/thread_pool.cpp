@@ -7,6 +7,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
+#include <exception>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -50,6 +51,8 @@ class Pool {
     for (auto& w : workers_) w.detach();
   }
 
+  // A part that throws does not end the process: every part is caught, all are joined, and
+  // the first exception is rethrown here, in the caller, once no thread reads ctx any more.
   void run(int64_t n, ThreadPool::Task task, const void* ctx, int64_t min_per_thread) {
     const int64_t parts = std::max<int64_t>(
         1, std::min<int64_t>(n_threads_, n / std::max<int64_t>(1, min_per_thread)));
@@ -69,15 +72,26 @@ class Pool {
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    task(ctx, 0, n / parts);
-    // Wait for the others. When cores are oversubscribed (another library's pool spinning
-    // beside ours) a worker may not be running: yield now and then so it can.
+    try {
+      task(ctx, 0, n / parts);
+    } catch (...) {
+      keep(std::current_exception());
+    }
+    // Wait for the others, whatever happened in our part. When cores are oversubscribed (another
+    // library's pool spinning beside ours) a worker may not be running: yield now and then so it
+    // can.
     for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
       if (spin % 64 == 0)
         sched_yield();
       else
         cpu_relax();
     }
+    std::exception_ptr error;
+    {
+      std::lock_guard<std::mutex> lock(error_mu_);
+      std::swap(error, error_);
+    }
+    if (error) std::rethrow_exception(error);
   }
 
  private:
@@ -85,6 +99,12 @@ class Pool {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+  }
+
+  // Keeps the first exception of a job's parts.
+  void keep(std::exception_ptr e) {
+    std::lock_guard<std::mutex> lock(error_mu_);
+    if (!error_) error_ = std::move(e);
   }
 
   void work(int k) {
@@ -112,7 +132,11 @@ class Pool {
         task = task_, ctx = ctx_, n = n_, parts = parts_;
       }
       if (k < parts) {
-        task(ctx, n * k / parts, n * (k + 1) / parts);
+        try {
+          task(ctx, n * k / parts, n * (k + 1) / parts);
+        } catch (...) {  // escaping std::thread would end the process (std::terminate)
+          keep(std::current_exception());
+        }
         pending_.fetch_sub(1, std::memory_order_acq_rel);
       }
     }
@@ -120,7 +144,8 @@ class Pool {
 
   const int n_threads_;
   std::vector<std::thread> workers_;
-  std::mutex mu_, job_mu_;
+  std::mutex mu_, job_mu_, error_mu_;
+  std::exception_ptr error_;  // the first exception of the running job's parts
   bool stop_ = false;
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};

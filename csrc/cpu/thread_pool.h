@@ -13,7 +13,8 @@ class ThreadPool {
   using Task = void (*)(const void* ctx, int64_t begin, int64_t end);
 
   // Runs task(ctx, begin, end) over [0, n) split into at most num_threads() contiguous
-  // slices, the caller taking the first; returns when all are done. Not reentrant.
+  // slices, the caller taking the first; returns when all are done. If slices throw, the
+  // first exception is rethrown here once all are done. Not reentrant.
   static void run(int64_t n, Task task, const void* ctx, int64_t min_per_thread);
 
   static void set_num_threads(int n);

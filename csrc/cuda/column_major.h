@@ -7,7 +7,7 @@
 //     C^T (N, M) = alpha op(B)^T op(A)^T + beta C^T
 // i.e. cuBLAS's gemm(transa = op of B, transb = op of A, m = N, n = M, k = K, B, ldb, A, lda,
 // C, ldc). Every pointer and leading dimension passes through unchanged. Host-only code:
-// tests/test_cuda_cpu.py runs these arguments through a column-major GEMM written from the
+// tests/test_cuda.py runs these arguments through a column-major GEMM written from the
 // BLAS definition and compares with NumPy.
 #pragma once
 

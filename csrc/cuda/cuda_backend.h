@@ -3,7 +3,8 @@
 // cuBLAS, kernel launches on one stream) in the _cuda module, and EmulatedDevice
 // (emulated_device.h: the same calls carried out on the CPU) in the tests.
 //   gemm       row-major, mapped once onto cuBLAS's column-major GEMM (column_major.h)
-//   pack       nothing to do: cuBLAS reads W as it is (the handle records its orientation)
+//   pack       nothing to do: cuBLAS reads W as it is (the RecurrentWeight says whether the
+//              GEMM takes W or W^T)
 //   step       the recurrent GEMM, then one pointwise launch of the cell functor
 //   pointwise  one launch of f(b, j) over (M, N) (kernels.h: Elementwise)
 //   colsum     one launch, a thread per column, rows in order (deterministic)
@@ -24,12 +25,7 @@ FASTRNN_NS_BEGIN
 template <typename S, typename Device>
 class CudaBackend {
  public:
-  struct Packed {
-    const S* W = nullptr;
-    WeightOperand op{};
-    int G = 0;
-    int64_t H = 0, K = 0;
-  };
+  using Packed = RecurrentWeight<S>;  // cuBLAS reads W as it is
 
   explicit CudaBackend(Device& dev) : dev_(dev) {}
   CudaBackend(const CudaBackend&) = delete;
@@ -49,21 +45,18 @@ class CudaBackend {
     dev_.gemm(to_column_major(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
   }
 
-  Packed pack(const S* W, int64_t stride_n, int64_t stride_k, int G, int64_t H, int64_t K,
-              int64_t /*uses*/) {
-    return Packed{W, weight_operand(stride_n, stride_k, K), G, H, K};
-  }
+  Packed pack(const RecurrentWeight<S>& w, int64_t /*uses*/) { return w; }
 
-  // C[:M] = A (M, K) W + beta C (W as packed: (K, G*H)), then f(b, j) for b < M_f, j < H.
+  // C[:M] = A (M, K) Bm + beta C, then f(b, j) for b < M_f, j < w.units.
   template <typename F>
   void step(const Packed& w, int64_t M, int64_t M_f, const S* A, int64_t lda, S* C, int64_t ldc,
             S beta, const F& f) {
     step(w, M, A, lda, C, ldc, beta);
-    pointwise(M_f, w.H, f);
+    pointwise(M_f, w.units, f);
   }
 
   void step(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc, S beta) {
-    gemm(false, w.op.transposed, M, w.G * w.H, w.K, S(1), A, lda, w.W, w.op.ld, beta, C, ldc);
+    gemm(false, w.transposed, M, w.N(), w.K, S(1), A, lda, w.W, w.ld(), beta, C, ldc);
   }
 
   template <typename F>

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/dlpack.h"
 #include "cuda/column_major.h"
 #include "cuda/kernels.h"
 
@@ -49,7 +50,7 @@ class DeviceScope {
 // legacy default stream and the cuBLAS handle belong to one device.
 class CudaDevice {
  public:
-  static constexpr int kDlpackDeviceType = 2;  // kDLCUDA
+  static constexpr int32_t kDlpackDeviceType = fastrnn_bindings::kDLCUDA;
 
   static CudaDevice& get(int device);            // device ordinal
   static CudaDevice& current();                  // cudaGetDevice()

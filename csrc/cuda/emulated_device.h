@@ -11,6 +11,7 @@
 #include <cstring>
 #include <new>
 
+#include "bindings/dlpack.h"
 #include "cuda/column_major.h"
 #include "cuda/kernels.h"
 
@@ -18,7 +19,8 @@ FASTRNN_NS_BEGIN
 
 class EmulatedDevice {
  public:
-  static constexpr int kDlpackDeviceType = 1;  // kDLCPU: its memory is host memory
+  // Its memory is host memory: DLPack consumers (NumPy) read it as CPU memory.
+  static constexpr int32_t kDlpackDeviceType = fastrnn_bindings::kDLCPU;
 
   // One device, 0, whatever the pointer or the current device.
   static EmulatedDevice& get(int = 0) {

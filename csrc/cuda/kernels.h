@@ -1,5 +1,6 @@
 // The CUDA backend's kernels, written as plain functors over explicit launch indices so that
-// the host compiler builds them too: cuda_device.cu launches them on the GPU, and
+// the host compiler builds them too: CudaDevice::launch (cuda_launch.cuh) runs them on the GPU,
+// and
 // emulated_device.h runs the very same bodies on the CPU, block by block and thread by
 // thread, for the tests.
 #pragma once
@@ -31,7 +32,7 @@ inline LaunchDims launch_dims(int64_t n) {
 }
 
 // f(b, j) for every b < M, j < N: one item per element, grid-stride; the pointwise pass of a
-// step (f is a cell functor from core/*_{forward,backward}.h).
+// step (f is a cell functor from core/{lstm,gru,rnn}.h).
 template <typename F>
 struct Elementwise {
   int64_t M, N;

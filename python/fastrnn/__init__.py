@@ -91,11 +91,9 @@ def set_cpu_isa(name: str) -> None:
 
 
 def available_cpu_isas() -> list:
-    """The instruction sets the CPU kernels can use on this machine, best last."""
-    current = _C.cpu_isa()
-    found = [isa for isa in ("generic", "avx2", "avx512") if _C.set_cpu_isa(isa)]
-    _C.set_cpu_isa(current)
-    return found
+    """The instruction sets the CPU kernels can use on this machine, best last. A query: it
+    changes nothing, so it is safe beside kernels running in other threads."""
+    return list(_C.supported_cpu_isas())
 
 
 def set_numpy_blas_threads(n: int) -> bool:

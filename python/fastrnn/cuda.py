@@ -13,9 +13,10 @@ NumPy input with ``backend="cuda"`` is copied to the device, and the outputs bac
 Device arrays must be C-contiguous; ``lengths`` stays on the host. Work is queued on the legacy default stream, after whatever the caller
 queued there; functions return without waiting for the GPU (copies to NumPy wait).
 
-:func:`emulate` runs the backend's host code -- time loops, cuBLAS argument mapping, launch
-shapes, kernel bodies, this module -- on the CPU, so that the tests check it on machines
-without a GPU.
+The tests run the backend's host code -- time loops, cuBLAS argument mapping, launch shapes,
+kernel bodies, this module -- on the CPU, over the emulated device of the test-only module
+``fastrnn._testing`` (through the private hook ``_use_device_module``), so that it is checked
+on machines without a GPU.
 """
 
 from __future__ import annotations
@@ -36,11 +37,12 @@ try:
 except ImportError:  # built without a CUDA compiler
     _cuda = None
 
-__all__ = ["BackendStatus", "status", "require", "emulate", "is_device_array", "DeviceArray",
+__all__ = ["BackendStatus", "status", "require", "is_device_array", "DeviceArray",
            "to_device", "synchronize"]
 
-_KDL_CUDA = 2  # DLPack's device type for CUDA memory
-_emulated = contextvars.ContextVar("fastrnn_cuda_emulated", default=False)
+_KDL_CUDA = _C.DLPACK_CUDA  # DLPack's device type for CUDA memory (csrc/bindings/dlpack.h)
+# A device module standing in for _cuda (the tests' emulated device), or None.
+_device_module = contextvars.ContextVar("fastrnn_cuda_device_module", default=None)
 
 
 @dataclass(frozen=True)
@@ -77,8 +79,8 @@ def _cublas_candidates() -> list:
 def status() -> BackendStatus:
     """The CUDA backend's status: ``str(status())`` reads e.g. "compiled, no device: no CUDA
     driver (...)"."""
-    if _emulated.get():
-        return BackendStatus(True, True, "emulated on the CPU")
+    if _device_module.get() is not None:
+        return BackendStatus(True, True, f"device module {_device_module.get().__name__}")
     if _cuda is None:
         return BackendStatus(False, False, "this install was built without a CUDA compiler")
     reason = _cuda.unusable_reason()
@@ -94,8 +96,8 @@ def status() -> BackendStatus:
 
 def require():
     """The device module to run on; RuntimeError saying why if CUDA is not usable here."""
-    if _emulated.get():
-        return _C.cuda_emulation
+    if _device_module.get() is not None:
+        return _device_module.get()
     s = status()
     if not s.usable:
         raise RuntimeError(f"backend 'cuda' is not usable here: {s} (fastrnn.backends() lists "
@@ -104,15 +106,16 @@ def require():
 
 
 @contextlib.contextmanager
-def emulate() -> Iterator[None]:
-    """Within this context the CUDA backend runs on the CPU: device memory is host memory,
-    kernels run thread by thread, GEMMs follow cuBLAS's column-major definition. For tests of
-    the backend's host code; slow by design."""
-    token = _emulated.set(True)
+def _use_device_module(module) -> Iterator[None]:
+    """Private, for the tests: within this context (this thread or task) the CUDA backend runs
+    on ``module`` in place of ``fastrnn._cuda`` -- ``fastrnn._testing.cuda_emulation``, where
+    device memory is host memory, kernels run thread by thread and GEMMs follow cuBLAS's
+    column-major definition (slow by design)."""
+    token = _device_module.set(module)
     try:
         yield
     finally:
-        _emulated.reset(token)
+        _device_module.reset(token)
 
 
 def DeviceArray(shape: tuple, dtype) -> object:

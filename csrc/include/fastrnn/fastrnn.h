@@ -22,23 +22,34 @@
 #include "fastrnn/lstm.h"
 #include "fastrnn/rnn.h"
 
+// Every kernel entry point, one row each: X(name, Args) declares
+//   template <typename S> void name(const Args<S>& a);   (S = float or double)
+// The one list of them: the declarations below, the CPU builds and their dispatch
+// (cpu/kernels_isa.cpp, cpu/dispatch.cpp), the device backends (cuda/entries.h) and the Python
+// bindings (bindings/kernel_bindings.h) all expand it. A row's loop is core/'s name##_loop.
+#define FASTRNN_FOR_EACH_KERNEL(X)   \
+  X(lstm_forward, LstmForwardArgs)   \
+  X(lstm_backward, LstmBackwardArgs) \
+  X(gru_forward, GruForwardArgs)     \
+  X(gru_backward, GruBackwardArgs)   \
+  X(rnn_forward, RnnForwardArgs)     \
+  X(rnn_backward, RnnBackwardArgs)
+
 namespace fastrnn {
 
-// C (M, N) = A (M, K) B^T with B (N, K), row-major: the large-GEMM path the kernels use
-// (BLAS, rows split over the pool). For benchmarks: the roofline the kernels are judged by.
-template <typename S>
-void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C);
+#define FASTRNN_DECLARE_KERNEL(name, Args) \
+  template <typename S>                    \
+  void name(const Args<S>& a);
+FASTRNN_FOR_EACH_KERNEL(FASTRNN_DECLARE_KERNEL)
+#undef FASTRNN_DECLARE_KERNEL
 
 // Threads used by every kernel (default: the number of cores the process may use).
 void set_num_threads(int n);
 int get_num_threads();
 
-// The instruction set the CPU kernels dispatched to at load time: "avx512", "avx2", "generic".
+// The instruction set the CPU kernels dispatch to: "avx512", "avx2" or "generic" (the best this
+// CPU has, unless FASTRNN_CPU_ISA caps it).
 const char* cpu_isa();
-
-// Selects the CPU kernels' instruction set ("generic", "avx2", "avx512") if this CPU has it;
-// returns false (and changes nothing) otherwise. For tests and benchmarks.
-bool set_cpu_isa(const char* name);
 
 // The BLAS under the large GEMMs: its name, version and build configuration.
 const char* blas_info();

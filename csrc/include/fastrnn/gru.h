@@ -1,7 +1,9 @@
 // GRU, gates (r, z, n):  r, z = sigmoid(W_i{r,z} x + b_i{r,z} + W_h{r,z} h + b_h{r,z}),
 //   reset_after = true  (cuDNN, PyTorch):  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
 //   reset_after = false (Cho et al. 2014): n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)
-//   h' = (1 - z) * n + z * h.                                   Conventions: fastrnn.h.
+//   h' = (1 - z) * n + z * h.
+// The arguments of gru_forward and gru_backward, which fastrnn.h declares with the
+// conventions of every kernel.
 #pragma once
 
 #include <cstdint>
@@ -49,10 +51,5 @@ struct GruBackwardArgs {
   S* db_ih;       // (3H) out, or null
   S* db_hh;       // (3H) out, or null
 };
-
-template <typename S>
-void gru_forward(const GruForwardArgs<S>& a);
-template <typename S>
-void gru_backward(const GruBackwardArgs<S>& a);
 
 }  // namespace fastrnn

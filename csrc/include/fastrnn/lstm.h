@@ -1,7 +1,8 @@
 // LSTM, gates (i, f, g, o):  i, f, o = sigmoid(.), g = tanh(.),
 //   c' = f * c + i * g,   h' = o * tanh(c'),
 // or with a projection (LSTMP, proj_size P < H):  h' = W_hr (o * tanh(c')).
-// Conventions: fastrnn.h. P is the size of h: H without a projection.
+// P is the size of h: H without a projection. The arguments of lstm_forward and
+// lstm_backward, which fastrnn.h declares with the conventions of every kernel.
 #pragma once
 
 #include <cstdint>
@@ -56,10 +57,5 @@ struct LstmBackwardArgs {
   S* db_ih;                    // (4H) out, or null (no bias)
   S* db_hh;                    // (4H) out, or null (no bias)
 };
-
-template <typename S>
-void lstm_forward(const LstmForwardArgs<S>& a);
-template <typename S>
-void lstm_backward(const LstmBackwardArgs<S>& a);
 
 }  // namespace fastrnn

@@ -1,5 +1,6 @@
 // Elman RNN, one gate:  h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
-// Conventions: fastrnn.h.
+// The arguments of rnn_forward and rnn_backward, which fastrnn.h declares with the
+// conventions of every kernel.
 #pragma once
 
 #include <cstdint>
@@ -45,10 +46,5 @@ struct RnnBackwardArgs {
   S* db_ih;       // (H) out, or null
   S* db_hh;       // (H) out, or null
 };
-
-template <typename S>
-void rnn_forward(const RnnForwardArgs<S>& a);
-template <typename S>
-void rnn_backward(const RnnBackwardArgs<S>& a);
 
 }  // namespace fastrnn

@@ -1,8 +1,11 @@
-// The kernel bindings of every backend module: each checks every array for dtype,
-// C-contiguity, writability and its exact shape (named in the message) before any kernel
-// runs, and releases the GIL around the kernel. Allocation and policy live in Python
-// (fastrnn/ops.py), which validates user input first with friendlier messages; these checks
-// guard the C++ against a caller that skips ops.py.
+// The kernel bindings of every backend module, one per row of FASTRNN_FOR_EACH_KERNEL. Every
+// argument is keyword-only, named as the kernel's C++ parameter (`<kernel>_params`, beside
+// each function: the names pybind11 binds, in order), so that two same-shaped arrays cannot
+// be swapped unnoticed. Each binding checks every array for dtype, C-contiguity, writability
+// and its exact shape (named in the message) before any kernel runs, and releases the GIL
+// around the kernel. Allocation and policy live in Python (fastrnn/ops.py), which validates
+// user input first with friendlier messages; these checks guard the C++ against a caller that
+// skips ops.py.
 //
 // One template per kernel, over an `Arrays` policy that says how to read an array argument
 // and which kernel to run: NumpyArrays (below: host memory, the CPU kernels) or
@@ -13,9 +16,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "fastrnn/fastrnn.h"
@@ -60,14 +65,15 @@ S* numpy_arg(const char* fn, const char* name, const py::object& obj, std::vecto
   return static_cast<S*>(const_cast<void*>(a.data()));
 }
 
-inline bool numpy_is_f64(const char* fn, const py::object& x) {
+// Whether argument `name` (the one that sets a call's dtype) is float64 rather than float32.
+inline bool numpy_is_f64(const char* fn, const char* name, const py::object& x) {
   if (!py::isinstance<py::array>(x))
-    throw py::type_error(std::string(fn) + ": argument 'x' must be a numpy array");
+    throw py::type_error(std::string(fn) + ": argument '" + name + "' must be a numpy array");
   py::dtype dt = py::reinterpret_borrow<py::array>(x).dtype();
   if (dt.is(py::dtype::of<double>())) return true;
   if (dt.is(py::dtype::of<float>())) return false;
-  throw py::type_error(std::string(fn) + ": argument 'x' has dtype " + std::string(py::str(dt)) +
-                       ", expected float32 or float64");
+  throw py::type_error(std::string(fn) + ": argument '" + name + "' has dtype " +
+                       std::string(py::str(dt)) + ", expected float32 or float64");
 }
 
 inline int64_t numpy_dim(const py::object& x, int i) {
@@ -97,36 +103,24 @@ struct NumpyArrays {
                 bool writable, bool optional = false) {
     return numpy_arg<S>(fn, name, obj, std::move(shape), writable, optional);
   }
-  static bool is_f64(const char* fn, const py::object& x) { return numpy_is_f64(fn, x); }
+  static bool is_f64(const char* fn, const char* name, const py::object& x) {
+    return numpy_is_f64(fn, name, x);
+  }
   static int64_t dim(const py::object& x, int i) { return numpy_dim(x, i); }
-  template <typename S>
-  static void run(const fastrnn::LstmForwardArgs<S>& a) {
-    fastrnn::lstm_forward(a);
+#define FASTRNN_RUN_ON_CPU(name, Args)         \
+  template <typename S>                        \
+  static void run(const fastrnn::Args<S>& a) { \
+    fastrnn::name(a);                          \
   }
-  template <typename S>
-  static void run(const fastrnn::LstmBackwardArgs<S>& a) {
-    fastrnn::lstm_backward(a);
-  }
-  template <typename S>
-  static void run(const fastrnn::GruForwardArgs<S>& a) {
-    fastrnn::gru_forward(a);
-  }
-  template <typename S>
-  static void run(const fastrnn::GruBackwardArgs<S>& a) {
-    fastrnn::gru_backward(a);
-  }
-  template <typename S>
-  static void run(const fastrnn::RnnForwardArgs<S>& a) {
-    fastrnn::rnn_forward(a);
-  }
-  template <typename S>
-  static void run(const fastrnn::RnnBackwardArgs<S>& a) {
-    fastrnn::rnn_backward(a);
-  }
+  FASTRNN_FOR_EACH_KERNEL(FASTRNN_RUN_ON_CPU)
+#undef FASTRNN_RUN_ON_CPU
 };
 
 // ---------------------------------------------------------------------------- LSTM
 
+inline constexpr const char* lstm_forward_params[] = {
+    "x", "h0",  "c0",  "w_ih",  "w_hh",  "b_ih", "b_hh",     "w_hr", "batch_sizes",
+    "y", "h_n", "c_n", "gates", "cells", "m",    "training", "H",    "P"};
 template <typename Arrays, typename S>
 void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, py::object w_hh,
                   py::object b_ih, py::object b_hh, py::object w_hr, py::object batch_sizes,
@@ -162,6 +156,10 @@ void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, p
   Arrays::run(a);
 }
 
+inline constexpr const char* lstm_backward_params[] = {
+    "x",     "h0",    "y",     "w_ih", "w_hh", "w_hr", "batch_sizes", "gates", "cells",
+    "m",     "dy",    "dh_n",  "dc_n", "dx",   "dh0",  "dc0",         "dw_ih", "dw_hh",
+    "dw_hr", "db_ih", "db_hh", "H",    "P"};
 template <typename Arrays, typename S>
 void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                    py::object w_hr, py::object batch_sizes, py::object gates, py::object cells,
@@ -203,6 +201,9 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
 
 // ---------------------------------------------------------------------------- GRU
 
+inline constexpr const char* gru_forward_params[] = {
+    "x", "h0",  "w_ih",  "w_hh",  "b_ih",     "b_hh",        "batch_sizes",
+    "y", "h_n", "gates", "extra", "training", "reset_after", "H"};
 template <typename Arrays, typename S>
 void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
                  py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
@@ -229,6 +230,9 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   Arrays::run(a);
 }
 
+inline constexpr const char* gru_backward_params[] = {
+    "x",    "h0", "y",   "w_ih",  "w_hh",  "batch_sizes", "gates", "extra",       "dy",
+    "dh_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih",       "db_hh", "reset_after", "H"};
 template <typename Arrays, typename S>
 void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                   py::object batch_sizes, py::object gates, py::object extra, py::object dy,
@@ -269,6 +273,9 @@ inline Activation activation(const std::string& name) {
   throw py::value_error("nonlinearity must be 'tanh' or 'relu', got '" + name + "'");
 }
 
+inline constexpr const char* rnn_forward_params[] = {"x",    "h0",    "w_ih",         "w_hh",
+                                                     "b_ih", "b_hh",  "batch_sizes",  "y",
+                                                     "h_n",  "gates", "nonlinearity", "H"};
 template <typename Arrays, typename S>
 void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
                  py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
@@ -292,6 +299,9 @@ void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   Arrays::run(a);
 }
 
+inline constexpr const char* rnn_backward_params[] = {
+    "x",  "h0",  "y",     "w_ih",  "w_hh",  "batch_sizes", "gates",        "dy", "dh_n",
+    "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh",       "nonlinearity", "H"};
 template <typename Arrays, typename S>
 void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                   py::object batch_sizes, py::object gates, py::object dy, py::object dh_n,
@@ -322,45 +332,40 @@ void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   Arrays::run(a);
 }
 
-// Binds one kernel for both dtypes, choosing by the dtype of x.
-template <typename Arrays, typename Fn64, typename Fn32>
-void bind_kernel(py::module_& m, const char* name, Fn64 f64, Fn32 f32, const char* doc) {
-  py::object k64 = py::cpp_function(f64), k32 = py::cpp_function(f32);
-  std::string fn(name);
-  m.def(
-      name,
-      [k64, k32, fn](py::args args, py::kwargs kwargs) {
-        if (args.size() == 0) throw py::type_error(fn + ": missing argument 'x'");
-        return (Arrays::is_f64(fn.c_str(), args[0]) ? k64 : k32)(*args, **kwargs);
-      },
-      doc);
+// Binds a function for both dtypes, chosen by the dtype of its first argument: f64 and f32 are
+// its double and float instantiations, params the names of all its parameters, in order (with
+// keyword_only, callers must name every argument).
+template <typename F, size_t N, size_t... I>
+void def_named(py::module_& m, const char* name, F&& f, const char* const (&params)[N],
+               const char* doc, bool keyword_only, std::index_sequence<I...>) {
+  if (keyword_only)
+    m.def(name, std::forward<F>(f), doc, py::kw_only(), py::arg(params[I])...);
+  else
+    m.def(name, std::forward<F>(f), doc, py::arg(params[I])...);
 }
 
-#define FASTRNN_BIND_CELL(m, Arrays, name, doc) \
-  bind_kernel<Arrays>(m, #name, &name<Arrays, double>, &name<Arrays, float>, doc)
+template <typename Arrays, typename First, typename... Rest, size_t N>
+void bind_kernel(py::module_& m, const char* name, void (*f64)(First, Rest...),
+                 void (*f32)(First, Rest...), const char* const (&params)[N], const char* doc,
+                 bool keyword_only) {
+  static_assert(N == 1 + sizeof...(Rest), "one name per parameter");
+  const char* first = params[0];
+  auto by_dtype = [f64, f32, name, first](First x, Rest... rest) {
+    (Arrays::is_f64(name, first, x) ? f64 : f32)(x, std::forward<Rest>(rest)...);
+  };
+  def_named(m, name, std::move(by_dtype), params, doc, keyword_only, std::make_index_sequence<N>());
+}
 
-// The six cell kernels of one backend, as functions of module m.
+// The kernels of one backend (FASTRNN_FOR_EACH_KERNEL), as functions of module m.
 template <typename Arrays>
-void bind_cells(py::module_& m) {
-  FASTRNN_BIND_CELL(
-      m, Arrays, lstm_forward,
-      "(x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr, batch_sizes, y, h_n, c_n, gates, cells, m, "
-      "training, H, P)");
-  FASTRNN_BIND_CELL(
-      m, Arrays, lstm_backward,
-      "(x, h0, y, w_ih, w_hh, w_hr, batch_sizes, gates, cells, m, dy, dh_n, dc_n, dx, "
-      "dh0, dc0, dw_ih, dw_hh, dw_hr, db_ih, db_hh, H, P)");
-  FASTRNN_BIND_CELL(m, Arrays, gru_forward,
-                    "(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, h_n, gates, extra, training, "
-                    "reset_after, H)");
-  FASTRNN_BIND_CELL(m, Arrays, gru_backward,
-                    "(x, h0, y, w_ih, w_hh, batch_sizes, gates, extra, dy, dh_n, dx, dh0, dw_ih, "
-                    "dw_hh, db_ih, db_hh, reset_after, H)");
-  FASTRNN_BIND_CELL(m, Arrays, rnn_forward,
-                    "(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, y, h_n, gates, nonlinearity, H)");
-  FASTRNN_BIND_CELL(m, Arrays, rnn_backward,
-                    "(x, h0, y, w_ih, w_hh, batch_sizes, gates, dy, dh_n, dx, dh0, dw_ih, dw_hh, "
-                    "db_ih, db_hh, nonlinearity, H)");
+void bind_kernels(py::module_& m) {
+#define FASTRNN_BIND_KERNEL(name, Args)                                                     \
+  bind_kernel<Arrays>(m, #name, &name<Arrays, double>, &name<Arrays, float>, name##_params, \
+                      "The kernel behind fastrnn.ops." #name                                \
+                      ", into preallocated outputs; every argument by keyword.",            \
+                      true);
+  FASTRNN_FOR_EACH_KERNEL(FASTRNN_BIND_KERNEL)
+#undef FASTRNN_BIND_KERNEL
 }
 
 }  // namespace fastrnn_bindings

@@ -1,0 +1,24 @@
+// The CPU side's controls beyond the public API (fastrnn/fastrnn.h), defined in dispatch.cpp
+// for the Python module (_C): the instruction set, for tests and benchmarks, and the GEMM the
+// benchmarks take as the kernels' roofline.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastrnn {
+
+// C (M, N) = A (M, K) B^T with B (N, K), row-major: the large-GEMM path the kernels use
+// (BLAS, rows split over the pool).
+template <typename S>
+void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C);
+
+// Selects the CPU kernels' instruction set ("generic", "avx2", "avx512") if this CPU has it;
+// returns false (and changes nothing) otherwise.
+bool set_cpu_isa(const char* name);
+
+// The instruction sets set_cpu_isa accepts here, best last. A query: changes nothing.
+std::vector<std::string> supported_cpu_isas();
+
+}  // namespace fastrnn
