@@ -377,10 +377,10 @@ void def_device_module(py::module_& m) {
   bind_kernels<DeviceArrays<Device>>(m);
   bind_kernel<DeviceArrays<Device>>(m, "take_rows", &take_rows<Device, double>,
                                     &take_rows<Device, float>, take_rows_params,
-                                    "dst (outer, rows, inner)[o, k] = src[o, perm[k]]", false);
+                                    "dst (outer, rows, inner)[o, k] = src[o, perm[k]]", true);
   bind_kernel<DeviceArrays<Device>>(
       m, "zero_padding", &zero_padding<Device, double>, &zero_padding<Device, float>,
-      zero_padding_params, "buf (T, B, ...): zeroes rows [batch_sizes[t], B) of each step", false);
+      zero_padding_params, "buf (T, B, ...): zeroes rows [batch_sizes[t], B) of each step", true);
   m.def(
       "copy",
       [](const py::object& dst, const py::object& src) {

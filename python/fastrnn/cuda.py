@@ -258,23 +258,18 @@ class DeviceOps:
         self.kernels.copy(out, a)
         return out
 
-    def _reorder(self, a, perm: np.ndarray, axis: int):
+    def take_rows(self, a, perm: np.ndarray, axis: int):
+        """a with its rows along ``axis`` gathered by ``perm`` (a new array)."""
         outer = int(np.prod(a.shape[:axis], dtype=np.int64))
         inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
         out = self.empty(a.shape, a.dtype)
-        self.kernels.take_rows(a, np.ascontiguousarray(perm, np.int64), outer, a.shape[axis],
-                               inner, out)
+        self.kernels.take_rows(src=a, perm=np.ascontiguousarray(perm, np.int64), outer=outer,
+                               rows=a.shape[axis], inner=inner, dst=out)
         return out
-
-    def take_rows(self, a, order: np.ndarray, axis: int):
-        return self._reorder(a, order, axis)
-
-    def put_rows(self, a, order: np.ndarray, axis: int):
-        return self._reorder(a, np.argsort(order, kind="stable"), axis)
 
     def zero_padding(self, x, batch_sizes: np.ndarray, fresh: bool):
         out = x if fresh else self.copy(x)
-        self.kernels.zero_padding(out, batch_sizes)
+        self.kernels.zero_padding(buf=out, batch_sizes=batch_sizes)
         return out
 
     def output(self, a):
