@@ -117,9 +117,10 @@ fi
 EXT="$(ls "$WORK"/unpacked/fastrnn/_C*.so)"
 DYN="$(readelf -d "$EXT")"
 echo "$DYN" | grep -E 'NEEDED|RPATH|RUNPATH'
-echo "$DYN" | grep -q 'NEEDED.*\[libscipy_openblas\.so\]' \
+grep -q 'NEEDED.*\[libscipy_openblas\.so\]' <<<"$DYN" \
   || fail "_C does not name libscipy_openblas.so as a DT_NEEDED entry"
-echo "$DYN" | grep -E 'RPATH|RUNPATH' | grep -qF '$ORIGIN/../scipy_openblas32/lib' \
+# shellcheck disable=SC2016  # $ORIGIN is meant literally
+grep -E 'RPATH|RUNPATH' <<<"$DYN" | grep -qF '$ORIGIN/../scipy_openblas32/lib' \
   || fail "_C's rpath lacks \$ORIGIN/../scipy_openblas32/lib"
 if ls "$WORK"/unpacked/*.libs >/dev/null 2>&1; then
   echo "check_wheel: libraries auditwheel vendored: $(ls "$WORK"/unpacked/*.libs)"
