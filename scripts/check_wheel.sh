@@ -77,6 +77,7 @@ EOF
 step "build venv"
 
 FASTRNN_CUDA=OFF "$BPY" -m pip wheel -q --no-build-isolation --no-deps -w "$WORK/dist" \
+  -Ccmake.define.FASTRNN_CUDA=OFF \
   -Cbuild-dir="$WORK/build" "$ROOT"
 WHEEL="$(ls "$WORK"/dist/fastrnn-*.whl)"
 echo "check_wheel: built $(basename "$WHEEL")"

@@ -50,7 +50,7 @@ echo "sanitize: building with FASTRNN_SANITIZE=ON in $WORK/build"
 T_BUILD=$SECONDS
 FASTRNN_CUDA=OFF "$VPY" -m pip install -q --no-build-isolation --no-deps --force-reinstall \
   -Cbuild-dir="$WORK/build" -Ccmake.build-type=Debug \
-  -Ccmake.define.FASTRNN_SANITIZE=ON "$ROOT"
+  -Ccmake.define.FASTRNN_SANITIZE=ON -Ccmake.define.FASTRNN_CUDA=OFF "$ROOT"
 echo "sanitize: build took $((SECONDS - T_BUILD)) s"
 
 # Every extension module the build installed must carry the sanitizers.
