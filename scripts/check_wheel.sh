@@ -10,13 +10,20 @@
 #   (c) installed, binaries only, in another fresh venv with no build tools, and run from
 #       outside the source tree: `fastrnn check` (small sizes) and `fastrnn info`, first
 #       with the newest scipy-openblas32 and then with the oldest admitted.
-# Usage: scripts/check_wheel.sh [WORK_DIR]   (default: a new temporary directory)
+# Usage: scripts/check_wheel.sh [WORK_DIR]   (default: a temporary directory, removed if
+# the check passes)
 # PYTHON picks the interpreter (default: python3). Prints the time of each step.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
-WORK="${1:-$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-wheel.XXXXXX")}"
+if [ -n "${1:-}" ]; then
+  WORK="$1"
+else
+  # A temporary directory, removed when the check passes (kept to look into when it fails).
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/fastrnn-wheel.XXXXXX")"
+  trap 'if [ $? -eq 0 ]; then rm -rf "$WORK"; fi' EXIT
+fi
 mkdir -p "$WORK"
 WORK="$(cd "$WORK" && pwd)"
 rm -rf "$WORK/build-venv" "$WORK/tools-venv" "$WORK/run-venv" "$WORK/dist" "$WORK/wheelhouse" \
