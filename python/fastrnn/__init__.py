@@ -22,6 +22,8 @@ def _preload_blas() -> None:
     import scipy_openblas32
 
     lib_dir = scipy_openblas32.get_lib_dir()
+    if hasattr(_os, "add_dll_directory"):  # Windows: no rpath; DLLs are found through this
+        _os.add_dll_directory(lib_dir)
     for name in sorted(_os.listdir(lib_dir)):
         if name.startswith("libscipy_openblas") and (".so" in name or name.endswith(".dylib")):
             ctypes.CDLL(_os.path.join(lib_dir, name), mode=ctypes.RTLD_GLOBAL)
