@@ -11,6 +11,10 @@ C++, with a NumPy API.
 from __future__ import annotations
 
 import os as _os
+from typing import TYPE_CHECKING, List
+
+if TYPE_CHECKING:
+    from .openblas import BlasCore
 
 
 def _preload_blas() -> None:
@@ -92,7 +96,7 @@ def set_cpu_isa(name: str) -> None:
                          f"{available_cpu_isas()}")
 
 
-def available_cpu_isas() -> list:
+def available_cpu_isas() -> List[str]:
     """The instruction sets the CPU kernels can use on this machine, best last. A query: it
     changes nothing, so it is safe beside kernels running in other threads."""
     return list(_C.supported_cpu_isas())
@@ -131,7 +135,7 @@ def blas_info() -> str:
     return _C.blas_info()
 
 
-def blas_core():
+def blas_core() -> "BlasCore":
     """The OpenBLAS core (kernel family: "Haswell", "SkylakeX", ...) under the large GEMMs, as
     a :class:`fastrnn.openblas.BlasCore`: its name and instruction sets, this CPU's, whether
     OPENBLAS_CORETYPE in the environment forced it, and ``.warning`` (with the fix) where the

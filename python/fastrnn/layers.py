@@ -19,7 +19,7 @@ import contextlib
 import contextvars
 import functools
 import warnings
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -43,7 +43,7 @@ def backends() -> dict:
             "cuda": cuda.status()}
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> object:
     """The module implementing ``{lstm,gru,rnn}_{forward,backward}`` for a backend name;
     "auto" picks the fastest available for NumPy data: "cpu". "cuda" runs each call on the
     GPU, copying NumPy inputs there and the results back (RuntimeError if it is not usable)."""
@@ -128,12 +128,12 @@ class _Base:
         self.training = True
 
     # -- modes
-    def train(self, mode: bool = True):
+    def train(self, mode: bool = True) -> "_Base":
         """Training mode (the default): forward keeps what backward needs; dropout is on."""
         self.training = bool(mode)
         return self
 
-    def eval(self):
+    def eval(self) -> "_Base":
         """Inference mode: forward keeps nothing; dropout is off."""
         return self.train(False)
 
@@ -316,7 +316,8 @@ class _RNNBase(_Base):
         return PackedBatch.from_lengths(arr, T, fn=fn)
 
     # -- forward / backward
-    def forward(self, x: ArrayLike, hx=None, lengths: Optional[ArrayLike] = None):
+    def forward(self, x: ArrayLike, hx=None, lengths: Optional[ArrayLike] = None
+                ) -> Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, ...]]]:
         """Runs the layer. x (T, B, I) (batch_first: (B, T, I)) or unbatched (T, I). Returns
         ``y, h_n`` (GRU, RNN) or ``y, (h_n, c_n)`` (LSTM), shaped as torch.nn documents:
         y (T, B, D*P), h_n (num_layers*D, B, P), c_n (num_layers*D, B, H). ``lengths``: (B,)

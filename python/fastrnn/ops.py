@@ -26,7 +26,7 @@ kernels on a GPU; see :mod:`fastrnn.cuda` for which arrays it takes and returns)
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -49,9 +49,12 @@ __all__ = [
 _FLOATS = (np.float32, np.float64)
 _INT32_MAX = 2**31 - 1  # the BLAS takes 32-bit dimensions
 
-# What the functions return: NumPy arrays for host input; for device input, arrays of the
-# input's kind (see fastrnn.cuda).
-Array = Any
+# What the functions return: NumPy arrays for host input (NumPy arrays, lists, ...); for GPU
+# input, arrays of the input's own kind (torch.Tensor in, torch.Tensor out; see fastrnn.cuda).
+DeviceArrayT = TypeVar("DeviceArrayT")
+Input = Union[DeviceArrayT, ArrayLike]
+Result = Union[np.ndarray, DeviceArrayT]
+Array = Union[np.ndarray, Any]  # a backward's results: the forward's kind of array
 Lengths = Union[ArrayLike, PackedBatch, None]
 
 
@@ -327,11 +330,12 @@ class _Backward:
 # ----------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x: ArrayLike, h0: Optional[ArrayLike], c0: Optional[ArrayLike], w_ih: ArrayLike,
-                 w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
-                 training: bool = True, *, w_hr: Optional[ArrayLike] = None,
-                 lengths: Lengths = None, backend: str = "auto"
-                 ) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:
+def lstm_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], c0: Optional[ArrayLike],
+                 w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike],
+                 b_hh: Optional[ArrayLike], training: bool = True, *,
+                 w_hr: Optional[ArrayLike] = None, lengths: Lengths = None, backend: str = "auto"
+                 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Result[DeviceArrayT],
+                            Optional[LstmSaved]]:
     """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
     ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
@@ -376,10 +380,11 @@ def lstm_backward(saved: LstmSaved, dy: Optional[ArrayLike], dh_n: Optional[Arra
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
-                b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike], training: bool = True,
-                reset_after: bool = True, *, lengths: Lengths = None,
-                backend: str = "auto") -> Tuple[Array, Array, Optional[GruSaved]]:
+def gru_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], w_ih: ArrayLike,
+                w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
+                training: bool = True, reset_after: bool = True, *, lengths: Lengths = None,
+                backend: str = "auto"
+                ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[GruSaved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
     reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
@@ -415,10 +420,11 @@ def gru_backward(saved: GruSaved, dy: Optional[ArrayLike],
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x: ArrayLike, h0: Optional[ArrayLike], w_ih: ArrayLike, w_hh: ArrayLike,
-                b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike], training: bool = True,
-                nonlinearity: str = "tanh", *, lengths: Lengths = None,
-                backend: str = "auto") -> Tuple[Array, Array, Optional[RnnSaved]]:
+def rnn_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], w_ih: ArrayLike,
+                w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
+                training: bool = True, nonlinearity: str = "tanh", *, lengths: Lengths = None,
+                backend: str = "auto"
+                ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[RnnSaved]]:
     """Elman RNN over T steps, act in {"tanh", "relu"}: ``(y (T,B,H), h_n (B,H), saved)``.
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
     fn = "rnn_forward"

@@ -18,7 +18,7 @@ with the same arrays: the activated gates, the cell states, the outputs.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -83,7 +83,7 @@ def _h_prev(saved) -> Array:
 
 
 def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None,
-                 lengths=None):
+                 lengths=None) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:
     """LSTM over T steps. Returns ``(y (T,B,P), h_n (B,P), c_n (B,H), saved or None)``.
 
     With ``w_hr`` (P, H) (a projection, LSTMP): h' = W_hr (o * tanh(c')); else P = H.
@@ -124,7 +124,7 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_
     return y, h, c, saved
 
 
-def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n):
+def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`lstm_forward`. Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih,
     db_hh)``, and ``dw_hr`` last when the forward had a projection."""
     x, w_ih, w_hh, w_hr = saved.x, saved.w_ih, saved.w_hh, saved.w_hr
@@ -165,7 +165,7 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n):
 
 
 def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True,
-                *, lengths=None):
+                *, lengths=None) -> Tuple[Array, Array, Optional[GruSaved]]:
     """GRU over T steps. Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
 
     reset_after=True:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   (cuDNN, PyTorch)
@@ -216,7 +216,7 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
     return y, h, saved
 
 
-def gru_backward(saved: GruSaved, dy, dh_n):
+def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`gru_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
     gates, extra, reset_after = saved.gates, saved.extra, saved.reset_after
@@ -266,7 +266,7 @@ def gru_backward(saved: GruSaved, dy, dh_n):
 
 
 def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlinearity: str = "tanh",
-                *, lengths=None):
+                *, lengths=None) -> Tuple[Array, Array, Optional[RnnSaved]]:
     """Elman RNN over T steps, h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
 
     Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
@@ -298,7 +298,7 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlineari
     return y, h, saved
 
 
-def rnn_backward(saved: RnnSaved, dy, dh_n):
+def rnn_backward(saved: RnnSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`rnn_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     x, w_ih, w_hh, y = saved.x, saved.w_ih, saved.w_hh, saved.y
     T, B, _ = x.shape
