@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-import common  # first: it sets NumPy's BLAS threads, which NumPy reads at import
 import numpy as np
 
 import fastrnn
-from common import machine, ratio, summary, timeit
 from fastrnn.cell_spec import spec
+
+from common import machine, ratio, summary, timeit
 
 
 def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int, settle: bool) -> None:
@@ -48,12 +48,17 @@ def stacked(cell: str, T: int, B: int, H: int, layers: int, repeats: int, settle
         y, _ = theirs(xg)
         y.backward(y.detach())
 
-    for name, a, b in [("forward", ours_infer, theirs_infer),
-                       ("forward+backward", ours_train, theirs_train)]:
+    for name, a, b in [
+        ("forward", ours_infer, theirs_infer),
+        ("forward+backward", ours_train, theirs_train),
+    ]:
         t = timeit({"fastrnn": a, "torch": b}, repeats, settle)
-        print(f"{cell} {layers}-layer bidirectional {name:16} {summary(t['fastrnn'])} ms   "
-              f"torch {summary(t['torch'])} ms   torch/fastrnn {ratio(t['torch'], t['fastrnn']):.2f}x",
-              flush=True)
+        print(
+            f"{cell} {layers}-layer bidirectional {name:16} {summary(t['fastrnn'])} ms   "
+            f"torch {summary(t['torch'])} ms   "
+            f"torch/fastrnn {ratio(t['torch'], t['fastrnn']):.2f}x",
+            flush=True,
+        )
 
 
 def streaming(cell: str, H: int, steps: int, repeats: int, settle: bool) -> None:
@@ -82,16 +87,21 @@ def streaming(cell: str, H: int, steps: int, repeats: int, settle: bool) -> None
     per_step = {k: [v * 1e3 / steps for v in ms] for k, ms in t.items()}  # us
     weight_bytes = 2 * G * H * H * 4
     best = min(per_step["fastrnn"])
-    print(f"{cell} cell, batch 1, H={H}, one call per step: fastrnn {summary(per_step['fastrnn'])} us"
-          f"   torch {summary(per_step['torch'])} us   torch/fastrnn "
-          f"{ratio(per_step['torch'], per_step['fastrnn']):.2f}x   "
-          f"({weight_bytes / 2**20:.0f} MiB of weights per step: {weight_bytes / best / 1e3:.1f} GB/s "
-          f"at fastrnn's best)", flush=True)
+    print(
+        f"{cell} cell, batch 1, H={H}, one call per step: fastrnn {summary(per_step['fastrnn'])} us"
+        f"   torch {summary(per_step['torch'])} us   torch/fastrnn "
+        f"{ratio(per_step['torch'], per_step['fastrnn']):.2f}x   "
+        f"({weight_bytes / 2**20:.0f} MiB of weights per step: "
+        f"{weight_bytes / best / 1e3:.1f} GB/s "
+        f"at fastrnn's best)",
+        flush=True,
+    )
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--shape", nargs=3, type=int, default=[100, 64, 512], metavar=("T", "B", "H"))
     ap.add_argument("--layers", type=int, default=2)
@@ -102,10 +112,12 @@ def main() -> None:
     fastrnn.set_num_threads(args.threads)
     torch.set_num_threads(args.threads)
     T, B, H = args.shape
-    print(f"machine: {machine()}; fastrnn {fastrnn.__version__} ({fastrnn.cpu_isa()}, "
-          f"{fastrnn.get_num_threads()} threads); torch {torch.__version__} "
-          f"({torch.get_num_threads()} threads); float32; median (min-max) over {args.repeats} "
-          f"interleaved runs; torch/fastrnn > 1: fastrnn faster")
+    print(
+        f"machine: {machine()}; fastrnn {fastrnn.__version__} ({fastrnn.cpu_isa()}, "
+        f"{fastrnn.get_num_threads()} threads); torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads); float32; median (min-max) over {args.repeats} "
+        f"interleaved runs; torch/fastrnn > 1: fastrnn faster"
+    )
     settle = args.threads > 1
     for cell in ("lstm", "gru"):
         stacked(cell, T, B, H, args.layers, args.repeats, settle)

@@ -27,9 +27,11 @@ from cuda_requirements import cublas_requirements  # noqa: E402
 
 def get_requires_for_build_wheel(config_settings=None):
     return _skbuild.get_requires_for_build_wheel(config_settings) + cublas_requirements(
-        config_settings)
+        config_settings
+    )
 
 
 def get_requires_for_build_editable(config_settings=None):
     return _skbuild.get_requires_for_build_editable(config_settings) + cublas_requirements(
-        config_settings)
+        config_settings
+    )

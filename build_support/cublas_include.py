@@ -14,9 +14,12 @@ def cublas_include(major: str, toolkit_dirs: list) -> str:
     candidates = list(toolkit_dirs)
     try:
         import nvidia  # a namespace package: one entry per site-packages that has it
+
         for root in nvidia.__path__:
-            candidates += [os.path.join(root, f"cu{major}", "include"),
-                           os.path.join(root, "cublas", "include")]
+            candidates += [
+                os.path.join(root, f"cu{major}", "include"),
+                os.path.join(root, "cublas", "include"),
+            ]
     except ImportError:
         pass
     for d in candidates:

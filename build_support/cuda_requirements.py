@@ -15,8 +15,11 @@ def _cuda_option(config_settings) -> str:
 
 def _nvcc():
     home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or ""
-    return (os.environ.get("CUDACXX") or shutil.which("nvcc")
-            or (shutil.which(os.path.join(home, "bin", "nvcc")) if home else None))
+    return (
+        os.environ.get("CUDACXX")
+        or shutil.which("nvcc")
+        or (shutil.which(os.path.join(home, "bin", "nvcc")) if home else None)
+    )
 
 
 def cublas_requirements(config_settings=None) -> list:
@@ -38,7 +41,8 @@ def cublas_requirements(config_settings=None) -> list:
     targets = os.path.join(root, "targets")
     includes = [os.path.join(root, "include")] + [
         os.path.join(targets, t, "include")
-        for t in (os.listdir(targets) if os.path.isdir(targets) else [])]
+        for t in (os.listdir(targets) if os.path.isdir(targets) else [])
+    ]
     if any(os.path.isfile(os.path.join(d, "cublas_v2.h")) for d in includes):
         return []
     return [f"nvidia-cublas=={major}.*" if int(major) >= 13 else f"nvidia-cublas-cu{major}"]

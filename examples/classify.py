@@ -63,7 +63,7 @@ def detector_batch(rng, T: int, n: int):
     hits = np.zeros((T, n), np.int64)
     k = len(PATTERN)
     for t in range(k - 1, T):
-        hits[t] = np.all(bits[t - k + 1:t + 1] == np.array(PATTERN)[:, None], axis=0)
+        hits[t] = np.all(bits[t - k + 1 : t + 1] == np.array(PATTERN)[:, None], axis=0)
     return np.eye(2, dtype=np.float32)[bits], hits
 
 
@@ -80,7 +80,9 @@ def many_to_many(T: int, H: int, steps: int, n: int):
         _, dz = softmax_cross_entropy(y @ w.T + b, hits)
         gru.zero_grad()
         gru.backward(dz @ w)
-        grads = dict(gru.grads, w=dz.reshape(-1, 2).T @ y.reshape(-1, H), b=dz.reshape(-1, 2).sum(0))
+        grads = dict(
+            gru.grads, w=dz.reshape(-1, 2).T @ y.reshape(-1, H), b=dz.reshape(-1, 2).sum(0)
+        )
         clip_grad_norm(grads, 5.0)
         opt.step(params, grads)
     x, hits = detector_batch(np.random.default_rng(1), T, 500)
@@ -93,16 +95,22 @@ def many_to_many(T: int, H: int, steps: int, n: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes (for CI)")
     args = ap.parse_args()
     T, H, steps, n = (8, 8, 3, 8) if args.quick else (30, 64, 600, 64)
     acc = many_to_one(T, H, steps, n)
-    print(f"many-to-one, bidirectional GRU: does A come before B? (lengths 4..{T}) "
-          f"test accuracy {acc:.3f} (chance 0.5)")
+    print(
+        f"many-to-one, bidirectional GRU: does A come before B? (lengths 4..{T}) "
+        f"test accuracy {acc:.3f} (chance 0.5)"
+    )
     recall, precision, rate = many_to_many(T, H, steps, n)
-    print(f"many-to-many, GRU: flag where {''.join(map(str, PATTERN))} just ended: "
-          f"recall {recall:.3f}, precision {precision:.3f} (pattern rate {rate:.3f})")
+    print(
+        f"many-to-many, GRU: flag where {''.join(map(str, PATTERN))} just ended: "
+        f"recall {recall:.3f}, precision {precision:.3f} (pattern rate {rate:.3f})"
+    )
 
 
 if __name__ == "__main__":

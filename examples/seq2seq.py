@@ -43,9 +43,13 @@ class Seq2Seq:
         self.dec = fastrnn.LSTM(16, H, seed=seed + 1)
         self.w = (rng.standard_normal((DIGITS, H)) / np.sqrt(H)).astype(np.float32)
         self.b = np.zeros(DIGITS, np.float32)
-        self.params = {"embed": self.embed, "w": self.w, "b": self.b,
-                       **{f"enc.{k}": v for k, v in self.enc.parameters().items()},
-                       **{f"dec.{k}": v for k, v in self.dec.parameters().items()}}
+        self.params = {
+            "embed": self.embed,
+            "w": self.w,
+            "b": self.b,
+            **{f"enc.{k}": v for k, v in self.enc.parameters().items()},
+            **{f"dec.{k}": v for k, v in self.dec.parameters().items()},
+        }
 
     def logits(self, y):
         return y @ self.w.T + self.b
@@ -61,7 +65,7 @@ class Seq2Seq:
         with fastrnn.no_grad():
             _, state = self.enc(self.embed[src])
             for t in range(1, L):
-                y, state = self.dec(self.embed[inputs[t - 1:t]], state)
+                y, state = self.dec(self.embed[inputs[t - 1 : t]], state)
                 z = self.logits(y[0])
                 p = np.exp(z - z.max(1, keepdims=True))
                 p /= p.sum(1, keepdims=True)
@@ -81,10 +85,13 @@ class Seq2Seq:
         d_embed = np.zeros_like(self.embed)
         np.add.at(d_embed, inputs.ravel(), dx_dec.reshape(-1, 16))
         np.add.at(d_embed, src.ravel(), dx_enc.reshape(-1, 16))
-        grads = {"embed": d_embed, "w": dz.reshape(-1, DIGITS).T @ y.reshape(-1, H),
-                 "b": dz.reshape(-1, DIGITS).sum(0),
-                 **{f"enc.{k}": g for k, g in self.enc.grads.items()},
-                 **{f"dec.{k}": g for k, g in self.dec.grads.items()}}
+        grads = {
+            "embed": d_embed,
+            "w": dz.reshape(-1, DIGITS).T @ y.reshape(-1, H),
+            "b": dz.reshape(-1, DIGITS).sum(0),
+            **{f"enc.{k}": g for k, g in self.enc.grads.items()},
+            **{f"dec.{k}": g for k, g in self.dec.grads.items()},
+        }
         clip_grad_norm(grads, 5.0)
         opt.step(self.params, grads)
         return loss
@@ -107,13 +114,17 @@ def batch(rng, L: int, B: int):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes (for CI)")
     args = ap.parse_args()
     L, H, B, steps = (4, 16, 8, 4) if args.quick else (8, 128, 64, 1500)
     test_src, test_tgt = batch(np.random.default_rng(123), L, 500)
-    print(f"reverse {L}-digit strings; LSTM encoder-decoder, H={H}; {steps} Adam steps; "
-          f"greedy decoding on 500 test strings")
+    print(
+        f"reverse {L}-digit strings; LSTM encoder-decoder, H={H}; {steps} Adam steps; "
+        f"greedy decoding on 500 test strings"
+    )
     print(f"{'training':18} {'train loss':>10} {'token acc':>10} {'string acc':>11}")
     for kind in ("teacher forcing", "linear", "exponential", "inverse sigmoid"):
         rng = np.random.default_rng(0)
@@ -125,8 +136,10 @@ def main() -> None:
             inputs = model.decode_inputs(src, tgt, schedule(kind, i, steps), rng)
             losses.append(model.train_step(src, tgt, inputs, opt))
         pred = model.greedy(test_src, L)
-        print(f"{kind:18} {np.mean(losses[-50:]):10.3f} {np.mean(pred == test_tgt):10.3f} "
-              f"{np.mean((pred == test_tgt).all(0)):11.3f}")
+        print(
+            f"{kind:18} {np.mean(losses[-50:]):10.3f} {np.mean(pred == test_tgt):10.3f} "
+            f"{np.mean((pred == test_tgt).all(0)):11.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def gradient_norms(cls, T: int, H: int, seed: int = 0) -> np.ndarray:
         states, state = [], None
         for t in range(T):
             states.append(state)
-            _, state = net(x[t:t + 1], state)
+            _, state = net(x[t : t + 1], state)
     norms = []
     for t in reversed(range(T)):
         net(x[t:], states[t])
@@ -82,7 +82,9 @@ def adding_problem(cls, T: int, steps: int, H: int = 32, B: int = 32, seed: int 
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true", help="tiny sizes (for CI)")
     ap.add_argument("--plot", help="save the gradient-norm curves here (needs matplotlib)")
     args = ap.parse_args()

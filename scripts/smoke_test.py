@@ -37,8 +37,10 @@ def run(args: list) -> str:
 
 def main() -> int:
     source_tree = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    if os.path.abspath(os.getcwd()).startswith(source_tree + os.sep) or \
-            os.path.abspath(os.getcwd()) == source_tree:
+    if (
+        os.path.abspath(os.getcwd()).startswith(source_tree + os.sep)
+        or os.path.abspath(os.getcwd()) == source_tree
+    ):
         sys.exit("smoke_test: run this from outside the source tree")
     out = run(CHECK)
     for cell in CELLS:

@@ -42,8 +42,12 @@ def with_variants(cases: list, proj_index: int) -> list:
     field proj_index nonzero) for cells other than LSTM, which have none."""
     import pytest
 
-    return [pytest.param(v, *case, id=f"{v.id}-{'-'.join(map(str, case))}")
-            for v in VARIANTS for case in cases if v.spec.projection or not case[proj_index]]
+    return [
+        pytest.param(v, *case, id=f"{v.id}-{'-'.join(map(str, case))}")
+        for v in VARIANTS
+        for case in cases
+        if v.spec.projection or not case[proj_index]
+    ]
 
 
 @dataclass
@@ -64,8 +68,19 @@ class Problem:
     lengths: np.ndarray | None = None  # (B,)
 
 
-def make_problem(v: Variant, T: int, B: int, I: int, H: int, dtype=np.float64, seed: int = 0,
-                 bias: bool = True, scale: float = 0.5, proj: int = 0, lengths=None) -> Problem:
+def make_problem(
+    v: Variant,
+    T: int,
+    B: int,
+    I: int,
+    H: int,
+    dtype=np.float64,
+    seed: int = 0,
+    bias: bool = True,
+    scale: float = 0.5,
+    proj: int = 0,
+    lengths=None,
+) -> Problem:
     """A random problem; proj > 0 gives an LSTM a projection of that size; lengths is None,
     "random" (each in [0, T], unsorted) or a list."""
     rng = np.random.default_rng(seed)
@@ -80,10 +95,16 @@ def make_problem(v: Variant, T: int, B: int, I: int, H: int, dtype=np.float64, s
     if isinstance(lengths, str):
         lengths = rng.integers(0, T + 1, size=B)
     return Problem(
-        x=r(T, B, I), h0=r(B, P, s=0.5), c0=r(B, H, s=0.5) if has_c else None,
-        w_ih=r(G * H, I, s=k * 2), w_hh=r(G * H, P, s=k * 2),
-        b_ih=r(G * H, s=0.3) if bias else None, b_hh=r(G * H, s=0.3) if bias else None,
-        dy=r(T, B, P), dh_n=r(B, P), dc_n=r(B, H) if has_c else None,
+        x=r(T, B, I),
+        h0=r(B, P, s=0.5),
+        c0=r(B, H, s=0.5) if has_c else None,
+        w_ih=r(G * H, I, s=k * 2),
+        w_hh=r(G * H, P, s=k * 2),
+        b_ih=r(G * H, s=0.3) if bias else None,
+        b_hh=r(G * H, s=0.3) if bias else None,
+        dy=r(T, B, P),
+        dh_n=r(B, P),
+        dc_n=r(B, H) if has_c else None,
         w_hr=r(P, H, s=k * 2) if proj else None,
         lengths=None if lengths is None else np.asarray(lengths),
     )
@@ -96,8 +117,15 @@ def _states(v: Variant, p: Problem, prefix: str, suffix: str) -> list:
 def forward(mod, v: Variant, p: Problem, training: bool = True):
     """Call ``mod.<cell>_forward`` on a problem. Returns (outputs tuple, saved)."""
     weights = [p.w_ih, p.w_hh, p.b_ih, p.b_hh] + ([p.w_hr] if p.w_hr is not None else [])
-    y, finals, saved = v.spec.forward(mod, p.x, _states(v, p, "", "0"), weights,
-                                      training=training, options=v.options, lengths=p.lengths)
+    y, finals, saved = v.spec.forward(
+        mod,
+        p.x,
+        _states(v, p, "", "0"),
+        weights,
+        training=training,
+        options=v.options,
+        lengths=p.lengths,
+    )
     return (y,) + finals, saved
 
 

@@ -21,9 +21,17 @@ def cpu_isa(request):
 _GPU = fastrnn.cuda.status()
 
 
-@pytest.fixture(params=["emulated", pytest.param("gpu", marks=pytest.mark.skipif(
-    not _GPU.usable,
-    reason=f"no usable GPU here (CUDA backend: {_GPU})"))])
+@pytest.fixture(
+    params=[
+        "emulated",
+        pytest.param(
+            "gpu",
+            marks=pytest.mark.skipif(
+                not _GPU.usable, reason=f"no usable GPU here (CUDA backend: {_GPU})"
+            ),
+        ),
+    ]
+)
 def cuda_device(request):
     """Runs a test of backend="cuda" twice: on the CPU emulation of the device (always), and
     on a real GPU (skipped, with the reason, where none is usable)."""

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from fastrnn import _C, ops
-from cells import VARIANTS, VARIANT_IDS, backward, forward, make_problem
+
+from cells import VARIANT_IDS, VARIANTS, backward, forward, make_problem
 
 
 def base(v, dtype=np.float32):
@@ -16,26 +17,40 @@ def base(v, dtype=np.float32):
 FORWARD_CASES = {
     "x_2d": (lambda p: setattr(p, "x", p.x[0]), ValueError, "'x' must be 3-D (T, B, I)"),
     "w_hh_1d": (lambda p: setattr(p, "w_hh", p.w_hh[0]), ValueError, "'w_hh' must be 2-D"),
-    "w_ih_wrong_I": (lambda p: setattr(p, "w_ih", p.w_ih[:, :3]), ValueError,
-                     "'w_ih' has shape"),
+    "w_ih_wrong_I": (lambda p: setattr(p, "w_ih", p.w_ih[:, :3]), ValueError, "'w_ih' has shape"),
     "w_hh_wrong_GH": (lambda p: setattr(p, "w_hh", p.w_hh[:-1]), ValueError, "'w_hh' has shape"),
     "w_ih_wrong_GH": (lambda p: setattr(p, "w_ih", p.w_ih[:-1]), ValueError, "'w_ih' has shape"),
     "h0_wrong_B": (lambda p: setattr(p, "h0", p.h0[:1]), ValueError, "'h0' has shape (1, 5)"),
     "h0_3d": (lambda p: setattr(p, "h0", p.h0[None]), ValueError, "'h0' has shape (1, 2, 5)"),
     "b_ih_wrong": (lambda p: setattr(p, "b_ih", p.b_ih[:-2]), ValueError, "'b_ih' has shape"),
-    "b_hh_missing": (lambda p: setattr(p, "b_hh", None), ValueError,
-                     "b_ih and b_hh must both be arrays or both be None"),
-    "x_float16": (lambda p: setattr(p, "x", p.x.astype(np.float16)), TypeError,
-                  "'x' has dtype float16"),
+    "b_hh_missing": (
+        lambda p: setattr(p, "b_hh", None),
+        ValueError,
+        "b_ih and b_hh must both be arrays or both be None",
+    ),
+    "x_float16": (
+        lambda p: setattr(p, "x", p.x.astype(np.float16)),
+        TypeError,
+        "'x' has dtype float16",
+    ),
     "x_int": (lambda p: setattr(p, "x", p.x.astype(np.int64)), TypeError, "'x' has dtype int64"),
     "x_object": (lambda p: setattr(p, "x", p.x.astype(object)), TypeError, "'x' has dtype object"),
-    "mixed_dtypes": (lambda p: setattr(p, "w_hh", p.w_hh.astype(np.float64)), TypeError,
-                     "'w_hh' has dtype float64 but x has dtype float32"),
-    "h0_mixed": (lambda p: setattr(p, "h0", p.h0.astype(np.float64)), TypeError,
-                 "'h0' has dtype float64"),
+    "mixed_dtypes": (
+        lambda p: setattr(p, "w_hh", p.w_hh.astype(np.float64)),
+        TypeError,
+        "'w_hh' has dtype float64 but x has dtype float32",
+    ),
+    "h0_mixed": (
+        lambda p: setattr(p, "h0", p.h0.astype(np.float64)),
+        TypeError,
+        "'h0' has dtype float64",
+    ),
     "ragged_list": (lambda p: setattr(p, "x", [[[1.0, 2.0]], [[1.0]]]), TypeError, "'x'"),
-    "zero_hidden": (lambda p: (setattr(p, "w_hh", p.w_hh[:0, :0]), setattr(p, "w_ih", p.w_ih[:0])),
-                    ValueError, "must be positive"),
+    "zero_hidden": (
+        lambda p: (setattr(p, "w_hh", p.w_hh[:0, :0]), setattr(p, "w_ih", p.w_ih[:0])),
+        ValueError,
+        "must be positive",
+    ),
 }
 
 
@@ -69,10 +84,16 @@ def test_rnn_nonlinearity(bad):
 
 
 BACKWARD_CASES = {
-    "dy_wrong_T": (lambda p: setattr(p, "dy", p.dy[:-1]), ValueError,
-                   "'dy' has shape (2, 2, 5), expected (T, B, H) = (3, 2, 5)"),
-    "dy_wrong_dtype": (lambda p: setattr(p, "dy", p.dy.astype(np.float64)), TypeError,
-                       "'dy' has dtype float64 but the forward ran in float32"),
+    "dy_wrong_T": (
+        lambda p: setattr(p, "dy", p.dy[:-1]),
+        ValueError,
+        "'dy' has shape (2, 2, 5), expected (T, B, H) = (3, 2, 5)",
+    ),
+    "dy_wrong_dtype": (
+        lambda p: setattr(p, "dy", p.dy.astype(np.float64)),
+        TypeError,
+        "'dy' has dtype float64 but the forward ran in float32",
+    ),
     "dh_n_wrong": (lambda p: setattr(p, "dh_n", p.dh_n[:, :3]), ValueError, "'dh_n' has shape"),
 }
 
@@ -138,26 +159,61 @@ def test_binding_checks_shapes_itself():
     """The C++ module checks every array even when called without ops.py."""
     v = VARIANTS[2]
     p = base(v)
-    T, B, I, H = 3, 2, 4, 5
+    T, B, H = 3, 2, 5
     y = np.empty((T, B, H), np.float32)
-    with pytest.raises(ValueError, match="gru_forward: argument 'h_n' has shape \\(2, 4\\), expected \\(2, 5\\)"):
-        _C.gru_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh,
-                       batch_sizes=None, y=y, h_n=np.empty((B, 4), np.float32),
-                       gates=np.empty((T, B, 3 * H), np.float32),
-                       extra=np.empty((T, B, H), np.float32), training=True, reset_after=False,
-                       H=H)
+    with pytest.raises(
+        ValueError, match="gru_forward: argument 'h_n' has shape \\(2, 4\\), expected \\(2, 5\\)"
+    ):
+        _C.gru_forward(
+            x=p.x,
+            h0=p.h0,
+            w_ih=p.w_ih,
+            w_hh=p.w_hh,
+            b_ih=p.b_ih,
+            b_hh=p.b_hh,
+            batch_sizes=None,
+            y=y,
+            h_n=np.empty((B, 4), np.float32),
+            gates=np.empty((T, B, 3 * H), np.float32),
+            extra=np.empty((T, B, H), np.float32),
+            training=True,
+            reset_after=False,
+            H=H,
+        )
     with pytest.raises(TypeError, match="argument 'w_hh' has dtype float64, expected float32"):
-        _C.gru_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh.astype(np.float64), b_ih=p.b_ih,
-                       b_hh=p.b_hh, batch_sizes=None, y=y, h_n=np.empty((B, H), np.float32),
-                       gates=np.empty((T, B, 3 * H), np.float32),
-                       extra=np.empty((T, B, H), np.float32), training=True, reset_after=False,
-                       H=H)
+        _C.gru_forward(
+            x=p.x,
+            h0=p.h0,
+            w_ih=p.w_ih,
+            w_hh=p.w_hh.astype(np.float64),
+            b_ih=p.b_ih,
+            b_hh=p.b_hh,
+            batch_sizes=None,
+            y=y,
+            h_n=np.empty((B, H), np.float32),
+            gates=np.empty((T, B, 3 * H), np.float32),
+            extra=np.empty((T, B, H), np.float32),
+            training=True,
+            reset_after=False,
+            H=H,
+        )
     with pytest.raises(ValueError, match="argument 'y' must be C-contiguous"):
-        _C.gru_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh,
-                       batch_sizes=None, y=np.empty((B, T, H), np.float32).transpose(1, 0, 2),
-                       h_n=np.empty((B, H), np.float32), gates=np.empty((T, B, 3 * H), np.float32),
-                       extra=np.empty((T, B, H), np.float32), training=True, reset_after=False,
-                       H=H)
+        _C.gru_forward(
+            x=p.x,
+            h0=p.h0,
+            w_ih=p.w_ih,
+            w_hh=p.w_hh,
+            b_ih=p.b_ih,
+            b_hh=p.b_hh,
+            batch_sizes=None,
+            y=np.empty((B, T, H), np.float32).transpose(1, 0, 2),
+            h_n=np.empty((B, H), np.float32),
+            gates=np.empty((T, B, 3 * H), np.float32),
+            extra=np.empty((T, B, H), np.float32),
+            training=True,
+            reset_after=False,
+            H=H,
+        )
 
 
 def test_binding_checks_batch_sizes():
@@ -167,6 +223,17 @@ def test_binding_checks_batch_sizes():
     out = lambda *shape: np.empty(shape, np.float32)  # noqa: E731
     for bad in ([2, 3, 1], [1, 2, 2], [3, 2, 1], [2, -1, 0]):
         with pytest.raises(ValueError, match="batch_sizes must be non-increasing, each in"):
-            _C.rnn_forward(x=p.x, h0=p.h0, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=p.b_ih, b_hh=p.b_hh,
-                           batch_sizes=np.array(bad, np.int64), y=out(T, B, H), h_n=out(B, H),
-                           gates=out(T, B, H), nonlinearity="tanh", H=H)
+            _C.rnn_forward(
+                x=p.x,
+                h0=p.h0,
+                w_ih=p.w_ih,
+                w_hh=p.w_hh,
+                b_ih=p.b_ih,
+                b_hh=p.b_hh,
+                batch_sizes=np.array(bad, np.int64),
+                y=out(T, B, H),
+                h_n=out(B, H),
+                gates=out(T, B, H),
+                nonlinearity="tanh",
+                H=H,
+            )

@@ -20,12 +20,24 @@ from fastrnn.openblas import ENV_VARS, core_from_config, core_level, cpu_level, 
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 AVX512 = X86 and "avx512" in fastrnn.available_cpu_isas()
 needs_avx512 = pytest.mark.skipif(
-    not AVX512, reason="this CPU lacks AVX-512 (F/BW/VL/DQ): a Haswell (AVX2) core is not "
-                       "older than what it supports")
+    not AVX512,
+    reason="this CPU lacks AVX-512 (F/BW/VL/DQ): a Haswell (AVX2) core is not "
+    "older than what it supports",
+)
 needs_x86 = pytest.mark.skipif(not X86, reason="OpenBLAS's x86-64 cores only")
 
-BENCH = ["bench", "--quick", "--cells", "rnn", "--threads", "1", "--repeats", "1",
-         "--peers", "fastrnn,numpy"]
+BENCH = [
+    "bench",
+    "--quick",
+    "--cells",
+    "rnn",
+    "--threads",
+    "1",
+    "--repeats",
+    "1",
+    "--peers",
+    "fastrnn,numpy",
+]
 
 
 def clean_env(**extra):
@@ -36,8 +48,9 @@ def clean_env(**extra):
 
 
 def run(args, env):
-    p = subprocess.run([sys.executable, "-m", "fastrnn", *args], capture_output=True,
-                       text=True, env=env)
+    p = subprocess.run(
+        [sys.executable, "-m", "fastrnn", *args], capture_output=True, text=True, env=env
+    )
     assert p.returncode == 0, p.stderr
     return p
 
@@ -58,29 +71,56 @@ def test_cpu_levels_from_flags():
 
 
 def test_core_levels_and_the_config_string():
-    assert [core_level(n) for n in ("SkylakeX", "Cooperlake", "Haswell", "Zen", "Sandybridge",
-                                    "Nehalem", "neoversen1", None)] == \
-        ["avx512", "avx512", "avx2", "avx2", "avx", "sse", None, None]
-    assert core_from_config("OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH NO_AFFINITY SkylakeX "
-                            "MAX_THREADS=64") == "SkylakeX"
+    assert [
+        core_level(n)
+        for n in (
+            "SkylakeX",
+            "Cooperlake",
+            "Haswell",
+            "Zen",
+            "Sandybridge",
+            "Nehalem",
+            "neoversen1",
+            None,
+        )
+    ] == ["avx512", "avx512", "avx2", "avx2", "avx", "sse", None, None]
+    assert (
+        core_from_config("OpenBLAS 0.3.34.481.3 DYNAMIC_ARCH NO_AFFINITY SkylakeX MAX_THREADS=64")
+        == "SkylakeX"
+    )
     assert core_from_config("OpenBLAS 0.3.21 NO_AFFINITY HASWELL") == "HASWELL"
 
 
 def test_a_forced_older_core_warns_with_the_variables_and_the_fix():
-    v = diagnose("Haswell", "avx512", {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "2M"},
-                 command="fastrnn bench --quick")
+    v = diagnose(
+        "Haswell",
+        "avx512",
+        {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "2M"},
+        command="fastrnn bench --quick",
+    )
     assert v.older and v.forced_by == "OPENBLAS_CORETYPE=Haswell" and v.expected == "SkylakeX"
-    for text in ("Haswell kernels (AVX2)", "OPENBLAS_CORETYPE=Haswell", "OPENBLAS_L2_SIZE=2M",
-                 "AVX-512", "SkylakeX-class", "1.5x slower",
-                 "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastrnn bench --quick"):
+    for text in (
+        "Haswell kernels (AVX2)",
+        "OPENBLAS_CORETYPE=Haswell",
+        "OPENBLAS_L2_SIZE=2M",
+        "AVX-512",
+        "SkylakeX-class",
+        "1.5x slower",
+        "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastrnn bench --quick",
+    ):
         assert text in v.warning, text
     assert v.fix == "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastrnn bench --quick"
     assert "forced by OPENBLAS_CORETYPE=Haswell" in v.summary()
 
 
 def test_an_older_core_picked_by_openblas_itself_warns_with_an_upgrade():
-    v = diagnose("Sandybridge", "avx2", {}, "OpenBLAS 0.3.10 DYNAMIC_ARCH Sandybridge",
-                 command="fastrnn info")
+    v = diagnose(
+        "Sandybridge",
+        "avx2",
+        {},
+        "OpenBLAS 0.3.10 DYNAMIC_ARCH Sandybridge",
+        command="fastrnn info",
+    )
     assert v.older and v.forced_by is None
     assert "Sandybridge kernels (AVX)" in v.warning and "0.3.10" in v.warning
     assert "pip install -U scipy-openblas32" in v.warning
@@ -98,8 +138,13 @@ def test_a_forced_core_warns_even_when_not_older():
 
 
 def test_the_best_core_unforced_is_quiet():
-    for name, cpu in [("SkylakeX", "avx512"), ("Cooperlake", "avx512"), ("Zen", "avx2"),
-                      ("neoversen1", None), (None, "avx512")]:
+    for name, cpu in [
+        ("SkylakeX", "avx512"),
+        ("Cooperlake", "avx512"),
+        ("Zen", "avx2"),
+        ("neoversen1", None),
+        (None, "avx512"),
+    ]:
         v = diagnose(name, cpu, {"OPENBLAS_CORETYPE": "", "OPENBLAS_L2_SIZE": "1M"})
         assert v.warning is None and v.fix is None and not v.older, (name, cpu)
         assert v.environment == {"OPENBLAS_L2_SIZE": "1M"}
@@ -120,20 +165,29 @@ def test_info_warns_under_a_forced_haswell_core():
     print(out)
     assert "BLAS core: Haswell (AVX2 kernels; forced by OPENBLAS_CORETYPE=Haswell" in out
     warning = next(line for line in out.splitlines() if line.startswith("warning: "))
-    for text in ("Haswell kernels (AVX2)", "OPENBLAS_CORETYPE=Haswell",
-                 "OPENBLAS_L2_SIZE=1048576", "AVX-512", "SkylakeX-class",
-                 "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastrnn info"):
+    for text in (
+        "Haswell kernels (AVX2)",
+        "OPENBLAS_CORETYPE=Haswell",
+        "OPENBLAS_L2_SIZE=1048576",
+        "AVX-512",
+        "SkylakeX-class",
+        "env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE fastrnn info",
+    ):
         assert text in warning, text
 
 
 @needs_avx512
 def test_check_warns_under_a_forced_haswell_core():
-    out = run(["check", "-T", "3", "-B", "2", "-H", "8", "--repeats", "1"],
-              clean_env(OPENBLAS_CORETYPE="Haswell")).stdout
+    out = run(
+        ["check", "-T", "3", "-B", "2", "-H", "8", "--repeats", "1"],
+        clean_env(OPENBLAS_CORETYPE="Haswell"),
+    ).stdout
     print(out)
     assert "BLAS core: Haswell" in out.splitlines()[0]
-    assert "warning: OpenBLAS runs its Haswell kernels (AVX2), forced by " \
-           "OPENBLAS_CORETYPE=Haswell" in out
+    assert (
+        "warning: OpenBLAS runs its Haswell kernels (AVX2), forced by "
+        "OPENBLAS_CORETYPE=Haswell" in out
+    )
     assert "env -u OPENBLAS_CORETYPE fastrnn check -T 3 -B 2 -H 8 --repeats 1" in out
     assert "OPENBLAS_L2_SIZE" not in out
 
@@ -145,8 +199,9 @@ def test_bench_warns_in_its_header_and_json_under_a_forced_haswell_core(tmp_path
     head = p.stdout.splitlines()
     print("\n".join(head[:3]))
     assert "; BLAS core Haswell;" in head[0]
-    assert head[1].startswith("warning: OpenBLAS runs its Haswell kernels (AVX2), forced by "
-                              "OPENBLAS_CORETYPE=Haswell")
+    assert head[1].startswith(
+        "warning: OpenBLAS runs its Haswell kernels (AVX2), forced by OPENBLAS_CORETYPE=Haswell"
+    )
     assert "warning: OpenBLAS runs its Haswell" in p.stderr  # stdout is not a terminal
     doc = json.load(open(path))
     core = doc["blas_core"]
@@ -182,8 +237,27 @@ def test_without_the_variables_the_core_is_named_and_nothing_warns(tmp_path):
 def test_train_charlm_warns_under_a_forced_haswell_core(tmp_path):
     text = tmp_path / "t.txt"
     text.write_text("the quick brown fox jumps over the lazy dog. " * 20, encoding="utf-8")
-    p = run(["train-charlm", "--text", str(text), "--steps", "1", "--sample-every", "0",
-             "--hidden", "8", "--layers", "1", "--embed", "4", "--batch", "2", "--seq-len", "4"],
-            clean_env(OPENBLAS_CORETYPE="Haswell"))
+    p = run(
+        [
+            "train-charlm",
+            "--text",
+            str(text),
+            "--steps",
+            "1",
+            "--sample-every",
+            "0",
+            "--hidden",
+            "8",
+            "--layers",
+            "1",
+            "--embed",
+            "4",
+            "--batch",
+            "2",
+            "--seq-len",
+            "4",
+        ],
+        clean_env(OPENBLAS_CORETYPE="Haswell"),
+    )
     assert "warning: OpenBLAS runs its Haswell kernels (AVX2)" in p.stderr
     assert "env -u OPENBLAS_CORETYPE fastrnn train-charlm --text" in p.stderr

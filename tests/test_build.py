@@ -17,8 +17,7 @@ def fake_toolkit(tmp_path, release: str, header: bool) -> pathlib.Path:
     root = tmp_path / f"cuda-{release}"
     (root / "bin").mkdir(parents=True)
     nvcc = root / "bin" / "nvcc"
-    nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, "
-                    f"V{release}.88'\n")
+    nvcc.write_text(f"#!/bin/sh\necho 'Cuda compilation tools, release {release}, V{release}.88'\n")
     nvcc.chmod(0o755)
     if header:
         (root / "targets" / "x86_64-linux" / "include").mkdir(parents=True)
@@ -34,13 +33,16 @@ def no_cuda_env(monkeypatch, tmp_path):
     return monkeypatch
 
 
-@pytest.mark.parametrize("release,header,settings,env,want", [
-    ("13.0", False, None, {}, ["nvidia-cublas==13.*"]),
-    ("12.6", False, None, {}, ["nvidia-cublas-cu12"]),
-    ("13.0", True, None, {}, []),
-    ("13.0", False, {"cmake.define.FASTRNN_CUDA": "OFF"}, {}, []),
-    ("13.0", False, None, {"FASTRNN_CUDA": "off"}, []),
-])
+@pytest.mark.parametrize(
+    "release,header,settings,env,want",
+    [
+        ("13.0", False, None, {}, ["nvidia-cublas==13.*"]),
+        ("12.6", False, None, {}, ["nvidia-cublas-cu12"]),
+        ("13.0", True, None, {}, []),
+        ("13.0", False, {"cmake.define.FASTRNN_CUDA": "OFF"}, {}, []),
+        ("13.0", False, None, {"FASTRNN_CUDA": "off"}, []),
+    ],
+)
 def test_cublas_requirement(tmp_path, no_cuda_env, release, header, settings, env, want):
     no_cuda_env.setenv("CUDACXX", str(fake_toolkit(tmp_path, release, header)))
     for k, v in env.items():

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 import fastrnn
+
 from cells import TOL, assert_close
 
 
 def spec_of(kind: str):
     """The cell table's entry for a test kind such as "rnn_tanh"."""
     return fastrnn.cell_spec.spec(kind.split("_")[0])
+
 
 torch = pytest.importorskip("torch")
 
@@ -25,7 +27,9 @@ CELLS = {
 @pytest.mark.parametrize("kind", list(CELLS))
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("B,bias", [(3, True), (1, False), (None, True)], ids=["B3", "B1-nobias", "unbatched"])
+@pytest.mark.parametrize(
+    "B,bias", [(3, True), (1, False), (None, True)], ids=["B3", "B1-nobias", "unbatched"]
+)
 def test_cell_matches_torch(kind, backend, dtype, B, bias):
     torch.set_num_threads(1)
     ours_cls, torch_cls, extra = CELLS[kind]
@@ -43,7 +47,11 @@ def test_cell_matches_torch(kind, backend, dtype, B, bias):
         with torch.no_grad():
             tstate = theirs(torch.from_numpy(x), tstate)
     xt = torch.from_numpy(xs[-1]).requires_grad_()
-    hx = tuple(s.clone().requires_grad_() for s in tstate) if lstm else tstate.clone().requires_grad_()
+    hx = (
+        tuple(s.clone().requires_grad_() for s in tstate)
+        if lstm
+        else tstate.clone().requires_grad_()
+    )
     out_t = theirs(xt, hx)
     out = ours(xs[-1], state)
     atol, rtol = TOL[dtype]
@@ -92,15 +100,21 @@ def test_cell_backward_rules():
         cell.backward(np.zeros((2, 4), np.float32))
 
 
-@pytest.mark.parametrize("bad,exc,msg", [
-    (np.zeros((2, 4), np.float32), ValueError, r"x must have shape \(B, 3\) or \(3,\)"),
-    (np.zeros((2, 3), np.float64), TypeError, "x has dtype float64, expected float32"),
-])
+@pytest.mark.parametrize(
+    "bad,exc,msg",
+    [
+        (np.zeros((2, 4), np.float32), ValueError, r"x must have shape \(B, 3\) or \(3,\)"),
+        (np.zeros((2, 3), np.float64), TypeError, "x has dtype float64, expected float32"),
+    ],
+)
 def test_cell_bad_input(bad, exc, msg):
     cell = fastrnn.LSTMCell(3, 4)
     with pytest.raises(exc, match=msg):
         cell(bad)
     with pytest.raises(ValueError, match=r"h has shape \(1, 4\), expected \(2, 4\)"):
-        cell(np.zeros((2, 3), np.float32), (np.zeros((1, 4), np.float32), np.zeros((2, 4), np.float32)))
+        cell(
+            np.zeros((2, 3), np.float32),
+            (np.zeros((1, 4), np.float32), np.zeros((2, 4), np.float32)),
+        )
     with pytest.raises(TypeError, match="state must be a tuple"):
         cell(np.zeros((2, 3), np.float32), np.zeros((2, 4), np.float32))

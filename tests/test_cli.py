@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 import fastrnn
-
 from fastrnn import charlm
 from fastrnn.train import Adam
 
@@ -34,8 +33,15 @@ def corpus(tmp_path):
 
 def test_info():
     out = run("info").stdout
-    for word in ("fastrnn", "backend cpu: available", "backend cuda: ", "CPU kernels", "threads", "BLAS: OpenBLAS",
-                 "BLAS core: "):
+    for word in (
+        "fastrnn",
+        "backend cpu: available",
+        "backend cuda: ",
+        "CPU kernels",
+        "threads",
+        "BLAS: OpenBLAS",
+        "BLAS core: ",
+    ):
         assert word in out
     if sys.platform.startswith("linux"):
         assert "CPU features:" in out
@@ -43,8 +49,20 @@ def test_info():
 
 def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):
     ckpt = str(tmp_path / "m.npz")
-    p = run("train-charlm", "--text", corpus, "--steps", "6", "--sample-every", "3",
-            "--sample-length", "20", "--checkpoint", ckpt, *TINY)
+    p = run(
+        "train-charlm",
+        "--text",
+        corpus,
+        "--steps",
+        "6",
+        "--sample-every",
+        "3",
+        "--sample-length",
+        "20",
+        "--checkpoint",
+        ckpt,
+        *TINY,
+    )
     assert "unigram entropy" in p.stderr and "6/6 step 6 loss" in p.stderr
     assert "chars/s" in p.stderr
     assert p.stdout.count("--- sample at step") == 2
@@ -54,8 +72,18 @@ def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):
 
 
 def test_train_charlm_on_the_numpy_backend(corpus):
-    p = run("train-charlm", "--text", corpus, "--steps", "2", "--sample-every", "0",
-            "--backend", "numpy", *TINY)
+    p = run(
+        "train-charlm",
+        "--text",
+        corpus,
+        "--steps",
+        "2",
+        "--sample-every",
+        "0",
+        "--backend",
+        "numpy",
+        *TINY,
+    )
     assert "backend numpy" in p.stderr and "done: step 2" in p.stdout
 
 
@@ -73,8 +101,12 @@ def test_resume_continues_exactly(corpus, tmp_path):
 
 
 def test_loss_falls_on_a_repetitive_text():
-    model = charlm.CharLM("".join(sorted(set(TEXT))), charlm.CharLMConfig(
-        hidden_size=32, num_layers=1, embed_size=8, batch_size=4, seq_len=16, lr=1e-2))
+    model = charlm.CharLM(
+        "".join(sorted(set(TEXT))),
+        charlm.CharLMConfig(
+            hidden_size=32, num_layers=1, embed_size=8, batch_size=4, seq_len=16, lr=1e-2
+        ),
+    )
     opt = Adam(model.params(), 1e-2)
     losses = []
     charlm.train(model, opt, TEXT, 60, on_step=lambda s, bpc, cps: losses.append(bpc))
@@ -95,30 +127,51 @@ def test_sampler_at_low_temperature_is_greedy():
 
 def test_sample_command(corpus, tmp_path):
     ckpt = str(tmp_path / "m.npz")
-    run("train-charlm", "--text", corpus, "--steps", "2", "--sample-every", "0",
-        "--checkpoint", ckpt, *TINY)
+    run(
+        "train-charlm",
+        "--text",
+        corpus,
+        "--steps",
+        "2",
+        "--sample-every",
+        "0",
+        "--checkpoint",
+        ckpt,
+        *TINY,
+    )
     out = run("sample", ckpt, "--length", "15", "--prime", "the ", "--seed", "0").stdout
     assert out.startswith("the ") and len(out.rstrip("\n")) == 19
 
 
-@pytest.mark.parametrize("make,args,message", [
-    (None, ["train-charlm", "--text", "/no/such/file.txt"], "no such file"),
-    ("binary", ["train-charlm", "--text", "{path}"], "is not UTF-8 text"),
-    (None, ["train-charlm", "--temperature", "0"], "--temperature must be > 0"),
-    (None, ["sample", "/no/such.npz"], "no such checkpoint"),
-    ("garbage", ["sample", "{path}"], "not a readable .npz checkpoint"),
-    ("mismatched", ["sample", "{path}"], "param/head_b has shape (27,), the model needs (28,)"),
-    ("other_npz", ["sample", "{path}"], "damaged or mismatched checkpoint"),
-    ("ckpt", ["sample", "{path}", "--temperature", "-1"], "--temperature must be > 0"),
-    ("ckpt", ["sample", "{path}", "--prime", "XYZ"], "never seen"),
-    (None, ["bench", "--cells", "elman"], "--cells: choose from"),
-    (None, ["bench", "--peers", "tensorflow"], "unknown peer"),
-    pytest.param(None, ["bench", "--peers", "fastrnn,cuda"], "cuda is not usable here",
-                 marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable")),
-    pytest.param(None, ["check", "--backend", "cuda"], "backend 'cuda' is not usable here",
-                 marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable")),
-    (None, ["bench", "--threads", "two"], "--threads: comma-separated integers"),
-])
+@pytest.mark.parametrize(
+    "make,args,message",
+    [
+        (None, ["train-charlm", "--text", "/no/such/file.txt"], "no such file"),
+        ("binary", ["train-charlm", "--text", "{path}"], "is not UTF-8 text"),
+        (None, ["train-charlm", "--temperature", "0"], "--temperature must be > 0"),
+        (None, ["sample", "/no/such.npz"], "no such checkpoint"),
+        ("garbage", ["sample", "{path}"], "not a readable .npz checkpoint"),
+        ("mismatched", ["sample", "{path}"], "param/head_b has shape (27,), the model needs (28,)"),
+        ("other_npz", ["sample", "{path}"], "damaged or mismatched checkpoint"),
+        ("ckpt", ["sample", "{path}", "--temperature", "-1"], "--temperature must be > 0"),
+        ("ckpt", ["sample", "{path}", "--prime", "XYZ"], "never seen"),
+        (None, ["bench", "--cells", "elman"], "--cells: choose from"),
+        (None, ["bench", "--peers", "tensorflow"], "unknown peer"),
+        pytest.param(
+            None,
+            ["bench", "--peers", "fastrnn,cuda"],
+            "cuda is not usable here",
+            marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable"),
+        ),
+        pytest.param(
+            None,
+            ["check", "--backend", "cuda"],
+            "backend 'cuda' is not usable here",
+            marks=pytest.mark.skipif(fastrnn.cuda.status().usable, reason="CUDA usable"),
+        ),
+        (None, ["bench", "--threads", "two"], "--threads: comma-separated integers"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message):
     path = tmp_path / "f"
     if make == "binary":
@@ -129,8 +182,18 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message)
         with open(path, "wb") as f:
             np.savez(f, x=np.zeros(3))
     elif make in ("mismatched", "ckpt"):
-        run("train-charlm", "--text", corpus, "--steps", "1", "--sample-every", "0",
-            "--checkpoint", str(path) + ".npz", *TINY)
+        run(
+            "train-charlm",
+            "--text",
+            corpus,
+            "--steps",
+            "1",
+            "--sample-every",
+            "0",
+            "--checkpoint",
+            str(path) + ".npz",
+            *TINY,
+        )
         path = tmp_path / "f.npz"
         if make == "mismatched":
             with np.load(path) as z:
@@ -148,17 +211,54 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message)
 @pytest.mark.parametrize("peers", ["auto", "fastrnn,numpy"])
 def test_bench_quick_json(tmp_path, peers):
     out = str(tmp_path / "b.json")
-    p = run("bench", "--quick", "--cells", "rnn", "--threads", "1", "--repeats", "1",
-            "--peers", peers, "--json", out)
+    p = run(
+        "bench",
+        "--quick",
+        "--cells",
+        "rnn",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--peers",
+        peers,
+        "--json",
+        out,
+    )
     assert "roofline" in p.stdout and "rnn stream" in p.stdout
     doc = json.load(open(out))
-    for key in ("version", "fastrnn", "machine", "cpu_isa", "blas", "blas_core", "warnings",
-                "peers", "quick", "repeats", "threads", "cases", "memory"):
+    for key in (
+        "version",
+        "fastrnn",
+        "machine",
+        "cpu_isa",
+        "blas",
+        "blas_core",
+        "warnings",
+        "peers",
+        "quick",
+        "repeats",
+        "threads",
+        "cases",
+        "memory",
+    ):
         assert key in doc
     assert doc["blas_core"]["name"] in doc["blas"] and "BLAS core" in p.stdout.splitlines()[0]
     case = doc["cases"][0]
-    for key in ("cell", "mode", "T", "B", "H", "threads", "times_ms", "flops", "roofline_ms",
-                "roofline_fraction", "ratios", "label"):
+    for key in (
+        "cell",
+        "mode",
+        "T",
+        "B",
+        "H",
+        "threads",
+        "times_ms",
+        "flops",
+        "roofline_ms",
+        "roofline_fraction",
+        "ratios",
+        "label",
+    ):
         assert key in case
     assert "numpy" in case["ratios"]
     assert ("torch" in case["ratios"]) == ("torch" in doc["peers"])
@@ -168,13 +268,35 @@ def test_bench_quick_json(tmp_path, peers):
 def test_bench_plot(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "b.png"
-    run("bench", "--quick", "--cells", "rnn", "--threads", "1", "--repeats", "1", "--peers",
-        "fastrnn,numpy", "--plot", str(out))
+    run(
+        "bench",
+        "--quick",
+        "--cells",
+        "rnn",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--peers",
+        "fastrnn,numpy",
+        "--plot",
+        str(out),
+    )
     assert out.stat().st_size > 10_000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_jax_peer_when_installed():
     pytest.importorskip("jax")
-    p = run("bench", "--quick", "--cells", "gru", "--threads", "1", "--repeats", "1",
-            "--peers", "fastrnn,jax")
+    p = run(
+        "bench",
+        "--quick",
+        "--cells",
+        "gru",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--peers",
+        "fastrnn,jax",
+    )
     assert "jax x" in p.stdout

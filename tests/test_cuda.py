@@ -17,8 +17,17 @@ import pytest
 import fastrnn
 from fastrnn import _testing, cuda, ops, reference
 from fastrnn.layers import _OpsOn
-from cells import (TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem,
-                   with_variants)
+
+from cells import (
+    TOL,
+    VARIANT_IDS,
+    VARIANTS,
+    assert_close,
+    backward,
+    forward,
+    make_problem,
+    with_variants,
+)
 
 EMU = _testing.cuda_emulation
 STATUS = cuda.status()
@@ -37,8 +46,10 @@ def on_cuda():
 # ----------------------------------------------------------------------------- build, status
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None or os.environ.get("FASTRNN_CUDA") == "OFF",
-                    reason="no nvcc on PATH: the build had no CUDA compiler to use")
+@pytest.mark.skipif(
+    shutil.which("nvcc") is None or os.environ.get("FASTRNN_CUDA") == "OFF",
+    reason="no nvcc on PATH: the build had no CUDA compiler to use",
+)
 def test_cuda_module_is_built_where_nvcc_is():
     """CI has nvcc: this fails if a change stops the CUDA module from compiling."""
     assert cuda._cuda is not None
@@ -73,10 +84,14 @@ def test_cuda_not_usable_is_a_clear_error(v):
 
 def test_status_strings():
     assert str(cuda.BackendStatus(True, True)) == "available"
-    assert str(cuda.BackendStatus(True, False, "no CUDA driver (x)")) == \
-        "compiled, no device: no CUDA driver (x)"
-    assert str(cuda.BackendStatus(True, False, "not found", missing="cuBLAS")) == \
-        "compiled, no cuBLAS: not found"
+    assert (
+        str(cuda.BackendStatus(True, False, "no CUDA driver (x)"))
+        == "compiled, no device: no CUDA driver (x)"
+    )
+    assert (
+        str(cuda.BackendStatus(True, False, "not found", missing="cuBLAS"))
+        == "compiled, no cuBLAS: not found"
+    )
     assert str(cuda.BackendStatus(False, False, "no nvcc")) == "not compiled: no nvcc"
 
 
@@ -91,7 +106,8 @@ def test_unknown_backend_name():
 
 GEMMS = [  # (trans_a, trans_b, M, N, K, padding of each leading dimension)
     (ta, tb, M, N, K, pad)
-    for ta in (False, True) for tb in (False, True)
+    for ta in (False, True)
+    for tb in (False, True)
     for M, N, K in [(1, 1, 1), (3, 5, 2), (7, 1, 9), (1, 13, 4), (17, 6, 33)]
     for pad in (0, 3)
 ]
@@ -122,8 +138,11 @@ def test_column_major_mapping_matches_numpy(ta, tb, M, N, K, pad, beta):
     rng = np.random.default_rng(M * 100 + N * 10 + K)
     shapes, lds, bufs = gemm_buffers(ta, tb, M, N, K, pad, rng)
     op = lambda X, t: X.T if t else X  # noqa: E731
-    want = 0.7 * op(row_major(bufs["A"], shapes["A"], lds["A"]), ta) @ \
-        op(row_major(bufs["B"], shapes["B"], lds["B"]), tb)
+    want = (
+        0.7
+        * op(row_major(bufs["A"], shapes["A"], lds["A"]), ta)
+        @ op(row_major(bufs["B"], shapes["B"], lds["B"]), tb)
+    )
     want = want + beta * row_major(bufs["C"], shapes["C"], lds["C"])
 
     g = EMU.column_major_args(ta, tb, M, N, K, lds["A"], lds["B"], lds["C"])
@@ -147,16 +166,18 @@ def test_backend_gemm_matches_numpy(ta, tb, M, N, K, pad, beta):
         bufs["C"][:] = np.nan
     op = lambda X, t: X.T if t else X  # noqa: E731
     c_view = row_major(bufs["C"], (M, N), lds["C"])
-    want = op(row_major(bufs["A"], shapes["A"], lds["A"]), ta) @ \
-        op(row_major(bufs["B"], shapes["B"], lds["B"]), tb)
+    want = op(row_major(bufs["A"], shapes["A"], lds["A"]), ta) @ op(
+        row_major(bufs["B"], shapes["B"], lds["B"]), tb
+    )
     if beta:
         want = want + beta * c_view
-    padding = [bufs["C"][i * lds["C"] + N:(i + 1) * lds["C"]].copy() for i in range(M)]
-    EMU.gemm(ta, tb, M, N, K, 1.0, bufs["A"], lds["A"], bufs["B"], lds["B"], beta, bufs["C"],
-             lds["C"])
+    padding = [bufs["C"][i * lds["C"] + N : (i + 1) * lds["C"]].copy() for i in range(M)]
+    EMU.gemm(
+        ta, tb, M, N, K, 1.0, bufs["A"], lds["A"], bufs["B"], lds["B"], beta, bufs["C"], lds["C"]
+    )
     assert_close("C", c_view, want, 1e-12, 1e-12)
     for i in range(M):  # the padding between rows is never written
-        np.testing.assert_array_equal(bufs["C"][i * lds["C"] + N:(i + 1) * lds["C"]], padding[i])
+        np.testing.assert_array_equal(bufs["C"][i * lds["C"] + N : (i + 1) * lds["C"]], padding[i])
 
 
 def test_gemm_sizes_must_fit_cublas_int():
@@ -194,8 +215,13 @@ def test_column_sums(M, N):
 # ----------------------------------------------------------------------------- the cells
 
 SHAPES = [(1, 1, 1, 1), (3, 2, 5, 7), (4, 5, 3, 17), (6, 3, 4, 9)]
-CASES = [(*s, proj, lengths) for s in SHAPES for proj in (0, 3) for lengths in (None, "random")
-         if not proj or s[3] > 3]
+CASES = [
+    (*s, proj, lengths)
+    for s in SHAPES
+    for proj in (0, 3)
+    for lengths in (None, "random")
+    if not proj or s[3] > 3
+]
 
 
 @pytest.mark.parametrize("v,T,B,I,H,proj,lengths", with_variants(CASES, 4))
@@ -255,8 +281,13 @@ class CudaArrayInterface:
     def __init__(self, host: np.ndarray, strides=None, readonly=False):
         self.host = host
         self.__cuda_array_interface__ = {
-            "shape": host.shape, "typestr": host.dtype.str, "version": 3, "stream": None,
-            "data": (host.ctypes.data, readonly), "strides": strides}
+            "shape": host.shape,
+            "typestr": host.dtype.str,
+            "version": 3,
+            "stream": None,
+            "data": (host.ctypes.data, readonly),
+            "strides": strides,
+        }
 
 
 def to_device(a: np.ndarray):
@@ -273,9 +304,16 @@ def test_device_arrays_in_place_and_out(wrap):
     p = make_problem(v, 5, 3, 4, 6, lengths=[5, 2, 0])
     wrapper = to_device if wrap == "DeviceArray" else CudaArrayInterface
     with emulate():
-        y, h, c, saved = ops.lstm_forward(wrapper(p.x), wrapper(p.h0), wrapper(p.c0),
-                                          wrapper(p.w_ih), wrapper(p.w_hh), wrapper(p.b_ih),
-                                          wrapper(p.b_hh), lengths=p.lengths)
+        y, h, c, saved = ops.lstm_forward(
+            wrapper(p.x),
+            wrapper(p.h0),
+            wrapper(p.c0),
+            wrapper(p.w_ih),
+            wrapper(p.w_hh),
+            wrapper(p.b_ih),
+            wrapper(p.b_hh),
+            lengths=p.lengths,
+        )
         assert all(isinstance(a, EMU.DeviceArray) for a in (y, h, c))
         grads = ops.lstm_backward(saved, wrapper(p.dy), wrapper(p.dh_n), wrapper(p.dc_n))
         assert all(isinstance(g, EMU.DeviceArray) for g in grads[:7])
@@ -292,8 +330,9 @@ def test_training_output_is_not_the_saved_buffer():
     v = VARIANTS[3]
     p = make_problem(v, 4, 2, 3, 5)
     with emulate():
-        y, _, saved = ops.rnn_forward(to_device(p.x), None, to_device(p.w_ih),
-                                      to_device(p.w_hh), None, None)
+        y, _, saved = ops.rnn_forward(
+            to_device(p.x), None, to_device(p.w_ih), to_device(p.w_hh), None, None
+        )
         y.fill_zero()
         got = ops.rnn_backward(saved, to_device(p.dy), None)
     _, _, saved_ref = reference.rnn_forward(p.x, None, p.w_ih, p.w_hh, None, None)
@@ -306,13 +345,25 @@ def bad_device_inputs():
     p = make_problem(v, 3, 2, 4, 5)
     x_t = np.asfortranarray(p.x)
     return p, [
-        ("x", CudaArrayInterface(x_t, strides=x_t.strides), ValueError,
-         "argument 'x' is a non-contiguous device array"),
+        (
+            "x",
+            CudaArrayInterface(x_t, strides=x_t.strides),
+            ValueError,
+            "argument 'x' is a non-contiguous device array",
+        ),
         ("x", CudaArrayInterface(p.x.astype(np.float16)), TypeError, "dtype float16"),
-        ("h0", CudaArrayInterface(p.h0[:1].copy()), ValueError,
-         r"argument 'h0' has shape \(1, 5\), expected \(B, H\)"),
-        ("w_hh", CudaArrayInterface(p.w_hh.astype(np.float32)), TypeError,
-         "argument 'w_hh' has dtype float32 but x has dtype float64"),
+        (
+            "h0",
+            CudaArrayInterface(p.h0[:1].copy()),
+            ValueError,
+            r"argument 'h0' has shape \(1, 5\), expected \(B, H\)",
+        ),
+        (
+            "w_hh",
+            CudaArrayInterface(p.w_hh.astype(np.float32)),
+            TypeError,
+            "argument 'w_hh' has dtype float32 but x has dtype float64",
+        ),
     ]
 
 
@@ -320,8 +371,7 @@ def bad_device_inputs():
 def test_bad_device_input(case):
     p, cases = bad_device_inputs()
     name, value, error, message = cases[case]
-    args = dict(x=to_device(p.x), h0=None, c0=None, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=None,
-                b_hh=None)
+    args = dict(x=to_device(p.x), h0=None, c0=None, w_ih=p.w_ih, w_hh=p.w_hh, b_ih=None, b_hh=None)
     args[name] = value
     with emulate(), pytest.raises(error, match=message):
         ops.lstm_forward(**args)
@@ -331,11 +381,18 @@ def test_device_lengths_and_host_backend_are_errors():
     p = make_problem(VARIANTS[0], 3, 2, 4, 5)
     with emulate():
         with pytest.raises(TypeError, match="lengths must be on the host"):
-            ops.lstm_forward(to_device(p.x), None, None, p.w_ih, p.w_hh, None, None,
-                             lengths=CudaArrayInterface(np.array([3, 1])))
+            ops.lstm_forward(
+                to_device(p.x),
+                None,
+                None,
+                p.w_ih,
+                p.w_hh,
+                None,
+                None,
+                lengths=CudaArrayInterface(np.array([3, 1])),
+            )
         with pytest.raises(ValueError, match="x is a GPU array but backend='cpu'"):
-            ops.lstm_forward(to_device(p.x), None, None, p.w_ih, p.w_hh, None, None,
-                             backend="cpu")
+            ops.lstm_forward(to_device(p.x), None, None, p.w_ih, p.w_hh, None, None, backend="cpu")
         with pytest.raises(TypeError, match="layers and cells take host"):
             fastrnn.LSTM(4, 5, dtype=np.float64)(to_device(p.x))
 
@@ -348,9 +405,20 @@ def test_kernel_binding_checks_device_arguments():
     y, h_n, gates = [to_device(np.zeros(s)) for s in [(T, B, H), (B, H), (T, B, H)]]
 
     def call(**changes):
-        args = dict(x=to_device(p.x), h0=to_device(p.h0), w_ih=to_device(p.w_ih),
-                    w_hh=to_device(p.w_hh), b_ih=None, b_hh=None, batch_sizes=None, y=y,
-                    h_n=h_n, gates=gates, nonlinearity="tanh", H=H)
+        args = dict(
+            x=to_device(p.x),
+            h0=to_device(p.h0),
+            w_ih=to_device(p.w_ih),
+            w_hh=to_device(p.w_hh),
+            b_ih=None,
+            b_hh=None,
+            batch_sizes=None,
+            y=y,
+            h_n=h_n,
+            gates=gates,
+            nonlinearity="tanh",
+            H=H,
+        )
         args.update(changes)
         EMU.rnn_forward(**args)
 
@@ -389,7 +457,6 @@ def test_dlpack_export_and_import():
 # ----------------------------------------------------------------------------- GPU only
 
 
-
 @pytest.mark.skipif(not STATUS.usable, reason=f"no usable GPU here (CUDA backend: {STATUS})")
 def test_torch_cuda_tensors_in_and_out():
     torch = pytest.importorskip("torch")
@@ -397,8 +464,10 @@ def test_torch_cuda_tensors_in_and_out():
         pytest.skip("this torch has no CUDA")
     v = VARIANTS[1]
     p = make_problem(v, 5, 3, 4, 6)
-    t = {k: torch.from_numpy(getattr(p, k)).cuda() for k in ("x", "h0", "w_ih", "w_hh", "b_ih",
-                                                               "b_hh", "dy", "dh_n")}
+    t = {
+        k: torch.from_numpy(getattr(p, k)).cuda()
+        for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh", "dy", "dh_n")
+    }
     y, h, saved = ops.gru_forward(t["x"], t["h0"], t["w_ih"], t["w_hh"], t["b_ih"], t["b_hh"])
     assert isinstance(y, torch.Tensor) and y.is_cuda
     grads = ops.gru_backward(saved, t["dy"], t["dh_n"])
@@ -414,8 +483,15 @@ def test_cupy_arrays_in_and_out():
     cupy = pytest.importorskip("cupy")
     v = VARIANTS[3]
     p = make_problem(v, 5, 3, 4, 6)
-    y, h, _ = ops.rnn_forward(cupy.asarray(p.x), None, cupy.asarray(p.w_ih),
-                              cupy.asarray(p.w_hh), None, None, training=False)
+    y, h, _ = ops.rnn_forward(
+        cupy.asarray(p.x),
+        None,
+        cupy.asarray(p.w_ih),
+        cupy.asarray(p.w_hh),
+        None,
+        None,
+        training=False,
+    )
     assert isinstance(y, cupy.ndarray)
     want, _ = forward(reference, v, p, training=False)
     assert_close("y", cupy.asnumpy(y), want[0], *TOL[np.float64])
@@ -431,7 +507,7 @@ def test_bench_cuda_peer_runs(mode, cuda_device):
 
     assert "cuda" in bench.available_peers("fastrnn,cuda", 1)
     rng = np.random.default_rng(0)
-    w = bench._weights("gru", 6, rng)
+    w = bench.weights("gru", 6, rng)
     run = bench.cuda_case("gru", mode, rng.standard_normal((4, 3, 6)).astype(np.float32), w)
     run()
     run()

@@ -11,8 +11,9 @@ EXAMPLES = sorted((pathlib.Path(__file__).resolve().parents[1] / "examples").glo
 
 @pytest.mark.parametrize("script", EXAMPLES, ids=[p.stem for p in EXAMPLES])
 def test_example_runs(script):
-    p = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run(
+        [sys.executable, str(script), "--quick"], capture_output=True, text=True, timeout=300
+    )
     print(p.stdout)
     assert p.returncode == 0, p.stderr
     assert p.stdout.strip()

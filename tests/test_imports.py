@@ -63,8 +63,9 @@ def imports_of(name, path, is_pkg, modules):
 
 def import_graph():
     modules = module_names()
-    return {name: imports_of(name, path, is_pkg, modules)
-            for name, (path, is_pkg) in modules.items()}
+    return {
+        name: imports_of(name, path, is_pkg, modules) for name, (path, is_pkg) in modules.items()
+    }
 
 
 def find_cycle(graph):
@@ -76,7 +77,7 @@ def find_cycle(graph):
         stack.append(n)
         for m in sorted(graph.get(n, ())):
             if state.get(m) == "open":
-                return stack[stack.index(m):] + [m]
+                return stack[stack.index(m) :] + [m]
             if m not in state:
                 cycle = visit(m)
                 if cycle:
@@ -111,8 +112,9 @@ def test_the_package_has_no_import_cycle():
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
 
 
-@pytest.mark.parametrize("module,absent", [("fastrnn.bench", "fastrnn.cli"),
-                                           ("fastrnn.cli", "fastrnn.bench")])
+@pytest.mark.parametrize(
+    "module,absent", [("fastrnn.bench", "fastrnn.cli"), ("fastrnn.cli", "fastrnn.bench")]
+)
 def test_bench_and_cli_load_apart(module, absent):
     code = f"import sys, {module}; print({absent!r} in sys.modules)"
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -8,20 +8,21 @@ import numpy as np
 import pytest
 
 from fastrnn import _C, _testing, cuda, reference
+
 from cells import TOL, assert_close
 
 # The parameters of each kernel, in order: the C++ names (fastrnn/{lstm,gru,rnn}.h fields).
 PARAMS = {
     "lstm_forward": "x h0 c0 w_ih w_hh b_ih b_hh w_hr batch_sizes y h_n c_n gates cells m "
-                    "training H P",
+    "training H P",
     "lstm_backward": "x h0 y w_ih w_hh w_hr batch_sizes gates cells m dy dh_n dc_n dx dh0 dc0 "
-                     "dw_ih dw_hh dw_hr db_ih db_hh H P",
+    "dw_ih dw_hh dw_hr db_ih db_hh H P",
     "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after H",
     "gru_backward": "x h0 y w_ih w_hh batch_sizes gates extra dy dh_n dx dh0 dw_ih dw_hh db_ih "
-                    "db_hh reset_after H",
+    "db_hh reset_after H",
     "rnn_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates nonlinearity H",
     "rnn_backward": "x h0 y w_ih w_hh batch_sizes gates dy dh_n dx dh0 dw_ih dw_hh db_ih db_hh "
-                    "nonlinearity H",
+    "nonlinearity H",
 }
 MODULES = [_C, _testing.cuda_emulation] + ([cuda._cuda] if cuda._cuda is not None else [])
 MODULE_IDS = [m.__name__ for m in MODULES]
@@ -49,11 +50,14 @@ def test_a_positional_call_is_a_type_error(module, name):
 
 def rnn_arrays(rng, T=3, B=2, H=4, dtype=np.float64):
     """An RNN problem with I == H, so that w_ih and w_hh have the same shape."""
-    return dict(x=rng.standard_normal((T, B, H)).astype(dtype),
-                h0=rng.standard_normal((B, H)).astype(dtype),
-                w_ih=rng.standard_normal((H, H)).astype(dtype),
-                w_hh=0.5 * rng.standard_normal((H, H)).astype(dtype),
-                b_ih=rng.standard_normal(H).astype(dtype), b_hh=rng.standard_normal(H).astype(dtype))
+    return dict(
+        x=rng.standard_normal((T, B, H)).astype(dtype),
+        h0=rng.standard_normal((B, H)).astype(dtype),
+        w_ih=rng.standard_normal((H, H)).astype(dtype),
+        w_hh=0.5 * rng.standard_normal((H, H)).astype(dtype),
+        b_ih=rng.standard_normal(H).astype(dtype),
+        b_hh=rng.standard_normal(H).astype(dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
@@ -62,11 +66,23 @@ def test_keyword_call_runs_the_kernel(dtype):
     a = rnn_arrays(np.random.default_rng(0), dtype=dtype)
     T, B, H = a["x"].shape
     y, h_n = np.empty((T, B, H), dtype), np.empty((B, H), dtype)
-    _C.rnn_forward(H=H, nonlinearity="tanh", gates=None, h_n=h_n, y=y, batch_sizes=None,
-                   b_hh=a["b_hh"], b_ih=a["b_ih"], w_hh=a["w_hh"], w_ih=a["w_ih"], h0=a["h0"],
-                   x=a["x"])
-    want_y, want_h, _ = reference.rnn_forward(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"],
-                                              a["b_hh"], training=False)
+    _C.rnn_forward(
+        H=H,
+        nonlinearity="tanh",
+        gates=None,
+        h_n=h_n,
+        y=y,
+        batch_sizes=None,
+        b_hh=a["b_hh"],
+        b_ih=a["b_ih"],
+        w_hh=a["w_hh"],
+        w_ih=a["w_ih"],
+        h0=a["h0"],
+        x=a["x"],
+    )
+    want_y, want_h, _ = reference.rnn_forward(
+        a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], training=False
+    )
     assert_close("y", y, want_y, *TOL[dtype])
     assert_close("h_n", h_n, want_h, *TOL[dtype])
 
@@ -82,18 +98,33 @@ def test_keyword_call_on_the_emulated_device():
         return d
 
     y, h_n = emu.DeviceArray((T, B, H), np.float64), emu.DeviceArray((B, H), np.float64)
-    emu.rnn_forward(**{k: dev(v) for k, v in a.items()}, batch_sizes=None, y=y, h_n=h_n,
-                    gates=None, nonlinearity="tanh", H=H)
-    want_y, _, _ = reference.rnn_forward(a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"],
-                                         a["b_hh"], training=False)
+    emu.rnn_forward(
+        **{k: dev(v) for k, v in a.items()},
+        batch_sizes=None,
+        y=y,
+        h_n=h_n,
+        gates=None,
+        nonlinearity="tanh",
+        H=H,
+    )
+    want_y, _, _ = reference.rnn_forward(
+        a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], training=False
+    )
     assert_close("y", y.numpy(), want_y, *TOL[np.float64])
 
 
 def test_missing_or_unknown_keyword_is_a_type_error():
     a = rnn_arrays(np.random.default_rng(2))
     T, B, H = a["x"].shape
-    args = dict(a, batch_sizes=None, y=np.empty((T, B, H)), h_n=np.empty((B, H)), gates=None,
-                nonlinearity="tanh", H=H)
+    args = dict(
+        a,
+        batch_sizes=None,
+        y=np.empty((T, B, H)),
+        h_n=np.empty((B, H)),
+        gates=None,
+        nonlinearity="tanh",
+        H=H,
+    )
     with pytest.raises(TypeError):
         _C.rnn_forward(**{k: v for k, v in args.items() if k != "x"})
     with pytest.raises(TypeError):

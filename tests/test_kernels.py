@@ -5,8 +5,17 @@ import numpy as np
 import pytest
 
 from fastrnn import ops, reference
-from cells import (TOL, VARIANTS, VARIANT_IDS, assert_close, backward, forward, make_problem,
-                   with_variants)
+
+from cells import (
+    TOL,
+    VARIANT_IDS,
+    VARIANTS,
+    assert_close,
+    backward,
+    forward,
+    make_problem,
+    with_variants,
+)
 
 # (T, B, I, H): B=1, H not a multiple of any vector width, T=1, long T, wide panels.
 SHAPES = [
@@ -172,7 +181,10 @@ def test_set_numpy_blas_threads_finds_numpys_openblas():
     import fastrnn
 
     found = fastrnn.set_numpy_blas_threads(1)
-    if sys.platform.startswith("linux") and "openblas" in np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]:
+    if (
+        sys.platform.startswith("linux")
+        and "openblas" in np.__config__.CONFIG["Build Dependencies"]["blas"]["name"]
+    ):
         assert found
     a = np.random.default_rng(0).standard_normal((64, 64))
     np.testing.assert_allclose(a @ np.eye(64), a)  # NumPy still computes
@@ -186,6 +198,7 @@ def test_thread_count_from_the_environment():
 
     code = "import fastrnn; print(fastrnn.get_num_threads())"
     env = dict(os.environ, FASTRNN_NUM_THREADS="3")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip() == "3"

@@ -10,12 +10,14 @@ import numpy as np
 import pytest
 
 import fastrnn
+
 from cells import TOL, assert_close
 
 
 def spec_of(kind: str):
     """The cell table's entry for a test kind such as "rnn_tanh"."""
     return fastrnn.cell_spec.spec(kind.split("_")[0])
+
 
 torch = pytest.importorskip("torch")
 
@@ -45,21 +47,25 @@ def run_torch(theirs, kind, x, state, lengths, dy, dstate, batch_first, dropout_
     st = [torch.from_numpy(s).requires_grad_() for s in state]
     inp = xt
     if lengths is not None:
-        inp = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.tensor(lengths),
-                                                      batch_first=batch_first, enforce_sorted=False)
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            xt, torch.tensor(lengths), batch_first=batch_first, enforce_sorted=False
+        )
     hx = tuple(st) if spec_of(kind).has_cell_state else st[0]
     y, hn = theirs(inp, hx)
     if lengths is not None:
-        y = torch.nn.utils.rnn.pad_packed_sequence(y, batch_first=batch_first,
-                                                   total_length=x.shape[1 if batch_first else 0])[0]
+        y = torch.nn.utils.rnn.pad_packed_sequence(
+            y, batch_first=batch_first, total_length=x.shape[1 if batch_first else 0]
+        )[0]
     hn = list(hn) if spec_of(kind).has_cell_state else [hn]
     loss = (y * torch.from_numpy(dy)).sum()
     for s, d in zip(hn, dstate):
         loss = loss + (s * torch.from_numpy(d)).sum()
     loss.backward()
-    return ([y.detach().numpy()] + [s.detach().numpy() for s in hn],
-            [xt.grad.numpy()] + [s.grad.numpy() for s in st],
-            {k: p.grad.numpy() for k, p in theirs.named_parameters()})
+    return (
+        [y.detach().numpy()] + [s.detach().numpy() for s in hn],
+        [xt.grad.numpy()] + [s.grad.numpy() for s in st],
+        {k: p.grad.numpy() for k, p in theirs.named_parameters()},
+    )
 
 
 def run_ours(ours, kind, x, state, lengths, dy, dstate):
@@ -100,27 +106,48 @@ def compare(kind, dtype, lengths=None, batch_first=False, **kw):
         assert_close("d" + name, got[2][name], want[2][name], atol, rtol)
 
 
-GRID = list(itertools.product([1, 2, 3], [False, True], [False, True], [True, False], [None, LENGTHS]))
+GRID = list(
+    itertools.product([1, 2, 3], [False, True], [False, True], [True, False], [None, LENGTHS])
+)
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
-@pytest.mark.parametrize("num_layers,bidirectional,batch_first,bias,lengths", GRID,
-                         ids=[f"L{n}-{'bi' if b else 'uni'}-{'bf' if f else 'tm'}-"
-                              f"{'bias' if bs else 'nobias'}-{'len' if ln else 'full'}"
-                              for n, b, f, bs, ln in GRID])
+@pytest.mark.parametrize(
+    "num_layers,bidirectional,batch_first,bias,lengths",
+    GRID,
+    ids=[
+        f"L{n}-{'bi' if b else 'uni'}-{'bf' if f else 'tm'}-"
+        f"{'bias' if bs else 'nobias'}-{'len' if ln else 'full'}"
+        for n, b, f, bs, ln in GRID
+    ],
+)
 def test_layer_matches_torch(kind, num_layers, bidirectional, batch_first, bias, lengths):
     torch.set_num_threads(1)
-    compare(kind, np.float64, lengths=lengths, batch_first=batch_first, num_layers=num_layers,
-            bidirectional=bidirectional, bias=bias)
+    compare(
+        kind,
+        np.float64,
+        lengths=lengths,
+        batch_first=batch_first,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        bias=bias,
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("num_layers,bidirectional,lengths", [(1, False, None), (2, True, LENGTHS),
-                                                              (3, False, LENGTHS)])
+@pytest.mark.parametrize(
+    "num_layers,bidirectional,lengths", [(1, False, None), (2, True, LENGTHS), (3, False, LENGTHS)]
+)
 def test_projected_lstm_matches_torch(dtype, num_layers, bidirectional, lengths):
     torch.set_num_threads(1)
-    compare("lstm", dtype, lengths=lengths, num_layers=num_layers, bidirectional=bidirectional,
-            proj_size=3)
+    compare(
+        "lstm",
+        dtype,
+        lengths=lengths,
+        num_layers=num_layers,
+        bidirectional=bidirectional,
+        proj_size=3,
+    )
 
 
 @pytest.mark.parametrize("kind", list(LAYERS))
@@ -136,8 +163,9 @@ def test_dropout_matches_torch_with_the_same_masks(kind, bidirectional):
     one-layer modules with fastrnn's masks applied between them."""
     torch.set_num_threads(1)
     L, p = 3, 0.4
-    ours, theirs = make_pair(kind, np.float64, num_layers=L, bidirectional=bidirectional,
-                             dropout=p, seed=3)
+    ours, theirs = make_pair(
+        kind, np.float64, num_layers=L, bidirectional=bidirectional, dropout=p, seed=3
+    )
     ours._dropout_rng = np.random.default_rng(7)
     rng = np.random.default_rng(2)
     x, state, dy, dstate = random_problem(ours, kind, False, rng, np.float64)
@@ -155,12 +183,14 @@ def test_dropout_matches_torch_with_the_same_masks(kind, bidirectional):
     lens = torch.tensor(LENGTHS)
     finals, loss = [[] for _ in st], 0
     for l in range(L):
-        single = torch_cls(I if l == 0 else D * H, H, bidirectional=bidirectional,
-                           dtype=torch.float64, **extra)
-        single.load_state_dict({k.replace(f"_l{l}", "_l0"): v for k, v in sd.items()
-                                if f"_l{l}" in k})
+        single = torch_cls(
+            I if l == 0 else D * H, H, bidirectional=bidirectional, dtype=torch.float64, **extra
+        )
+        single.load_state_dict(
+            {k.replace(f"_l{l}", "_l0"): v for k, v in sd.items() if f"_l{l}" in k}
+        )
         packed = torch.nn.utils.rnn.pack_padded_sequence(inp, lens, enforce_sorted=False)
-        hx = [s[l * D:(l + 1) * D] for s in st]
+        hx = [s[l * D : (l + 1) * D] for s in st]
         y, hn = single(packed, tuple(hx) if spec_of(kind).has_cell_state else hx[0])
         y = torch.nn.utils.rnn.pad_packed_sequence(y, total_length=T)[0]
         for f, s in zip(finals, list(hn) if spec_of(kind).has_cell_state else [hn]):
@@ -184,10 +214,28 @@ OURS_ONLY = {**LAYERS, "gru_reset_before": (fastrnn.GRU, None, {"reset_after": F
 
 def check_backends_agree(kind, dropout, other):
     cls, _, extra = OURS_ONLY[kind]
-    a = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend="cpu",
-            dropout=dropout, **extra)
-    b = cls(I, H, num_layers=2, bidirectional=True, dtype=np.float64, seed=5, backend=other,
-            dropout=dropout, **extra)
+    a = cls(
+        I,
+        H,
+        num_layers=2,
+        bidirectional=True,
+        dtype=np.float64,
+        seed=5,
+        backend="cpu",
+        dropout=dropout,
+        **extra,
+    )
+    b = cls(
+        I,
+        H,
+        num_layers=2,
+        bidirectional=True,
+        dtype=np.float64,
+        seed=5,
+        backend=other,
+        dropout=dropout,
+        **extra,
+    )
     kind = kind.split("_")[0]
     rng = np.random.default_rng(3)
     x, state, dy, dstate = random_problem(a, kind, False, rng, np.float64)
@@ -216,8 +264,17 @@ def test_cuda_backend_matches_cpu_backend(kind, cuda_device):
 def test_stacked_bidirectional_with_lengths_finite_differences(kind, backend):
     cls, _, extra = OURS_ONLY[kind]
     kw = {"proj_size": 2} if spec_of(kind).projection else {}
-    net = cls(3, 4, num_layers=2, bidirectional=True, dtype=np.float64, seed=1, backend=backend,
-              **extra, **kw)
+    net = cls(
+        3,
+        4,
+        num_layers=2,
+        bidirectional=True,
+        dtype=np.float64,
+        seed=1,
+        backend=backend,
+        **extra,
+        **kw,
+    )
     rng = np.random.default_rng(0)
     x = rng.standard_normal((5, 3, 3))
     lengths = [5, 0, 3]
@@ -232,9 +289,11 @@ def test_stacked_bidirectional_with_lengths_finite_differences(kind, backend):
     net(x, lengths=lengths)
     dx = net.backward(wy)[0]
     eps = 1e-6
-    checks = [("x", x, dx)] + [(k, net.parameters()[k], net.grads[k]) for k in
-                               ["weight_hh_l0_reverse", "weight_ih_l1", "bias_hh_l1"]
-                               + (["weight_hr_l0"] if spec_of(kind).projection else [])]
+    checks = [("x", x, dx)] + [
+        (k, net.parameters()[k], net.grads[k])
+        for k in ["weight_hh_l0_reverse", "weight_ih_l1", "bias_hh_l1"]
+        + (["weight_hr_l0"] if spec_of(kind).projection else [])
+    ]
     for name, arr, grad in checks:
         for idx in map(tuple, rng.integers(0, arr.shape, size=(6, arr.ndim))):
             old = arr[idx]
@@ -291,7 +350,9 @@ def test_inference_keeps_nothing_and_its_memory_does_not_grow_with_T():
     process each."""
     from fastrnn.bench import forward_peak_kib
 
-    grew = {mode: forward_peak_kib(3000, 32, 16, 128, mode == "train") for mode in ("eval", "train")}
+    grew = {
+        mode: forward_peak_kib(3000, 32, 16, 128, mode == "train") for mode in ("eval", "train")
+    }
     print(f"peak RSS growth (KiB): {grew}")
     assert grew["eval"] < 49_000 + 20_000
     assert grew["train"] > 49_000 + 197_000

@@ -8,18 +8,21 @@ import fastrnn
 x = np.zeros((5, 3, 4), np.float32)
 
 
-@pytest.mark.parametrize("kwargs,exc,msg", [
-    (dict(proj_size=8), ValueError, "proj_size must be smaller than hidden_size"),
-    (dict(proj_size=9), ValueError, "proj_size must be smaller than hidden_size"),
-    (dict(proj_size=-1), ValueError, "proj_size must be >= 0"),
-    (dict(dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\)"),
-    (dict(dropout=-0.1), ValueError, r"dropout must be a number in \[0, 1\)"),
-    (dict(dropout="0.5"), ValueError, r"dropout must be a number in \[0, 1\)"),
-    (dict(num_layers=0), ValueError, "num_layers must be >= 1"),
-    (dict(num_layers=1.5), TypeError, "num_layers must be an int"),
-    (dict(dtype=np.float16), TypeError, "dtype must be float32 or float64"),
-    (dict(backend="tpu"), ValueError, "backend must be one of"),
-])
+@pytest.mark.parametrize(
+    "kwargs,exc,msg",
+    [
+        (dict(proj_size=8), ValueError, "proj_size must be smaller than hidden_size"),
+        (dict(proj_size=9), ValueError, "proj_size must be smaller than hidden_size"),
+        (dict(proj_size=-1), ValueError, "proj_size must be >= 0"),
+        (dict(dropout=1.0), ValueError, r"dropout must be a number in \[0, 1\)"),
+        (dict(dropout=-0.1), ValueError, r"dropout must be a number in \[0, 1\)"),
+        (dict(dropout="0.5"), ValueError, r"dropout must be a number in \[0, 1\)"),
+        (dict(num_layers=0), ValueError, "num_layers must be >= 1"),
+        (dict(num_layers=1.5), TypeError, "num_layers must be an int"),
+        (dict(dtype=np.float16), TypeError, "dtype must be float32 or float64"),
+        (dict(backend="tpu"), ValueError, "backend must be one of"),
+    ],
+)
 def test_constructor_rejects(kwargs, exc, msg):
     with pytest.raises(exc, match=msg):
         fastrnn.LSTM(4, 8, **kwargs)
@@ -37,8 +40,11 @@ def test_wrong_layers_or_directions_in_state(cls):
     net = cls(4, 6, num_layers=2, bidirectional=True)
     h0 = np.zeros((2, 3, 6), np.float32)  # 2 instead of num_layers * 2 directions = 4
     state = (h0, np.zeros((4, 3, 6), np.float32)) if cls is fastrnn.LSTM else h0
-    with pytest.raises(ValueError, match=r"h0 has shape \(2, 3, 6\), expected \(num_layers \* "
-                                         r"num_directions, B, H\) = \(4, 3, 6\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"h0 has shape \(2, 3, 6\), expected \(num_layers \* "
+        r"num_directions, B, H\) = \(4, 3, 6\)",
+    ):
         net(x, state)
 
 
@@ -47,23 +53,33 @@ def test_lstm_state_must_be_a_pair():
         fastrnn.LSTM(4, 6)(x, np.zeros((1, 3, 6), np.float32))
 
 
-@pytest.mark.parametrize("lengths,exc,msg", [
-    ([5, 6, 1], ValueError, r"lengths must be in \[0, T=5\], got min 1, max 6"),
-    ([5, -1, 1], ValueError, r"lengths must be in \[0, T=5\]"),
-    ([5, 1], ValueError, r"lengths must have shape \(B,\) = \(3,\), got \(2,\)"),
-    ([5.0, 1.0, 2.0], TypeError, "lengths must be integers, got dtype float64"),
-    ([True, False, True], TypeError, "lengths must be integers, got dtype bool"),
-])
+@pytest.mark.parametrize(
+    "lengths,exc,msg",
+    [
+        ([5, 6, 1], ValueError, r"lengths must be in \[0, T=5\], got min 1, max 6"),
+        ([5, -1, 1], ValueError, r"lengths must be in \[0, T=5\]"),
+        ([5, 1], ValueError, r"lengths must have shape \(B,\) = \(3,\), got \(2,\)"),
+        ([5.0, 1.0, 2.0], TypeError, "lengths must be integers, got dtype float64"),
+        ([True, False, True], TypeError, "lengths must be integers, got dtype bool"),
+    ],
+)
 def test_bad_lengths(lengths, exc, msg):
     with pytest.raises(exc, match=msg):
         fastrnn.GRU(4, 6)(x, lengths=lengths)
 
 
-@pytest.mark.parametrize("bad,exc,msg", [
-    (np.zeros((5, 3, 4), np.float64), TypeError, "x has dtype float64, but the layer's parameters are float32"),
-    (np.zeros((5, 3, 2), np.float32), ValueError, "x has 2 features .* expected input_size=4"),
-    (np.zeros((5,), np.float32), ValueError, r"x must be 3-D \(T, B, I\) or 2-D \(T, I\)"),
-])
+@pytest.mark.parametrize(
+    "bad,exc,msg",
+    [
+        (
+            np.zeros((5, 3, 4), np.float64),
+            TypeError,
+            "x has dtype float64, but the layer's parameters are float32",
+        ),
+        (np.zeros((5, 3, 2), np.float32), ValueError, "x has 2 features .* expected input_size=4"),
+        (np.zeros((5,), np.float32), ValueError, r"x must be 3-D \(T, B, I\) or 2-D \(T, I\)"),
+    ],
+)
 def test_bad_x(bad, exc, msg):
     with pytest.raises(exc, match=msg):
         fastrnn.LSTM(4, 6)(bad)

@@ -16,9 +16,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_import_fastrnn_does_not_load_the_test_module():
-    code = ("import sys, fastrnn\n"
-            "print('fastrnn._testing' in sys.modules, hasattr(fastrnn._C, 'cuda_emulation'),\n"
-            "      hasattr(fastrnn.cuda, 'emulate'))")
+    code = (
+        "import sys, fastrnn\n"
+        "print('fastrnn._testing' in sys.modules, hasattr(fastrnn._C, 'cuda_emulation'),\n"
+        "      hasattr(fastrnn.cuda, 'emulate'))"
+    )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.split() == ["False", "False", "False"]

@@ -64,8 +64,11 @@ def test_wheels_are_cpu_only_and_checked_by_running_fastrnn():
 
 
 def test_ci_runs_the_readme_command_first_then_the_wheel_and_sanitizer_checks():
-    lines = [ln for ln in (ROOT / ".ci" / "run").read_text().splitlines()
-             if ln.strip() and not ln.lstrip().startswith("#")]
+    lines = [
+        ln
+        for ln in (ROOT / ".ci" / "run").read_text().splitlines()
+        if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     commands = [ln for ln in lines if not ln.startswith(("set ", "cd "))]
     readme_test = re.findall(r"```bash\n(.*?)\s+#", (ROOT / "README.md").read_text())[1]
     assert commands[0] == readme_test
@@ -102,7 +105,8 @@ def fake_scipy_openblas32(root: pathlib.Path, cmake_config: str) -> pathlib.Path
     (pkg / "__init__.py").write_text(
         "import os\n_HERE = os.path.dirname(os.path.abspath(__file__))\n"
         "def get_lib_dir():\n    return os.path.join(_HERE, 'lib')\n"
-        "def get_include_dir():\n    return os.path.join(_HERE, 'include')\n")
+        "def get_include_dir():\n    return os.path.join(_HERE, 'include')\n"
+    )
     (pkg / "lib" / "cmake" / "openblas" / "OpenBLASConfig.cmake").write_text(cmake_config)
     (pkg / "lib" / "libscipy_openblas.so").write_bytes(b"")
     (pkg / "include" / "cblas.h").write_text("")
@@ -117,8 +121,16 @@ def test_cmake_accepts_both_openblas_config_styles(tmp_path, style, cmake_config
         pytest.skip("cmake is not installed")
     pkg = fake_scipy_openblas32(tmp_path / "site", cmake_config)
     env = dict(os.environ, PYTHONPATH=str(tmp_path / "site"), FASTRNN_CUDA="OFF")
-    args = [cmake, "-S", str(ROOT), "-B", str(tmp_path / "build"), "-DFASTRNN_CUDA=OFF",
-            f"-DPython_EXECUTABLE={sys.executable}", f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"]
+    args = [
+        cmake,
+        "-S",
+        str(ROOT),
+        "-B",
+        str(tmp_path / "build"),
+        "-DFASTRNN_CUDA=OFF",
+        f"-DPython_EXECUTABLE={sys.executable}",
+        f"-Dpybind11_DIR={pybind11.get_cmake_dir()}",
+    ]
     if shutil.which("ninja"):
         args += ["-G", "Ninja"]
     p = subprocess.run(args, capture_output=True, text=True, env=env)

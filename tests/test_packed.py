@@ -9,6 +9,7 @@ import pytest
 import fastrnn
 from fastrnn import PackedBatch, ops, reference
 from fastrnn.saved import LstmSaved
+
 from cells import TOL, VARIANT_IDS, VARIANTS, assert_close, backward, forward, make_problem
 
 LENGTHS = [3, 0, 5, 3, 1, 5]
@@ -31,8 +32,7 @@ def test_matches_torch_packed_sequence_indices():
     lengths = [l for l in LENGTHS if l > 0]  # torch takes lengths >= 1
     x = torch.zeros(5, len(lengths), 2)
     ps = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
-    pb = PackedBatch(ps.batch_sizes.numpy(), ps.sorted_indices.numpy(),
-                     ps.unsorted_indices.numpy())
+    pb = PackedBatch(ps.batch_sizes.numpy(), ps.sorted_indices.numpy(), ps.unsorted_indices.numpy())
     assert pb.lengths.tolist() == lengths
     assert pb.batch_sizes.tolist() == PackedBatch.from_lengths(lengths, 5).batch_sizes.tolist()
     sorted_ps = torch.nn.utils.rnn.pack_padded_sequence(x, torch.tensor(sorted(lengths)[::-1]))
@@ -52,13 +52,16 @@ def test_reverse_is_a_per_sequence_reversal_within_lengths():
     assert np.array_equal(pb.reverse(got), a)
 
 
-@pytest.mark.parametrize("args,kwargs,exc,match", [
-    (([3, 4],), {}, ValueError, "batch_sizes must be non-increasing"),
-    (([2, 1], [0, 0]), {}, ValueError, "permutation"),
-    (([2, 1], [1, 0], [1, 1]), {}, ValueError, "inverse of sorted_indices"),
-    (([2.0, 1.0],), {}, TypeError, "batch_sizes must be integers"),
-    (([2, 1], [1, 0]), {"batch_size": 3}, ValueError, "batch_size=3"),
-])
+@pytest.mark.parametrize(
+    "args,kwargs,exc,match",
+    [
+        (([3, 4],), {}, ValueError, "batch_sizes must be non-increasing"),
+        (([2, 1], [0, 0]), {}, ValueError, "permutation"),
+        (([2, 1], [1, 0], [1, 1]), {}, ValueError, "inverse of sorted_indices"),
+        (([2.0, 1.0],), {}, TypeError, "batch_sizes must be integers"),
+        (([2, 1], [1, 0]), {"batch_size": 3}, ValueError, "batch_size=3"),
+    ],
+)
 def test_bad_packed_batch(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         PackedBatch(*args, **kwargs)
@@ -77,8 +80,17 @@ def test_ops_take_a_packed_batch_as_lengths():
     for k in grads_want:
         assert_close(k, grads[k], grads_want[k], 0, 0)
     with pytest.raises(ValueError, match=r"PackedBatch of \(T, B\) = \(5, 6\)"):
-        ops.lstm_forward(p.x, None, None, p.w_ih, p.w_hh, None, None, w_hr=p.w_hr,
-                         lengths=PackedBatch.from_lengths(LENGTHS, 5))
+        ops.lstm_forward(
+            p.x,
+            None,
+            None,
+            p.w_ih,
+            p.w_hh,
+            None,
+            None,
+            w_hr=p.w_hr,
+            lengths=PackedBatch.from_lengths(LENGTHS, 5),
+        )
 
 
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
@@ -87,13 +99,25 @@ def test_a_stacked_bidirectional_layer_sorts_once(monkeypatch, backend):
     call of the kernels' Python side reorders rows again."""
     built, reordered = [], []
     real_from_lengths = PackedBatch.from_lengths.__func__
-    monkeypatch.setattr(PackedBatch, "from_lengths", classmethod(
-        lambda cls, *a, **k: built.append(1) or real_from_lengths(cls, *a, **k)))
+    monkeypatch.setattr(
+        PackedBatch,
+        "from_lengths",
+        classmethod(lambda cls, *a, **k: built.append(1) or real_from_lengths(cls, *a, **k)),
+    )
     real_take = ops._HostOps.take_rows
-    monkeypatch.setattr(ops._HostOps, "take_rows", staticmethod(
-        lambda *a: reordered.append(1) or real_take(*a)))
-    net = fastrnn.LSTM(3, 4, num_layers=3, bidirectional=True, proj_size=2, dtype=np.float64,
-                       seed=0, backend=backend)
+    monkeypatch.setattr(
+        ops._HostOps, "take_rows", staticmethod(lambda *a: reordered.append(1) or real_take(*a))
+    )
+    net = fastrnn.LSTM(
+        3,
+        4,
+        num_layers=3,
+        bidirectional=True,
+        proj_size=2,
+        dtype=np.float64,
+        seed=0,
+        backend=backend,
+    )
     x = np.random.default_rng(0).standard_normal((6, 6, 3))
     y, _ = net(x, lengths=LENGTHS)
     net.backward(np.ones_like(y))
@@ -101,9 +125,15 @@ def test_a_stacked_bidirectional_layer_sorts_once(monkeypatch, backend):
     assert reordered == []
 
 
-@pytest.mark.parametrize("v,proj", [pytest.param(v, proj, id=f"{v.id}-proj{proj}")
-                                    for v in VARIANTS for proj in (0, 2)
-                                    if v.spec.projection or not proj])
+@pytest.mark.parametrize(
+    "v,proj",
+    [
+        pytest.param(v, proj, id=f"{v.id}-proj{proj}")
+        for v in VARIANTS
+        for proj in (0, 2)
+        if v.spec.projection or not proj
+    ],
+)
 def test_saved_state_is_one_typed_record_with_every_array_counted(v, proj):
     p = make_problem(v, 5, 3, 4, 6, proj=proj, lengths=[5, 2, 0])
     _, saved = forward(ops, v, p)

@@ -20,9 +20,25 @@ def test_ci_runs_the_readme_test_command():
 def test_main_job_is_the_charlm_and_check_runs():
     first = readme_commands()[0]
     assert first.startswith("pip install . && fastrnn train-charlm")
-    out = subprocess.run([sys.executable, "-m", "fastrnn", "check", "-T", "3", "-B", "2", "-H",
-                          "8", "--repeats", "1"], capture_output=True, text=True,
-                         check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fastrnn",
+            "check",
+            "-T",
+            "3",
+            "-B",
+            "2",
+            "-H",
+            "8",
+            "--repeats",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     print(out)
     for cell in ("lstm", "gru", "rnn"):
         line = next(l for l in out.splitlines() if l.startswith(cell))

@@ -7,13 +7,11 @@ would end the process (std::terminate), so each case first runs in a subprocess.
 import functools
 import subprocess
 import sys
-import textwrap
 
-import numpy as np
 import pytest
 
 import fastrnn
-from fastrnn import _testing, ops, reference
+from fastrnn import _testing
 
 CASES = """
 import numpy as np
@@ -47,15 +45,15 @@ def check(threads):
 @functools.lru_cache(maxsize=None)
 def survives_in_subprocess(threads: int) -> subprocess.CompletedProcess:
     code = CASES + f"\ncheck({threads})\nprint('survived')\n"
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
 
 
 @pytest.mark.parametrize("threads", [2, 3])
 def test_exception_in_a_part_reaches_the_caller(threads):
     p = survives_in_subprocess(threads)
-    assert p.returncode == 0 and p.stdout.strip() == "survived", \
+    assert p.returncode == 0 and p.stdout.strip() == "survived", (
         f"exit status {p.returncode}\n{p.stdout}\n{p.stderr[-3000:]}"
+    )
 
 
 def test_in_this_process():

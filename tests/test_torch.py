@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from fastrnn import ops, reference
+
 from cells import TOL, VARIANTS, assert_close, backward, forward, make_problem, with_variants
 
 torch = pytest.importorskip("torch")
@@ -34,12 +35,14 @@ def torch_run(v, p, dtype):
         if p.w_hr is not None:
             m.weight_hr_l0.copy_(torch.from_numpy(p.w_hr))
     x = torch.from_numpy(p.x).requires_grad_()
-    states = [torch.from_numpy(getattr(p, f"{s}0"))[None].clone().requires_grad_()
-              for s in v.spec.states]
+    states = [
+        torch.from_numpy(getattr(p, f"{s}0"))[None].clone().requires_grad_() for s in v.spec.states
+    ]
     inp = x
     if p.lengths is not None:
-        inp = torch.nn.utils.rnn.pack_padded_sequence(x, torch.from_numpy(p.lengths),
-                                                      enforce_sorted=False)
+        inp = torch.nn.utils.rnn.pack_padded_sequence(
+            x, torch.from_numpy(p.lengths), enforce_sorted=False
+        )
 
     def unpack(y):
         if p.lengths is None:
@@ -57,8 +60,12 @@ def torch_run(v, p, dtype):
     names = v.spec.param_names(projection=p.w_hr is not None)
     grads = {"x": x.grad}
     grads.update({f"{s}0": t.grad[0] for s, t in zip(v.spec.states, states)})
-    grads.update({w: getattr(m, f"{n}_l0").grad if bias or not n.startswith("bias") else None
-                  for w, n in zip(v.spec.weight_args(p.w_hr is not None), names)})
+    grads.update(
+        {
+            w: getattr(m, f"{n}_l0").grad if bias or not n.startswith("bias") else None
+            for w, n in zip(v.spec.weight_args(p.w_hr is not None), names)
+        }
+    )
     to_np = lambda t: None if t is None else t.detach().numpy()  # noqa: E731
     return [to_np(o) for o in outs], {k: to_np(g) for k, g in grads.items()}
 
@@ -78,18 +85,28 @@ def check_against_torch(v, impl, p, dtype):
 @pytest.mark.parametrize("v", TORCH_VARIANTS, ids=[v.id for v in TORCH_VARIANTS])
 @pytest.mark.parametrize("impl", [ops, reference], ids=["cpu", "reference"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("shape,bias", [((6, 3, 5, 7), True), ((1, 1, 2, 1), True),
-                                        ((20, 8, 16, 33), False)])
+@pytest.mark.parametrize(
+    "shape,bias", [((6, 3, 5, 7), True), ((1, 1, 2, 1), True), ((20, 8, 16, 33), False)]
+)
 def test_matches_torch(v, impl, dtype, shape, bias):
     check_against_torch(v, impl, make_problem(v, *shape, dtype=dtype, bias=bias, seed=11), dtype)
 
 
-@pytest.mark.parametrize("v,lengths,proj", [
-    p for p in with_variants([([3, 7, 1, 7, 2], 0), (None, 4), ([5, 1, 2, 6, 6], 3)], 1)
-    if p.values[0] in TORCH_VARIANTS])
+@pytest.mark.parametrize(
+    "v,lengths,proj",
+    [
+        p
+        for p in with_variants([([3, 7, 1, 7, 2], 0), (None, 4), ([5, 1, 2, 6, 6], 3)], 1)
+        if p.values[0] in TORCH_VARIANTS
+    ],
+)
 @pytest.mark.parametrize("impl", [ops, reference], ids=["cpu", "reference"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
 def test_lengths_and_projection_match_torch(v, impl, dtype, lengths, proj):
     """torch's PackedSequence (lengths >= 1: torch rejects 0) and proj_size."""
-    check_against_torch(v, impl, make_problem(v, 7, 5, 6, 9, dtype=dtype, seed=13, proj=proj,
-                                              lengths=lengths), dtype)
+    check_against_torch(
+        v,
+        impl,
+        make_problem(v, 7, 5, 6, 9, dtype=dtype, seed=13, proj=proj, lengths=lengths),
+        dtype,
+    )

@@ -62,7 +62,7 @@ def test_documented_k1_k2_example_runs_and_matches_a_direct_computation():
         y, state = lstm(x[t0:t], states[t0 // k1])
         states.append(state)
         dy = np.zeros_like(y)
-        dy[-k1:] = dloss_dy(y[-k1:], target[t - k1:t])
+        dy[-k1:] = dloss_dy(y[-k1:], target[t - k1 : t])
         lstm.backward(dy)
         grads.append(lstm.grads["weight_hh_l0"].copy())
         lstm.zero_grad()
@@ -108,9 +108,14 @@ def test_softmax_cross_entropy_gradient():
         up, down = logits.copy(), logits.copy()
         up[idx] += eps
         down[idx] -= eps
-        fd = (softmax_cross_entropy(up, targets, weights)[0]
-              - softmax_cross_entropy(down, targets, weights)[0]) / (2 * eps)
+        fd = (
+            softmax_cross_entropy(up, targets, weights)[0]
+            - softmax_cross_entropy(down, targets, weights)[0]
+        ) / (2 * eps)
         assert grad[idx] == pytest.approx(fd, abs=1e-8)
     p = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
-    want = -(weights * np.log(np.take_along_axis(p, targets[..., None], -1)[..., 0])).sum() / weights.sum()
+    want = (
+        -(weights * np.log(np.take_along_axis(p, targets[..., None], -1)[..., 0])).sum()
+        / weights.sum()
+    )
     assert loss == pytest.approx(want)

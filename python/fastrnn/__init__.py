@@ -59,17 +59,38 @@ from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
 from .packed import PackedBatch  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "PackedBatch", "backends",
-           "no_grad", "cell_spec", "cuda", "ops", "reference", "train", "set_num_threads",
-           "get_num_threads", "cpu_isa", "set_cpu_isa", "available_cpu_isas", "blas_info",
-           "blas_core", "set_numpy_blas_threads",
-           "__version__"]
+__all__ = [
+    "LSTM",
+    "GRU",
+    "RNN",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "PackedBatch",
+    "backends",
+    "no_grad",
+    "cell_spec",
+    "cuda",
+    "ops",
+    "reference",
+    "train",
+    "set_num_threads",
+    "get_num_threads",
+    "cpu_isa",
+    "set_cpu_isa",
+    "available_cpu_isas",
+    "blas_info",
+    "blas_core",
+    "set_numpy_blas_threads",
+    "__version__",
+]
 
 
 def set_num_threads(n: int) -> None:
     """Threads used by every fastrnn kernel; 0 restores the default: FASTRNN_NUM_THREADS from
-    the environment if set, else the number of cores this process may run on. The BLAS under the large GEMMs runs single-threaded inside fastrnn's
-    own pool, so the total never exceeds ``n``. Results are bitwise reproducible for a given
+    the environment if set, else the number of cores this process may run on. The BLAS under
+    the large GEMMs runs single-threaded inside fastrnn's own pool, so the total never exceeds
+    ``n``. Results are bitwise reproducible for a given
     thread count; another count may change the last bits of the GEMM results."""
     if not isinstance(n, int) or n < 0:
         raise ValueError(f"set_num_threads: n must be a non-negative int, got {n!r}")
@@ -92,8 +113,9 @@ def set_cpu_isa(name: str) -> None:
     benchmarks; by default the best this CPU has is used). Raises ValueError if the CPU lacks
     it."""
     if not _C.set_cpu_isa(str(name)):
-        raise ValueError(f"set_cpu_isa: {name!r} is not available here; this CPU supports "
-                         f"{available_cpu_isas()}")
+        raise ValueError(
+            f"set_cpu_isa: {name!r} is not available here; this CPU supports {available_cpu_isas()}"
+        )
 
 
 def available_cpu_isas() -> List[str]:
@@ -121,8 +143,12 @@ def set_numpy_blas_threads(n: int) -> bool:
         if "scipy_openblas32" in lib:
             continue  # fastrnn's own BLAS: single-threaded inside fastrnn's pool
         handle = ctypes.CDLL(lib)
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        for name in (
+            "scipy_openblas_set_num_threads64_",
+            "openblas_set_num_threads64_",
+            "scipy_openblas_set_num_threads",
+            "openblas_set_num_threads",
+        ):
             if hasattr(handle, name):
                 getattr(handle, name)(int(n))
                 found = True

@@ -85,8 +85,14 @@ class CellSpec:
             names += ("weight_hr",)
         return tuple(n + suffix for n in names)
 
-    def param_shapes(self, input_size: int, hidden_size: int, proj_size: int = 0,
-                     bias: bool = True, suffix: str = "") -> Dict[str, Tuple[int, ...]]:
+    def param_shapes(
+        self,
+        input_size: int,
+        hidden_size: int,
+        proj_size: int = 0,
+        bias: bool = True,
+        suffix: str = "",
+    ) -> Dict[str, Tuple[int, ...]]:
         """Name -> shape of the parameters of one (layer, direction), as torch.nn has them."""
         GH, P = self.G * hidden_size, proj_size or hidden_size
         names = self.param_names(suffix, projection=bool(proj_size))
@@ -104,8 +110,10 @@ class CellSpec:
         """The options with defaults filled in; ValueError naming an unknown option or value."""
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise ValueError(f"{fn}: {self.name} takes no option {unknown[0]!r} (it takes "
-                             f"{sorted(self.options) or 'none'})")
+            raise ValueError(
+                f"{fn}: {self.name} takes no option {unknown[0]!r} (it takes "
+                f"{sorted(self.options) or 'none'})"
+            )
         out = {}
         for key, opt in self.options.items():
             value = options.get(key, opt.default)
@@ -119,14 +127,26 @@ class CellSpec:
     def torch_options(self, options: Mapping[str, Any]) -> Optional[Dict[str, Any]]:
         """The options as torch.nn's class takes them, or None if torch.nn cannot run them
         (a fastrnn extra away from its default)."""
-        if any(not self.options[k].in_torch and v != self.options[k].default
-               for k, v in options.items()):
+        if any(
+            not self.options[k].in_torch and v != self.options[k].default
+            for k, v in options.items()
+        ):
             return None
         return {k: v for k, v in options.items() if self.options[k].in_torch}
 
     # -- calls, by keyword, on any module with this cell's forward and backward
-    def forward(self, module, x, states: Sequence, weights: Sequence, *, training: bool = True,
-                options: Optional[Mapping[str, Any]] = None, lengths=None, **extra):
+    def forward(
+        self,
+        module,
+        x,
+        states: Sequence,
+        weights: Sequence,
+        *,
+        training: bool = True,
+        options: Optional[Mapping[str, Any]] = None,
+        lengths=None,
+        **extra,
+    ):
         """``module.<name>_forward`` on x with ``states`` (one per :attr:`states`, None for
         zeros) and ``weights`` (w_ih, w_hh, b_ih, b_hh[, w_hr]). Returns ``(y, finals,
         saved)`` with finals a tuple of the final states."""
@@ -147,12 +167,17 @@ class CellSpec:
 
 
 CELLS: Dict[str, CellSpec] = {
-    "lstm": CellSpec("lstm", ("i", "f", "g", "o"), ("h", "c"), projection=True,
-                     torch_class="LSTM"),
-    "gru": CellSpec("gru", ("r", "z", "n"), ("h",),
-                    {"reset_after": Option(True, (True, False), in_torch=False)}, torch_class="GRU"),
-    "rnn": CellSpec("rnn", ("h",), ("h",),
-                    {"nonlinearity": Option("tanh", ("tanh", "relu"))}, torch_class="RNN"),
+    "lstm": CellSpec("lstm", ("i", "f", "g", "o"), ("h", "c"), projection=True, torch_class="LSTM"),
+    "gru": CellSpec(
+        "gru",
+        ("r", "z", "n"),
+        ("h",),
+        {"reset_after": Option(True, (True, False), in_torch=False)},
+        torch_class="GRU",
+    ),
+    "rnn": CellSpec(
+        "rnn", ("h",), ("h",), {"nonlinearity": Option("tanh", ("tanh", "relu"))}, torch_class="RNN"
+    ),
 }
 
 

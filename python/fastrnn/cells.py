@@ -16,8 +16,16 @@ __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
 
 class _CellBase(_Base):
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=np.float32,
-                 backend: str = "auto", seed: Optional[int] = None, **options):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        **options,
+    ):
         self.input_size = _check_int("input_size", input_size, 1)
         self.hidden_size = _check_int("hidden_size", hidden_size, 1)
         self.bias = bool(bias)
@@ -25,8 +33,11 @@ class _CellBase(_Base):
         self.backend = backend
         self._impl = get_backend(backend)
         self._options = self._spec.check_options(type(self).__name__, options)
-        self._init_params(self._spec.param_shapes(self.input_size, self.hidden_size,
-                                                  bias=self.bias), self.hidden_size, seed)
+        self._init_params(
+            self._spec.param_shapes(self.input_size, self.hidden_size, bias=self.bias),
+            self.hidden_size,
+            seed,
+        )
         self._saved = None
         self._last = None  # "training" | "inference" | None
 
@@ -39,8 +50,10 @@ class _CellBase(_Base):
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}: input x has dtype {arr.dtype}, expected {self.dtype}")
         if arr.ndim not in (1, 2) or arr.shape[-1] != self.input_size:
-            raise ValueError(f"{name}: input x must have shape (B, {self.input_size}) or "
-                             f"({self.input_size},), got {arr.shape}")
+            raise ValueError(
+                f"{name}: input x must have shape (B, {self.input_size}) or "
+                f"({self.input_size},), got {arr.shape}"
+            )
         unbatched = arr.ndim == 1
         return (arr[None, None] if unbatched else arr[None]), unbatched
 
@@ -60,8 +73,14 @@ class _CellBase(_Base):
         """One step from the checked x (1, B, I) and states (B, n) or None: the final states,
         squeezed back to the caller's batching."""
         x, un = x
-        _, finals, saved = self._spec.forward(self._impl, x, states, self._weights(),
-                                              training=self._grad_mode(), options=self._options)
+        _, finals, saved = self._spec.forward(
+            self._impl,
+            x,
+            states,
+            self._weights(),
+            training=self._grad_mode(),
+            options=self._options,
+        )
         self._saved = (saved, un) if saved is not None else None
         self._last = "inference" if saved is None else "training"
         return tuple(_squeeze(f, un) for f in finals)
@@ -75,7 +94,8 @@ class _CellBase(_Base):
         grads = self._spec.backward(self._impl, saved, None, dfinals)
         self._accumulate(self._spec.param_names(), [grads[w] for w in self._spec.weight_args()])
         return (_squeeze(grads["x"][0], un),) + tuple(
-            _squeeze(grads[f"{s}0"], un) for s in self._spec.states)
+            _squeeze(grads[f"{s}0"], un) for s in self._spec.states
+        )
 
     def _peek_saved(self):
         name = type(self).__name__
@@ -83,8 +103,10 @@ class _CellBase(_Base):
             if self._last is None:
                 raise RuntimeError(f"{name}.backward: called before any step")
             if self._last == "inference":
-                raise RuntimeError(f"{name}.backward: the last step ran in inference mode "
-                                   f"(eval() or no_grad()) and kept nothing for backward")
+                raise RuntimeError(
+                    f"{name}.backward: the last step ran in inference mode "
+                    f"(eval() or no_grad()) and kept nothing for backward"
+                )
             raise RuntimeError(f"{name}.backward: already called for the last step")
         return self._saved
 
@@ -98,14 +120,24 @@ class RNNCell(_CellBase):
 
     _cell = "rnn"
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True,
-                 nonlinearity: str = "tanh", dtype=np.float32, backend: str = "auto",
-                 seed: Optional[int] = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        nonlinearity: str = "tanh",
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+    ):
         if nonlinearity not in ("tanh", "relu"):
-            raise ValueError(f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
+            raise ValueError(
+                f"RNNCell: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}"
+            )
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, bias, dtype, backend, seed,
-                         nonlinearity=nonlinearity)
+        super().__init__(
+            input_size, hidden_size, bias, dtype, backend, seed, nonlinearity=nonlinearity
+        )
 
     def __call__(self, x: ArrayLike, hx: Optional[ArrayLike] = None) -> np.ndarray:
         x = self._x(x)
@@ -125,11 +157,20 @@ class GRUCell(RNNCell):
 
     _cell = "gru"
 
-    def __init__(self, input_size: int, hidden_size: int, bias: bool = True, dtype=np.float32,
-                 backend: str = "auto", seed: Optional[int] = None, reset_after: bool = True):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        reset_after: bool = True,
+    ):
         self.reset_after = bool(reset_after)
-        _CellBase.__init__(self, input_size, hidden_size, bias, dtype, backend, seed,
-                           reset_after=self.reset_after)
+        _CellBase.__init__(
+            self, input_size, hidden_size, bias, dtype, backend, seed, reset_after=self.reset_after
+        )
 
 
 class LSTMCell(_CellBase):
@@ -149,8 +190,9 @@ class LSTMCell(_CellBase):
 
     forward = __call__
 
-    def backward(self, dh: Optional[ArrayLike],
-                 dc: Optional[ArrayLike] = None) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    def backward(
+        self, dh: Optional[ArrayLike], dc: Optional[ArrayLike] = None
+    ) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """Gradients of the last step: ``dx, (dh_prev, dc_prev)``; parameter gradients
         accumulate into ``self.grads``. dh or dc may be None (zeros)."""
         dx, dh0, dc0 = self._step_backward([dh, dc])

@@ -19,8 +19,16 @@ import numpy as np
 from .layers import LSTM, no_grad
 from .train import Adam, clip_grad_norm, softmax_cross_entropy
 
-__all__ = ["CharLMConfig", "CharLM", "default_corpus", "train", "sample",
-           "save_checkpoint", "load_checkpoint", "CheckpointError"]
+__all__ = [
+    "CharLMConfig",
+    "CharLM",
+    "default_corpus",
+    "train",
+    "sample",
+    "save_checkpoint",
+    "load_checkpoint",
+    "CheckpointError",
+]
 
 CHECKPOINT_FORMAT = "fastrnn-charlm-1"
 
@@ -53,8 +61,14 @@ class CharLM:
         self.index = {ch: i for i, ch in enumerate(vocab)}
         V, c = len(vocab), config
         rng = np.random.default_rng(c.seed)
-        self.lstm = LSTM(c.embed_size, c.hidden_size, c.num_layers, dtype=np.float32,
-                         backend=c.backend, seed=c.seed)
+        self.lstm = LSTM(
+            c.embed_size,
+            c.hidden_size,
+            c.num_layers,
+            dtype=np.float32,
+            backend=c.backend,
+            seed=c.seed,
+        )
         self.embed = (rng.standard_normal((V, c.embed_size)) * 0.1).astype(np.float32)
         k = 1 / np.sqrt(c.hidden_size)
         self.head_w = rng.uniform(-k, k, (V, c.hidden_size)).astype(np.float32)
@@ -97,8 +111,13 @@ def unigram_entropy_bits(text: str) -> float:
     return float(-(p * np.log2(p)).sum())
 
 
-def sample(model: CharLM, length: int, temperature: float = 1.0, prime: str = "",
-           seed: Optional[int] = None) -> str:
+def sample(
+    model: CharLM,
+    length: int,
+    temperature: float = 1.0,
+    prime: str = "",
+    seed: Optional[int] = None,
+) -> str:
     """Generates `length` characters after `prime`. Temperature scales the logits; as it goes
     to 0 the choice becomes the most likely character (greedy)."""
     if not temperature > 0:
@@ -136,8 +155,13 @@ def save_checkpoint(path: str, model: CharLM, opt: Adam, step: int, state=None) 
         arrays.update(state_h=state[0], state_c=state[1])
     arrays.update({f"adam_m/{k}": v for k, v in opt.m.items()})
     arrays.update({f"adam_v/{k}": v for k, v in opt.v.items()})
-    meta = dict(format=CHECKPOINT_FORMAT, step=step, adam_t=opt.t, vocab=model.vocab,
-                config=asdict(model.config))
+    meta = dict(
+        format=CHECKPOINT_FORMAT,
+        step=step,
+        adam_t=opt.t,
+        vocab=model.vocab,
+        config=asdict(model.config),
+    )
     with open(path, "wb") as f:
         np.savez(f, meta=np.array(json.dumps(meta)), **arrays)
 
@@ -156,8 +180,9 @@ def load_checkpoint(path: str, backend: Optional[str] = None):
         meta = json.loads(str(files.pop("meta")))
         state = (files.pop("state_h"), files.pop("state_c")) if "state_h" in files else None
         if meta.get("format") != CHECKPOINT_FORMAT:
-            raise CheckpointError(f"{path}: format {meta.get('format')!r}, expected "
-                                  f"{CHECKPOINT_FORMAT!r}")
+            raise CheckpointError(
+                f"{path}: format {meta.get('format')!r}, expected {CHECKPOINT_FORMAT!r}"
+            )
         config = CharLMConfig(**meta["config"])
         if backend is not None:
             config.backend = backend
@@ -165,16 +190,19 @@ def load_checkpoint(path: str, backend: Optional[str] = None):
         params = model.params()
         opt = Adam(params, config.lr)
         for prefix, target in [("param/", params), ("adam_m/", opt.m), ("adam_v/", opt.v)]:
-            names = {k[len(prefix):] for k in files if k.startswith(prefix)}
+            names = {k[len(prefix) :] for k in files if k.startswith(prefix)}
             if names != set(target):
-                raise CheckpointError(f"{path}: {prefix[:-1]} entries do not match the model "
-                                      f"(missing {sorted(set(target) - names)}, unexpected "
-                                      f"{sorted(names - set(target))})")
+                raise CheckpointError(
+                    f"{path}: {prefix[:-1]} entries do not match the model "
+                    f"(missing {sorted(set(target) - names)}, unexpected "
+                    f"{sorted(names - set(target))})"
+                )
             for k, arr in target.items():
                 src = files[prefix + k]
                 if src.shape != arr.shape:
-                    raise CheckpointError(f"{path}: {prefix}{k} has shape {src.shape}, the model "
-                                          f"needs {arr.shape}")
+                    raise CheckpointError(
+                        f"{path}: {prefix}{k} has shape {src.shape}, the model needs {arr.shape}"
+                    )
                 arr[...] = src
         opt.t = int(meta["adam_t"])
         return model, opt, int(meta["step"]), state
@@ -203,10 +231,17 @@ def batches_from(model: CharLM, text: str, start_step: int) -> Iterator:
             step += 1
 
 
-def train(model: CharLM, opt: Adam, text: str, steps: int, start_step: int = 0,
-          on_step: Optional[Callable[[int, float, float], None]] = None,
-          on_sample: Optional[Callable[[int], None]] = None, sample_every: int = 0,
-          state=None):
+def train(
+    model: CharLM,
+    opt: Adam,
+    text: str,
+    steps: int,
+    start_step: int = 0,
+    on_step: Optional[Callable[[int, float, float], None]] = None,
+    on_sample: Optional[Callable[[int], None]] = None,
+    sample_every: int = 0,
+    state=None,
+):
     """Trains for `steps` more steps from `state`; returns the LSTM state to continue from.
     The state carries from chunk to chunk within an epoch (truncated BPTT, k1 = k2 =
     seq_len) and restarts from zeros at each epoch."""

@@ -5,6 +5,7 @@ step until the GPU is done."""
 
 from __future__ import annotations
 
+import functools
 import platform
 import time
 
@@ -51,12 +52,15 @@ def _host(a):
     return a.numpy() if hasattr(a, "numpy") else a
 
 
-def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu",
-              command: str = "fastrnn check") -> int:
+def run_check(
+    T: int, B: int, H: int, repeats: int, backend: str = "cpu", command: str = "fastrnn check"
+) -> int:
     """Prints the check; `command` is the command line a BLAS warning's fix shows."""
     core = blas_core(command)
-    where = (f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()} | "
-             f"BLAS core: {core.name or 'unknown'}")
+    where = (
+        f"kernels: {fastrnn.cpu_isa()} | threads: {fastrnn.get_num_threads()} | "
+        f"BLAS core: {core.name or 'unknown'}"
+    )
     if backend == "cuda":
         cuda.require()  # RuntimeError saying why, where CUDA is not usable
         where = f"backend: cuda ({cuda.status()})"
@@ -74,10 +78,12 @@ def run_check(T: int, B: int, H: int, repeats: int, backend: str = "cpu",
         step = _on_backend(backend, x, w)
         y, grads = step(cell, options)
         y_ref, grads_ref = _train_step(reference, cell, x, w, options)
-        err = max(float(np.max(np.abs(_host(a) - b)) / (np.max(np.abs(b)) + 1e-30))
-                  for a, b in zip([y, *grads], [y_ref, *grads_ref]) if a is not None)
-        fast = _median_ms(lambda: step(cell, options), repeats)
-        slow = _median_ms(lambda: _train_step(reference, cell, x, w, options), repeats)
+        err = max(
+            float(np.max(np.abs(_host(a) - b)) / (np.max(np.abs(b)) + 1e-30))
+            for a, b in zip([y, *grads], [y_ref, *grads_ref])
+            if a is not None
+        )
+        fast = _median_ms(functools.partial(step, cell, options), repeats)
+        slow = _median_ms(functools.partial(_train_step, reference, cell, x, w, options), repeats)
         print(f"{cell.name:6} {err:12.1e} {fast[0]:11.1f} {slow[0]:9.1f} {slow[0] / fast[0]:8.1f}x")
     return 0
-

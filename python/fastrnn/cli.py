@@ -25,24 +25,28 @@ from fastrnn.errors import UserError  # also fastrnn.cli.UserError, as before
 from fastrnn.openblas import blas_core, command_line, cpu_flag_set
 from fastrnn.progress import Progress  # also fastrnn.cli.Progress
 
-
 # ----------------------------------------------------------------------------- commands
 
 
 def cmd_info(args) -> int:
-    print(f"fastrnn {fastrnn.__version__} on Python {platform.python_version()}, "
-          f"{platform.machine()}")
+    print(
+        f"fastrnn {fastrnn.__version__} on Python {platform.python_version()}, {platform.machine()}"
+    )
     for name, status in fastrnn.backends().items():
         print(f"backend {name}: {status}")
     if fastrnn.cuda._cuda is not None:
         print(f"CUDA module: built with {fastrnn.cuda._cuda.build_info}")
-    print(f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
-          f"{', '.join(fastrnn.available_cpu_isas())})")
+    print(
+        f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
+        f"{', '.join(fastrnn.available_cpu_isas())})"
+    )
     flags = cpu_flags()
     if flags:
         print(f"CPU features: {' '.join(flags)}")
-    print(f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
-          f"fastrnn.set_num_threads to change)")
+    print(
+        f"threads: {fastrnn.get_num_threads()} (of {os.cpu_count()} logical CPUs; "
+        f"fastrnn.set_num_threads to change)"
+    )
     print(f"BLAS: {fastrnn.blas_info()} (single-threaded inside fastrnn's pool)")
     core = blas_core(_command(args))
     print(f"BLAS core: {core.summary()}")
@@ -58,9 +62,24 @@ def _command(args) -> str:
 
 def cpu_flags() -> List[str]:
     """The SIMD and matrix features of this CPU that matter to RNN kernels (Linux)."""
-    wanted = ["sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl",
-              "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8",
-              "asimd", "sve"]
+    wanted = [
+        "sse4_2",
+        "avx",
+        "avx2",
+        "fma",
+        "f16c",
+        "avx512f",
+        "avx512bw",
+        "avx512vl",
+        "avx512_vnni",
+        "avx512_bf16",
+        "avx512_fp16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+        "asimd",
+        "sve",
+    ]
     have = cpu_flag_set()
     return [w for w in wanted if w in have]
 
@@ -69,8 +88,9 @@ def cmd_check(args) -> int:
     from .check import run_check
 
     try:
-        return run_check(args.steps, args.batch, args.hidden, args.repeats, args.backend,
-                         command=_command(args))
+        return run_check(
+            args.steps, args.batch, args.hidden, args.repeats, args.backend, command=_command(args)
+        )
     except RuntimeError as e:  # the CUDA backend is not usable here
         raise UserError(str(e)) from None
 
@@ -90,8 +110,9 @@ def read_text(path: Optional[str]) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise UserError(f"--text: {path} is not UTF-8 text (byte {e.start}: "
-                        f"{data[e.start:e.start + 1]!r})") from None
+        raise UserError(
+            f"--text: {path} is not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r})"
+        ) from None
 
 
 def cmd_train_charlm(args) -> int:
@@ -110,28 +131,39 @@ def cmd_train_charlm(args) -> int:
         text = read_text(args.text)
         unknown = sorted(set(text) - set(model.vocab))
         if unknown:
-            raise UserError(f"--text has characters the checkpoint's model never saw: "
-                            f"{''.join(unknown)[:20]!r}")
+            raise UserError(
+                f"--text has characters the checkpoint's model never saw: {''.join(unknown)[:20]!r}"
+            )
         print(f"resumed {args.resume} at step {step}", file=sys.stderr)
     else:
         text = read_text(args.text)
         if len(set(text)) < 2:
             raise UserError("the text needs at least two distinct characters")
-        config = charlm.CharLMConfig(hidden_size=args.hidden, num_layers=args.layers,
-                                     embed_size=args.embed, batch_size=args.batch,
-                                     seq_len=args.seq_len, lr=args.lr, seed=args.seed,
-                                     backend=args.backend)
+        config = charlm.CharLMConfig(
+            hidden_size=args.hidden,
+            num_layers=args.layers,
+            embed_size=args.embed,
+            batch_size=args.batch,
+            seq_len=args.seq_len,
+            lr=args.lr,
+            seed=args.seed,
+            backend=args.backend,
+        )
         model = charlm.CharLM("".join(sorted(set(text))), config)
         opt, step, state = Adam(model.params(), config.lr), 0, None
     c = model.config
     if len(text) < 2 * c.batch_size * 2:
-        raise UserError(f"the text ({len(text)} characters) is too short for batch size "
-                        f"{c.batch_size}")
+        raise UserError(
+            f"the text ({len(text)} characters) is too short for batch size {c.batch_size}"
+        )
     base = charlm.unigram_entropy_bits(text)
-    print(f"corpus: {len(text):,} characters, {len(model.vocab)} distinct; unigram entropy "
-          f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
-          f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
-          f"{c.backend}, {fastrnn.get_num_threads()} threads", file=sys.stderr)
+    print(
+        f"corpus: {len(text):,} characters, {len(model.vocab)} distinct; unigram entropy "
+        f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
+        f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
+        f"{c.backend}, {fastrnn.get_num_threads()} threads",
+        file=sys.stderr,
+    )
     core = blas_core(_command(args))
     if core.warning:
         print(f"warning: {core.warning}", file=sys.stderr)
@@ -141,17 +173,21 @@ def cmd_train_charlm(args) -> int:
     def on_step(s, bpc, cps):
         smooth[0] = bpc if smooth[0] is None else 0.9 * smooth[0] + 0.1 * bpc
         loss = smooth[0] * np.log(2)
-        bar.update(s - step, f"step {s} loss {loss:.3f} ({smooth[0]:.2f} bits/char) "
-                             f"{cps:,.0f} chars/s")
+        bar.update(
+            s - step, f"step {s} loss {loss:.3f} ({smooth[0]:.2f} bits/char) {cps:,.0f} chars/s"
+        )
 
     def on_sample(s):
         bar.close()
         text_out = charlm.sample(model, args.sample_length, args.temperature, seed=s)
-        print(f"--- sample at step {s} (temperature {args.temperature}) ---\n{text_out}\n---",
-              flush=True)
+        print(
+            f"--- sample at step {s} (temperature {args.temperature}) ---\n{text_out}\n---",
+            flush=True,
+        )
 
-    state = charlm.train(model, opt, text, args.steps, step, on_step, on_sample,
-                         args.sample_every, state)
+    state = charlm.train(
+        model, opt, text, args.steps, step, on_step, on_sample, args.sample_every, state
+    )
     bar.close()
     final = step + args.steps
     if args.checkpoint:
@@ -215,13 +251,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-B", "--batch", type=positive_int, default=32)
     s.add_argument("-H", "--hidden", type=positive_int, default=256)
     s.add_argument("--repeats", type=positive_int, default=3)
-    s.add_argument("--backend", choices=["cpu", "cuda"], default="cpu",
-                   help="the kernels to check (cuda: on a GPU, device-resident)")
+    s.add_argument(
+        "--backend",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="the kernels to check (cuda: on a GPU, device-resident)",
+    )
     s.set_defaults(fn=cmd_check)
 
     s = sub.add_parser("train-charlm", help="train a character-level LSTM language model")
-    s.add_argument("--text", help="a UTF-8 text file (default: Python's own documentation, "
-                                  "from the standard library's pydoc_data)")
+    s.add_argument(
+        "--text",
+        help="a UTF-8 text file (default: Python's own documentation, "
+        "from the standard library's pydoc_data)",
+    )
     s.add_argument("--steps", type=positive_int, default=1000)
     s.add_argument("--hidden", type=positive_int, default=256)
     s.add_argument("--layers", type=positive_int, default=2)

@@ -10,8 +10,9 @@ Numba arrays, :class:`DeviceArray`) or DLPack on a CUDA device (JAX arrays) is u
 without a copy; outputs come back as the input's kind (``torch.Tensor``, ``cupy.ndarray``,
 JAX and Numba arrays; :class:`DeviceArray`, which supports DLPack, for other producers).
 NumPy input with ``backend="cuda"`` is copied to the device, and the outputs back to NumPy.
-Device arrays must be C-contiguous; ``lengths`` stays on the host. Work is queued on the legacy default stream, after whatever the caller
-queued there; functions return without waiting for the GPU (copies to NumPy wait).
+Device arrays must be C-contiguous; ``lengths`` stays on the host. Work is queued on the
+legacy default stream, after whatever the caller queued there; functions return without
+waiting for the GPU (copies to NumPy wait).
 
 The tests run the backend's host code -- time loops, cuBLAS argument mapping, launch shapes,
 kernel bodies, this module -- on the CPU, over the emulated device of the test-only module
@@ -37,8 +38,15 @@ try:
 except ImportError:  # built without a CUDA compiler
     _cuda = None
 
-__all__ = ["BackendStatus", "status", "require", "is_device_array", "DeviceArray",
-           "to_device", "synchronize"]
+__all__ = [
+    "BackendStatus",
+    "status",
+    "require",
+    "is_device_array",
+    "DeviceArray",
+    "to_device",
+    "synchronize",
+]
 
 _KDL_CUDA = _C.DLPACK_CUDA  # DLPack's device type for CUDA memory (csrc/bindings/dlpack.h)
 # A device module standing in for _cuda (the tests' emulated device), or None.
@@ -89,8 +97,9 @@ def status() -> BackendStatus:
     try:
         library = _cuda.load_cublas(_cublas_candidates())
     except RuntimeError as e:
-        return BackendStatus(True, False, f"{e}; install it with pip install nvidia-cublas==13.*",
-                             missing="cuBLAS")
+        return BackendStatus(
+            True, False, f"{e}; install it with pip install nvidia-cublas==13.*", missing="cuBLAS"
+        )
     return BackendStatus(True, True, f"{_cuda.device_count()} device(s), cuBLAS {library}")
 
 
@@ -100,8 +109,9 @@ def require():
         return _device_module.get()
     s = status()
     if not s.usable:
-        raise RuntimeError(f"backend 'cuda' is not usable here: {s} (fastrnn.backends() lists "
-                           f"what is)")
+        raise RuntimeError(
+            f"backend 'cuda' is not usable here: {s} (fastrnn.backends() lists what is)"
+        )
     return _cuda
 
 
@@ -175,28 +185,37 @@ def _c_contiguous(shape: tuple, strides, itemsize: int) -> bool:
 
 def _from_torch(a):
     import torch
+
     return torch.from_dlpack(a)
 
 
 def _from_cupy(a):
     import cupy
+
     return cupy.from_dlpack(a)
 
 
 def _from_jax(a):
     import jax.numpy as jnp
+
     return jnp.from_dlpack(a)
 
 
 def _from_numba(a):
     from numba import cuda as numba_cuda
+
     return numba_cuda.as_cuda_array(a)
 
 
 # Outputs in the kind of the input, by the top-level module of the input's type; producers
 # not listed get the DeviceArray itself (it supports DLPack and __cuda_array_interface__).
-_CONVERTERS = {"torch": _from_torch, "cupy": _from_cupy, "jax": _from_jax, "jaxlib": _from_jax,
-               "numba": _from_numba}
+_CONVERTERS = {
+    "torch": _from_torch,
+    "cupy": _from_cupy,
+    "jax": _from_jax,
+    "jaxlib": _from_jax,
+    "numba": _from_numba,
+}
 
 
 def _output_kind(x) -> str:
@@ -229,9 +248,11 @@ class DeviceOps:
             interface = value.__cuda_array_interface__
             view = _View(value, interface)
             if not _c_contiguous(view.shape, interface.get("strides"), view.dtype.itemsize):
-                raise ValueError(f"{fn}: argument '{name}' is a non-contiguous device array "
-                                 f"(shape {view.shape}, strides {interface.get('strides')}); "
-                                 f"make it contiguous first")
+                raise ValueError(
+                    f"{fn}: argument '{name}' is a non-contiguous device array "
+                    f"(shape {view.shape}, strides {interface.get('strides')}); "
+                    f"make it contiguous first"
+                )
             return view
         if is_device_array(value):  # DLPack only (JAX): a view that keeps the producer's tensor
             return self.kernels.DeviceArray.from_dlpack(value.__dlpack__(stream=1))
@@ -261,10 +282,16 @@ class DeviceOps:
     def take_rows(self, a, perm: np.ndarray, axis: int):
         """a with its rows along ``axis`` gathered by ``perm`` (a new array)."""
         outer = int(np.prod(a.shape[:axis], dtype=np.int64))
-        inner = int(np.prod(a.shape[axis + 1:], dtype=np.int64))
+        inner = int(np.prod(a.shape[axis + 1 :], dtype=np.int64))
         out = self.empty(a.shape, a.dtype)
-        self.kernels.take_rows(src=a, perm=np.ascontiguousarray(perm, np.int64), outer=outer,
-                               rows=a.shape[axis], inner=inner, dst=out)
+        self.kernels.take_rows(
+            src=a,
+            perm=np.ascontiguousarray(perm, np.int64),
+            outer=outer,
+            rows=a.shape[axis],
+            inner=inner,
+            dst=out,
+        )
         return out
 
     def zero_padding(self, x, batch_sizes: np.ndarray, fresh: bool):
@@ -280,4 +307,3 @@ class DeviceOps:
         if self.out_kind == "device":
             return a
         return _CONVERTERS[self.out_kind](a)
-

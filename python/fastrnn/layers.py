@@ -39,8 +39,11 @@ def backends() -> dict:
     ``str()`` such as "available" or "compiled, no device: no CUDA driver (...)").
     "numpy" (the reference) and "cpu" (the C++ kernels) are always available; "cuda" when
     this install was built with a CUDA compiler and the machine has a GPU."""
-    return {"numpy": cuda.BackendStatus(True, True), "cpu": cuda.BackendStatus(True, True),
-            "cuda": cuda.status()}
+    return {
+        "numpy": cuda.BackendStatus(True, True),
+        "cpu": cuda.BackendStatus(True, True),
+        "cuda": cuda.status(),
+    }
 
 
 def get_backend(name: str) -> object:
@@ -63,9 +66,11 @@ def _host_array(name: str, x) -> np.ndarray:
     """x as a NumPy array; TypeError for GPU-resident arrays, which layers and cells do not
     take (fastrnn.ops does)."""
     if cuda.is_device_array(x):
-        raise TypeError(f"{name}: layers and cells take host (NumPy) input, even with "
-                        f"backend='cuda' (which copies each call's data to the GPU); for "
-                        f"GPU-resident arrays use fastrnn.ops, which takes them in place")
+        raise TypeError(
+            f"{name}: layers and cells take host (NumPy) input, even with "
+            f"backend='cuda' (which copies each call's data to the GPU); for "
+            f"GPU-resident arrays use fastrnn.ops, which takes them in place"
+        )
     return np.asarray(x)
 
 
@@ -74,8 +79,11 @@ class _OpsOn:
 
     def __init__(self, backend: str):
         for cell in CELLS.values():
-            setattr(self, cell.forward_name,
-                    functools.partial(getattr(ops, cell.forward_name), backend=backend))
+            setattr(
+                self,
+                cell.forward_name,
+                functools.partial(getattr(ops, cell.forward_name), backend=backend),
+            )
             setattr(self, cell.backward_name, getattr(ops, cell.backward_name))
 
 
@@ -123,7 +131,8 @@ class _Base:
         rng = np.random.default_rng(seed)
         k = 1.0 / np.sqrt(hidden_size)
         self._params: Dict[str, np.ndarray] = {
-            name: rng.uniform(-k, k, shape).astype(self.dtype) for name, shape in shapes.items()}
+            name: rng.uniform(-k, k, shape).astype(self.dtype) for name, shape in shapes.items()
+        }
         self.grads: Dict[str, np.ndarray] = {n: np.zeros_like(p) for n, p in self._params.items()}
         self.training = True
 
@@ -159,16 +168,19 @@ class _Base:
         missing = [k for k in self._params if k not in state]
         extra = [k for k in state if k not in self._params]
         if missing or extra:
-            raise KeyError(f"{name}.load_state_dict: missing keys {missing}, unexpected keys "
-                           f"{extra}")
+            raise KeyError(
+                f"{name}.load_state_dict: missing keys {missing}, unexpected keys {extra}"
+            )
         converted = {}
         for k, v in state.items():
             arr = np.asarray(v)
             if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
                 raise TypeError(f"{name}.load_state_dict: '{k}' has dtype {arr.dtype}")
             if arr.shape != self._params[k].shape:
-                raise ValueError(f"{name}.load_state_dict: '{k}' has shape {arr.shape}, expected "
-                                 f"{self._params[k].shape}")
+                raise ValueError(
+                    f"{name}.load_state_dict: '{k}' has shape {arr.shape}, expected "
+                    f"{self._params[k].shape}"
+                )
             converted[k] = arr
         for k, arr in converted.items():
             self._params[k][...] = arr
@@ -185,24 +197,43 @@ class _Base:
 
 
 class _RNNBase(_Base):
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype=np.float32, backend: str = "auto",
-                 seed: Optional[int] = None, **options):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        **options,
+    ):
         name = type(self).__name__
         self.input_size = _check_int("input_size", input_size, 1)
         self.hidden_size = _check_int("hidden_size", hidden_size, 1)
         self.num_layers = _check_int("num_layers", num_layers, 1)
         self.proj_size = _check_int("proj_size", proj_size, 0)
         if self.proj_size >= self.hidden_size:
-            raise ValueError(f"{name}: proj_size must be smaller than hidden_size, got "
-                             f"proj_size={proj_size}, hidden_size={hidden_size}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or \
-                not 0 <= dropout < 1:
+            raise ValueError(
+                f"{name}: proj_size must be smaller than hidden_size, got "
+                f"proj_size={proj_size}, hidden_size={hidden_size}"
+            )
+        if (
+            isinstance(dropout, bool)
+            or not isinstance(dropout, (int, float))
+            or not 0 <= dropout < 1
+        ):
             raise ValueError(f"{name}: dropout must be a number in [0, 1), got {dropout!r}")
         if dropout > 0 and num_layers == 1:
-            warnings.warn(f"{name}: dropout={dropout} acts between layers and has no effect with "
-                          f"num_layers=1", stacklevel=3)
+            warnings.warn(
+                f"{name}: dropout={dropout} acts between layers and has no effect with "
+                f"num_layers=1",
+                stacklevel=3,
+            )
         self.bias = bool(bias)
         self.batch_first = bool(batch_first)
         self.dropout = float(dropout)
@@ -216,9 +247,15 @@ class _RNNBase(_Base):
         shapes = {}
         for layer in range(self.num_layers):
             for d in range(D):
-                shapes.update(self._spec.param_shapes(
-                    self.input_size if layer == 0 else D * self._P, H, self.proj_size,
-                    self.bias, suffix=self._suffix(layer, d)))
+                shapes.update(
+                    self._spec.param_shapes(
+                        self.input_size if layer == 0 else D * self._P,
+                        H,
+                        self.proj_size,
+                        self.bias,
+                        suffix=self._suffix(layer, d),
+                    )
+                )
         self._init_params(shapes, H, seed)
         self._tape = None  # what the last training forward keeps for backward
         # layer -> the (T, B, D*P) mask applied to that layer's output by the last training
@@ -249,9 +286,11 @@ class _RNNBase(_Base):
         name = type(self).__name__
         arr = _host_array(name, x)
         if arr.dtype != self.dtype:
-            raise TypeError(f"{name}: input x has dtype {arr.dtype}, but the layer's parameters "
-                            f"are {self.dtype} (convert x, or build the layer with "
-                            f"dtype={arr.dtype})")
+            raise TypeError(
+                f"{name}: input x has dtype {arr.dtype}, but the layer's parameters "
+                f"are {self.dtype} (convert x, or build the layer with "
+                f"dtype={arr.dtype})"
+            )
         if arr.ndim == 2:
             arr, unbatched = arr[:, None, :], True
         elif arr.ndim == 3:
@@ -259,11 +298,15 @@ class _RNNBase(_Base):
             if self.batch_first:
                 arr = arr.transpose(1, 0, 2)
         else:
-            raise ValueError(f"{name}: input x must be 3-D ({'B, T' if self.batch_first else 'T, B'}"
-                             f", I) or 2-D (T, I), got shape {arr.shape}")
+            raise ValueError(
+                f"{name}: input x must be 3-D ({'B, T' if self.batch_first else 'T, B'}"
+                f", I) or 2-D (T, I), got shape {arr.shape}"
+            )
         if arr.shape[2] != self.input_size:
-            raise ValueError(f"{name}: input x has {arr.shape[2]} features (shape {np.shape(x)}), "
-                             f"expected input_size={self.input_size}")
+            raise ValueError(
+                f"{name}: input x has {arr.shape[2]} features (shape {np.shape(x)}), "
+                f"expected input_size={self.input_size}"
+            )
         return arr, unbatched
 
     def _state(self, what: str, s, B: int, unbatched: bool) -> Optional[np.ndarray]:
@@ -272,13 +315,17 @@ class _RNNBase(_Base):
             return None
         name = type(self).__name__
         arr = np.asarray(s)
-        LD, n = self.num_layers * self._D, self._spec.state_size(what[0], self.hidden_size,
-                                                                 self.proj_size)
+        LD, n = (
+            self.num_layers * self._D,
+            self._spec.state_size(what[0], self.hidden_size, self.proj_size),
+        )
         want = (LD, n) if unbatched else (LD, B, n)
         if arr.shape != want:
             letter = "proj_size" if n != self.hidden_size else "H"
-            raise ValueError(f"{name}: {what} has shape {arr.shape}, expected (num_layers * "
-                             f"num_directions, {'' if unbatched else 'B, '}{letter}) = {want}")
+            raise ValueError(
+                f"{name}: {what} has shape {arr.shape}, expected (num_layers * "
+                f"num_directions, {'' if unbatched else 'B, '}{letter}) = {want}"
+            )
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {self.dtype}")
         return arr[:, None, :] if unbatched else arr
@@ -292,8 +339,10 @@ class _RNNBase(_Base):
             return [None] * len(states)
         name = type(self).__name__
         if not isinstance(hx, (tuple, list)) or len(hx) != len(states):
-            raise TypeError(f"{name}: the state must be a tuple ({', '.join(s + '0' for s in states)}"
-                            f") (either may be None), got {type(hx).__name__}")
+            raise TypeError(
+                f"{name}: the state must be a tuple ({', '.join(s + '0' for s in states)}"
+                f") (either may be None), got {type(hx).__name__}"
+            )
         return [self._state(f"{s}0", v, B, unbatched) for s, v in zip(states, hx)]
 
     def _packed(self, lengths, T: int, B: int) -> Optional[PackedBatch]:
@@ -302,8 +351,10 @@ class _RNNBase(_Base):
             return None
         if isinstance(lengths, PackedBatch):
             if (lengths.T, lengths.B) != (T, B):
-                raise ValueError(f"{fn}: lengths is a PackedBatch of (T, B) = "
-                                 f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}")
+                raise ValueError(
+                    f"{fn}: lengths is a PackedBatch of (T, B) = "
+                    f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}"
+                )
             return lengths
         if cuda.is_device_array(lengths):
             raise TypeError(f"{fn}: lengths must be on the host (a list or NumPy array)")
@@ -311,13 +362,13 @@ class _RNNBase(_Base):
         if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
             raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
         if arr.shape != (B,):
-            raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got "
-                             f"{tuple(arr.shape)}")
+            raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
         return PackedBatch.from_lengths(arr, T, fn=fn)
 
     # -- forward / backward
-    def forward(self, x: ArrayLike, hx=None, lengths: Optional[ArrayLike] = None
-                ) -> Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, ...]]]:
+    def forward(
+        self, x: ArrayLike, hx=None, lengths: Optional[ArrayLike] = None
+    ) -> Tuple[np.ndarray, Union[np.ndarray, Tuple[np.ndarray, ...]]]:
         """Runs the layer. x (T, B, I) (batch_first: (B, T, I)) or unbatched (T, I). Returns
         ``y, h_n`` (GRU, RNN) or ``y, (h_n, c_n)`` (LSTM), shaped as torch.nn documents:
         y (T, B, D*P), h_n (num_layers*D, B, P), c_n (num_layers*D, B, H). ``lengths``: (B,)
@@ -334,8 +385,10 @@ class _RNNBase(_Base):
         if pk is not None:
             x = pk.sort(x, 1)
             init = [None if s is None else pk.sort(s, 1) for s in init]
-        finals = [np.empty((L * D, B, cell.state_size(s, self.hidden_size, self.proj_size)),
-                           self.dtype) for s in cell.states]
+        finals = [
+            np.empty((L * D, B, cell.state_size(s, self.hidden_size, self.proj_size)), self.dtype)
+            for s in cell.states
+        ]
         tape = {"saved": {}, "masks": {}, "packed": pk, "T": T, "B": B, "unbatched": unbatched}
         masks = {}  # layer -> dropout mask over the caller's rows
         inp = x
@@ -345,8 +398,14 @@ class _RNNBase(_Base):
                 k = layer * D + d
                 xi = inp if d == 0 else self._reverse(inp, run)
                 y, fin, saved = cell.forward(
-                    impl, xi, [None if s is None else s[k] for s in init], self._weights(layer, d),
-                    training=training, options=self._options, lengths=run)
+                    impl,
+                    xi,
+                    [None if s is None else s[k] for s in init],
+                    self._weights(layer, d),
+                    training=training,
+                    options=self._options,
+                    lengths=run,
+                )
                 outs.append(y if d == 0 else self._reverse(y, run))
                 for out, f in zip(finals, fin):
                     out[k] = f
@@ -387,10 +446,13 @@ class _RNNBase(_Base):
             if self._last_forward is None:
                 raise RuntimeError(f"{name}.backward: called before any forward")
             if self._last_forward == "inference":
-                raise RuntimeError(f"{name}.backward: the last forward ran in inference mode "
-                                   f"(eval() or no_grad()) and kept nothing for backward")
-            raise RuntimeError(f"{name}.backward: already called for the last forward; run "
-                               f"forward again")
+                raise RuntimeError(
+                    f"{name}.backward: the last forward ran in inference mode "
+                    f"(eval() or no_grad()) and kept nothing for backward"
+                )
+            raise RuntimeError(
+                f"{name}.backward: already called for the last forward; run forward again"
+            )
         return self._tape
 
     def _grad_in(self, what: str, g, shape: tuple, unbatched: bool) -> Optional[np.ndarray]:
@@ -402,8 +464,10 @@ class _RNNBase(_Base):
         if what == "dy" and self.batch_first and not unbatched:
             want = (shape[1], shape[0], shape[2])
         if arr.shape != want:
-            raise ValueError(f"{name}.backward: {what} has shape {arr.shape}, expected {want} "
-                             f"(the shape of the forward's matching output)")
+            raise ValueError(
+                f"{name}.backward: {what} has shape {arr.shape}, expected {want} "
+                f"(the shape of the forward's matching output)"
+            )
         if arr.dtype != self.dtype:
             raise TypeError(f"{name}.backward: {what} has dtype {arr.dtype}, expected {self.dtype}")
         if what == "dy" and self.batch_first and not unbatched:
@@ -418,8 +482,10 @@ class _RNNBase(_Base):
         impl, D, L, P = self._impl, self._D, self.num_layers, self._P
         widths = [cell.state_size(s, self.hidden_size, self.proj_size) for s in cell.states]
         dy = self._grad_in("dy", dy, (T, B, D * P), un)
-        dfinals = [self._grad_in(f"d{s}_n", g, (L * D, B, n), un)
-                   for s, g, n in zip(cell.states, dfinals, widths)]
+        dfinals = [
+            self._grad_in(f"d{s}_n", g, (L * D, B, n), un)
+            for s, g, n in zip(cell.states, dfinals, widths)
+        ]
         self._tape = None  # one backward per forward, like the kernels' saved state
         run = None if pk is None else pk.sorted()
         if pk is not None:
@@ -433,15 +499,18 @@ class _RNNBase(_Base):
             dx = None
             for d in range(D):
                 k = layer * D + d
-                dy_d = np.ascontiguousarray(d_out[:, :, d * P:(d + 1) * P])
+                dy_d = np.ascontiguousarray(d_out[:, :, d * P : (d + 1) * P])
                 if d == 1:
                     dy_d = self._reverse(dy_d, run)
-                grads = cell.backward(impl, tape["saved"][k], dy_d,
-                                      [None if g is None else g[k] for g in dfinals])
+                grads = cell.backward(
+                    impl, tape["saved"][k], dy_d, [None if g is None else g[k] for g in dfinals]
+                )
                 for out, s in zip(dinit, cell.states):
                     out[k] = grads[f"{s}0"]
-                self._accumulate(self._names(layer, d),
-                                 [grads[w] for w in cell.weight_args(bool(self.proj_size))])
+                self._accumulate(
+                    self._names(layer, d),
+                    [grads[w] for w in cell.weight_args(bool(self.proj_size))],
+                )
                 dx_d = grads["x"] if d == 0 else self._reverse(grads["x"], run)
                 dx = dx_d if dx is None else dx + dx_d
             d_out = dx
@@ -459,8 +528,9 @@ class _RNNBase(_Base):
 class _OneStateLayer(_RNNBase):
     """GRU and RNN: the state is h alone."""
 
-    def backward(self, dy: Optional[ArrayLike],
-                 dh_n: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
+    def backward(
+        self, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike] = None
+    ) -> Tuple[np.ndarray, np.ndarray]:
         """BPTT through the last forward: ``dx, dh0``; parameter gradients accumulate into
         ``self.grads``. dy (shaped as y) and dh_n (as h_n) may be None (zeros)."""
         dx, (dh0,) = self._backward(dy, [dh_n])
@@ -473,15 +543,37 @@ class RNN(_OneStateLayer):
 
     _cell = "rnn"
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
-                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, dtype=np.float32,
-                 backend: str = "auto", seed: Optional[int] = None):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+    ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
         self.nonlinearity = nonlinearity
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype, backend, seed, nonlinearity=nonlinearity)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            dtype,
+            backend,
+            seed,
+            nonlinearity=nonlinearity,
+        )
 
 
 class GRU(_OneStateLayer):
@@ -491,13 +583,35 @@ class GRU(_OneStateLayer):
 
     _cell = "gru"
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 dtype=np.float32, backend: str = "auto", seed: Optional[int] = None,
-                 reset_after: bool = True):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        reset_after: bool = True,
+    ):
         self.reset_after = bool(reset_after)
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, 0, dtype, backend, seed, reset_after=self.reset_after)
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            0,
+            dtype,
+            backend,
+            seed,
+            reset_after=self.reset_after,
+        )
 
 
 class LSTM(_RNNBase):
@@ -506,16 +620,39 @@ class LSTM(_RNNBase):
 
     _cell = "lstm"
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 proj_size: int = 0, dtype=np.float32, backend: str = "auto",
-                 seed: Optional[int] = None):
-        super().__init__(input_size, hidden_size, num_layers, bias, batch_first, dropout,
-                         bidirectional, proj_size, dtype, backend, seed)
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+    ):
+        super().__init__(
+            input_size,
+            hidden_size,
+            num_layers,
+            bias,
+            batch_first,
+            dropout,
+            bidirectional,
+            proj_size,
+            dtype,
+            backend,
+            seed,
+        )
 
-    def backward(self, dy: Optional[ArrayLike],
-                 dstate: Optional[Tuple[Optional[ArrayLike], Optional[ArrayLike]]] = None
-                 ) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    def backward(
+        self,
+        dy: Optional[ArrayLike],
+        dstate: Optional[Tuple[Optional[ArrayLike], Optional[ArrayLike]]] = None,
+    ) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
         """BPTT through the last forward: ``dx, (dh0, dc0)``; parameter gradients accumulate
         into ``self.grads``. dy (shaped as y) and either of dstate = (dh_n, dc_n) may be None."""
         if dstate is None:

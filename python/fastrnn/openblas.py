@@ -27,8 +27,15 @@ import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Dict, FrozenSet, Mapping, Optional
 
-__all__ = ["BlasCore", "blas_core", "diagnose", "ENV_VARS", "cpu_flag_set", "cpu_level",
-           "core_level"]
+__all__ = [
+    "BlasCore",
+    "blas_core",
+    "diagnose",
+    "ENV_VARS",
+    "cpu_flag_set",
+    "cpu_level",
+    "core_level",
+]
 
 CORETYPE, L2_SIZE = "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"
 ENV_VARS = (CORETYPE, L2_SIZE)
@@ -44,14 +51,34 @@ _CORE_LEVELS = {
     **dict.fromkeys(("skylakex", "cooperlake", "sapphirerapids"), "avx512"),
     **dict.fromkeys(("haswell", "zen", "excavator"), "avx2"),
     **dict.fromkeys(("sandybridge", "bulldozer", "piledriver", "steamroller"), "avx"),
-    **dict.fromkeys(("katmai", "coppermine", "northwood", "prescott", "banias", "core2",
-                     "penryn", "dunnington", "nehalem", "atom", "athlon", "opteron",
-                     "opteron_sse3", "barcelona", "bobcat", "nano"), "sse"),
+    **dict.fromkeys(
+        (
+            "katmai",
+            "coppermine",
+            "northwood",
+            "prescott",
+            "banias",
+            "core2",
+            "penryn",
+            "dunnington",
+            "nehalem",
+            "atom",
+            "athlon",
+            "opteron",
+            "opteron_sse3",
+            "barcelona",
+            "bobcat",
+            "nano",
+        ),
+        "sse",
+    ),
 }
 
 # Where a forced core made the difference this module exists for.
-MEASURED = ("e.g. LSTM training at T=100, B=64, H=512 was measured 1.5x slower on Haswell's "
-            "kernels than on SkylakeX's, on an AVX-512 CPU")
+MEASURED = (
+    "e.g. LSTM training at T=100, B=64, H=512 was measured 1.5x slower on Haswell's "
+    "kernels than on SkylakeX's, on an AVX-512 CPU"
+)
 
 
 @dataclass(frozen=True)
@@ -83,8 +110,10 @@ class BlasCore:
 
     def summary(self) -> str:
         """One line: the core, its kernels, who chose it, and what this CPU supports."""
-        parts = [f"{LEVEL_NAMES[self.isa_level]} kernels" if self.isa_level else None,
-                 f"forced by {self.forced_by}" if self.forced_by else "chosen by OpenBLAS"]
+        parts = [
+            f"{LEVEL_NAMES[self.isa_level]} kernels" if self.isa_level else None,
+            f"forced by {self.forced_by}" if self.forced_by else "chosen by OpenBLAS",
+        ]
         if L2_SIZE in self.environment:
             parts.append(f"{L2_SIZE}={self.environment[L2_SIZE]}")
         if self.cpu_level:
@@ -146,8 +175,11 @@ def _core_from_library() -> Optional[str]:
         import scipy_openblas32
 
         lib_dir = scipy_openblas32.get_lib_dir()
-        names = sorted(n for n in os.listdir(lib_dir) if n.startswith("libscipy_openblas")
-                       and (".so" in n or n.endswith((".dylib", ".dll"))))
+        names = sorted(
+            n
+            for n in os.listdir(lib_dir)
+            if n.startswith("libscipy_openblas") and (".so" in n or n.endswith((".dylib", ".dll")))
+        )
         if not names:
             return None
         lib = ctypes.CDLL(os.path.join(lib_dir, names[0]))  # the copy already loaded
@@ -174,8 +206,13 @@ def core_from_config(config: str) -> Optional[str]:
     return rest[-1] if rest else None
 
 
-def diagnose(name: Optional[str], cpu: Optional[str], environ: Mapping[str, str],
-             config: str = "", command: str = "<your command>") -> BlasCore:
+def diagnose(
+    name: Optional[str],
+    cpu: Optional[str],
+    environ: Mapping[str, str],
+    config: str = "",
+    command: str = "<your command>",
+) -> BlasCore:
     """The verdict on core `name` on a CPU of level `cpu` with the environment `environ`;
     `command` is the command line the fix shows."""
     env = {k: environ[k] for k in ENV_VARS if environ.get(k)}
@@ -184,36 +221,64 @@ def diagnose(name: Optional[str], cpu: Optional[str], environ: Mapping[str, str]
     older = bool(level and cpu and LEVELS.index(level) < LEVELS.index(cpu))
     expected = LEVEL_CORE.get(cpu) if cpu else None
     runs = f"OpenBLAS runs its {name} kernels" + (f" ({LEVEL_NAMES[level]})" if level else "")
-    slower = (f"this CPU has {LEVEL_NAMES[cpu]}, for which OpenBLAS has {expected}-class "
-              f"kernels: fastrnn's GEMMs run on older, slower ones ({MEASURED})") if older else ""
+    slower = (
+        (
+            f"this CPU has {LEVEL_NAMES[cpu]}, for which OpenBLAS has {expected}-class "
+            f"kernels: fastrnn's GEMMs run on older, slower ones ({MEASURED})"
+        )
+        if older
+        else ""
+    )
     warning = fix = None
     if forced:
-        said = f"{CORETYPE}={forced}" + (f" (and {L2_SIZE}={env[L2_SIZE]})" if L2_SIZE in env else "")
-        took = "" if name and name.lower() == forced.lower() else \
-            f" (OpenBLAS took it as {name})" if name else ""
+        said = f"{CORETYPE}={forced}" + (
+            f" (and {L2_SIZE}={env[L2_SIZE]})" if L2_SIZE in env else ""
+        )
+        took = (
+            ""
+            if name and name.lower() == forced.lower()
+            else f" (OpenBLAS took it as {name})"
+            if name
+            else ""
+        )
         unset = [k for k in ENV_VARS if k in env]
         fix = "env " + " ".join(f"-u {k}" for k in unset) + f" {command}"
         if older:
             warning = f"{runs}, forced by {said} in the environment{took}, though {slower}."
         elif level and cpu:
-            warning = (f"{runs}, forced by {said} in the environment{took}; not older than this "
-                       f"CPU supports, but on another machine the same setting may force a core "
-                       f"older than its CPU and slow fastrnn down.")
+            warning = (
+                f"{runs}, forced by {said} in the environment{took}; not older than this "
+                f"CPU supports, but on another machine the same setting may force a core "
+                f"older than its CPU and slow fastrnn down."
+            )
         else:
-            warning = (f"the BLAS core is forced by {said} in the environment{took} instead of "
-                       f"the one OpenBLAS picks for this CPU, which may be faster.")
+            warning = (
+                f"the BLAS core is forced by {said} in the environment{took} instead of "
+                f"the one OpenBLAS picks for this CPU, which may be faster."
+            )
         warning += f" Fix: unset {' and '.join(unset)} for this command: {fix}"
     elif older:
         words = config.split()
         version = f" ({words[1]})" if len(words) > 1 and words[0] == "OpenBLAS" else ""
         fix = f"env {CORETYPE}={expected} {command}"
-        warning = (f"{runs}, though {slower}. This OpenBLAS{version} picked that core itself: "
-                   f"it may not know this CPU, or a virtual machine may hide the CPU's "
-                   f"identity from it. Fix: upgrade it (pip install -U scipy-openblas32), "
-                   f"or force the core for this command: {fix}")
-    return BlasCore(name=name, isa_level=level, cpu_level=cpu, expected=expected,
-                    forced_by=f"{CORETYPE}={forced}" if forced else None, environment=env,
-                    older=older, warning=warning, fix=fix, config=config)
+        warning = (
+            f"{runs}, though {slower}. This OpenBLAS{version} picked that core itself: "
+            f"it may not know this CPU, or a virtual machine may hide the CPU's "
+            f"identity from it. Fix: upgrade it (pip install -U scipy-openblas32), "
+            f"or force the core for this command: {fix}"
+        )
+    return BlasCore(
+        name=name,
+        isa_level=level,
+        cpu_level=cpu,
+        expected=expected,
+        forced_by=f"{CORETYPE}={forced}" if forced else None,
+        environment=env,
+        older=older,
+        warning=warning,
+        fix=fix,
+        config=config,
+    )
 
 
 def blas_core(command: Optional[str] = None) -> BlasCore:
@@ -224,8 +289,7 @@ def blas_core(command: Optional[str] = None) -> BlasCore:
 
     config = _C.blas_info()
     name = _core_from_library() or core_from_config(config)
-    return diagnose(name, _this_cpu_level(), os.environ, config,
-                    command or "<your command>")
+    return diagnose(name, _this_cpu_level(), os.environ, config, command or "<your command>")
 
 
 def command_line(argv) -> str:

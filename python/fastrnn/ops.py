@@ -72,8 +72,9 @@ class _HostOps:
         try:
             return np.asarray(value)
         except Exception as e:  # ragged lists and the like
-            raise TypeError(f"{fn}: argument '{name}' is not convertible to an array: {e}"
-                            ) from None
+            raise TypeError(
+                f"{fn}: argument '{name}' is not convertible to an array: {e}"
+            ) from None
 
     contiguous = staticmethod(np.ascontiguousarray)
     # numpy raises MemoryError (a subclass) itself when the allocation cannot be made.
@@ -111,8 +112,10 @@ def _array_ops(fn: str, backend: str, x):
     if backend == "cuda" or (backend == "auto" and on_device):
         return cuda.DeviceOps(x)
     if on_device:
-        raise ValueError(f"{fn}: x is a GPU array but backend='cpu'; use backend='cuda' (or "
-                         f"'auto'), or copy x to the host")
+        raise ValueError(
+            f"{fn}: x is a GPU array but backend='cpu'; use backend='cuda' (or "
+            f"'auto'), or copy x to the host"
+        )
     return _HOST
 
 
@@ -121,19 +124,21 @@ def _as_float_array(fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST):
     if arr.dtype.type not in _FLOATS:
         raise TypeError(
             f"{fn}: argument '{name}' has dtype {arr.dtype}; fastrnn computes in float32 or "
-            f"float64 (convert with .astype(numpy.float32))")
+            f"float64 (convert with .astype(numpy.float32))"
+        )
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(
             f"{fn}: argument '{name}' has dtype {arr.dtype} but x has dtype {dtype}; "
-            f"all arrays must share one dtype")
+            f"all arrays must share one dtype"
+        )
     return arr
 
 
 def _check_shape(fn: str, name: str, arr, expected: tuple, legend: str) -> None:
     if tuple(arr.shape) != expected:
         raise ValueError(
-            f"{fn}: argument '{name}' has shape {tuple(arr.shape)}, expected {legend} = "
-            f"{expected}")
+            f"{fn}: argument '{name}' has shape {tuple(arr.shape)}, expected {legend} = {expected}"
+        )
 
 
 class _Call:
@@ -143,8 +148,20 @@ class _Call:
     None), and packed: the PackedBatch of the call or None.
     """
 
-    def __init__(self, fn: str, cell: CellSpec, backend: str, x, states: Dict[str, Any],
-                 w_ih, w_hh, b_ih, b_hh, w_hr, lengths: Lengths):
+    def __init__(
+        self,
+        fn: str,
+        cell: CellSpec,
+        backend: str,
+        x,
+        states: Dict[str, Any],
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        w_hr,
+        lengths: Lengths,
+    ):
         xp = self.xp = _array_ops(fn, backend, x)
         G = cell.G
         x = _as_float_array(fn, "x", x, xp=xp)
@@ -154,26 +171,32 @@ class _Call:
         T, B, I = x.shape
         w_hh = _as_float_array(fn, "w_hh", w_hh, dtype, xp)
         if w_hh.ndim != 2:
-            raise ValueError(f"{fn}: argument 'w_hh' must be 2-D ({G}*H, H), got shape "
-                             f"{_shape(w_hh)}")
+            raise ValueError(
+                f"{fn}: argument 'w_hh' must be 2-D ({G}*H, H), got shape {_shape(w_hh)}"
+            )
         H, P = w_hh.shape[0] // G, w_hh.shape[1]
         if w_hr is None:
             H = P  # without a projection, w_hh is (G*H, H)
         if H == 0 or I == 0:
-            raise ValueError(f"{fn}: hidden size H (w_hh.shape[1]) and input size I (x.shape[2]) "
-                             f"must be positive, got H={H}, I={I}")
+            raise ValueError(
+                f"{fn}: hidden size H (w_hh.shape[1]) and input size I (x.shape[2]) "
+                f"must be positive, got H={H}, I={I}"
+            )
         if w_hr is not None:
             w_hr = _as_float_array(fn, "w_hr", w_hr, dtype, xp)
             _check_shape(fn, "w_hr", w_hr, (P, H), f"(P, H) with P={P} (w_hh.shape[1]), H={H}")
             if not 0 < P < H:
                 raise ValueError(f"{fn}: the projection size P={P} must be in [1, H) with H={H}")
-        _check_shape(fn, "w_hh", w_hh, (G * H, P),
-                     f"({G}*H, {'P' if w_hr is not None else 'H'}) with H={H}")
+        _check_shape(
+            fn, "w_hh", w_hh, (G * H, P), f"({G}*H, {'P' if w_hr is not None else 'H'}) with H={H}"
+        )
         w_ih = _as_float_array(fn, "w_ih", w_ih, dtype, xp)
         _check_shape(fn, "w_ih", w_ih, (G * H, I), f"({G}*H, I) with H={H}, I={I} (from x)")
         if (b_ih is None) != (b_hh is None):
-            raise ValueError(f"{fn}: b_ih and b_hh must both be arrays or both be None, got "
-                             f"b_ih {_shape(b_ih)}, b_hh {_shape(b_hh)}")
+            raise ValueError(
+                f"{fn}: b_ih and b_hh must both be arrays or both be None, got "
+                f"b_ih {_shape(b_ih)}, b_hh {_shape(b_hh)}"
+            )
         if b_ih is not None:
             b_ih = _as_float_array(fn, "b_ih", b_ih, dtype, xp)
             b_hh = _as_float_array(fn, "b_hh", b_hh, dtype, xp)
@@ -187,12 +210,15 @@ class _Call:
                 continue
             s = _as_float_array(fn, name, s, dtype, xp)
             letter = "P" if n != H else "H"
-            _check_shape(fn, name, s, (B, n), f"(B, {letter}) with B={B} (from x), "
-                         f"{letter}={n} (from w_hh)")
+            _check_shape(
+                fn, name, s, (B, n), f"(B, {letter}) with B={B} (from x), {letter}={n} (from w_hh)"
+            )
             checked[name] = xp.contiguous(s)
         if max(T * B, G * H, I) > _INT32_MAX:
-            raise ValueError(f"{fn}: T*B={T * B}, G*H={G * H} and I={I} must each be below "
-                             f"2**31 (the BLAS takes 32-bit dimensions)")
+            raise ValueError(
+                f"{fn}: T*B={T * B}, G*H={G * H} and I={I} must each be below "
+                f"2**31 (the BLAS takes 32-bit dimensions)"
+            )
         c = xp.contiguous
         self.w_ih, self.w_hh = c(w_ih), c(w_hh)
         self.b_ih = None if b_ih is None else c(b_ih)
@@ -228,12 +254,16 @@ def _packed(fn: str, lengths: Lengths, T: int, B: int) -> Optional[PackedBatch]:
         return None
     if isinstance(lengths, PackedBatch):
         if (lengths.T, lengths.B) != (T, B):
-            raise ValueError(f"{fn}: lengths is a PackedBatch of (T, B) = "
-                             f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}")
+            raise ValueError(
+                f"{fn}: lengths is a PackedBatch of (T, B) = "
+                f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}"
+            )
         return lengths
     if cuda.is_device_array(lengths):
-        raise TypeError(f"{fn}: lengths must be on the host (a list or NumPy array), as "
-                        f"for torch's pack_padded_sequence")
+        raise TypeError(
+            f"{fn}: lengths must be on the host (a list or NumPy array), as "
+            f"for torch's pack_padded_sequence"
+        )
     arr = np.asarray(lengths)
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
@@ -254,19 +284,27 @@ def _unsort(xp, pk: Optional[PackedBatch], seqs: tuple, states: tuple) -> tuple:
 def _check_saved(fn: str, saved, kind: type) -> SavedState:
     name = fn.split("_")[0]
     if saved is None:
-        raise ValueError(f"{fn}: saved is None: the forward ran with training=False and kept "
-                         f"nothing for backward; run it with training=True")
+        raise ValueError(
+            f"{fn}: saved is None: the forward ran with training=False and kept "
+            f"nothing for backward; run it with training=True"
+        )
     if not isinstance(saved, SavedState):
-        raise TypeError(f"{fn}: saved must be the object returned by {name}_forward("
-                        f"training=True), got {type(saved).__name__}")
+        raise TypeError(
+            f"{fn}: saved must be the object returned by {name}_forward("
+            f"training=True), got {type(saved).__name__}"
+        )
     if not isinstance(saved, kind):
         raise TypeError(f"{fn}: saved comes from {saved.cell}_forward, not {name}_forward")
     if saved.backend == "numpy":
-        raise TypeError(f"{fn}: saved comes from fastrnn.reference.{name}_forward; pass it to "
-                        f"fastrnn.reference.{fn}")
+        raise TypeError(
+            f"{fn}: saved comes from fastrnn.reference.{name}_forward; pass it to "
+            f"fastrnn.reference.{fn}"
+        )
     if saved.consumed:
-        raise ValueError(f"{fn}: this saved state was already used by a backward, which "
-                         f"overwrites it in place; run the forward again")
+        raise ValueError(
+            f"{fn}: this saved state was already used by a backward, which "
+            f"overwrites it in place; run the forward again"
+        )
     return saved
 
 
@@ -276,8 +314,9 @@ def _grad_in(fn: str, name: str, value, shape: tuple, legend: str, s: SavedState
         return xp.zeros(shape, s.dtype)
     arr = _as_float_array(fn, name, value, xp=xp)
     if arr.dtype != s.dtype:
-        raise TypeError(f"{fn}: argument '{name}' has dtype {arr.dtype} but the forward ran in "
-                        f"{s.dtype}")
+        raise TypeError(
+            f"{fn}: argument '{name}' has dtype {arr.dtype} but the forward ran in {s.dtype}"
+        )
     _check_shape(fn, name, arr, shape, legend)
     return xp.contiguous(arr)
 
@@ -290,13 +329,15 @@ class _Backward:
         s = self.saved = _check_saved(fn, saved, kind)
         T, B, I, H, P, GH = s.T, s.B, s.I, s.H, s.P, s.G * s.H
         hp = "H" if P == H else "P"
-        dy = _grad_in(fn, "dy", dy, (T, B, P), f"(T, B, {hp}) = ({T}, {B}, {P}) from the forward",
-                      s)
+        dy = _grad_in(
+            fn, "dy", dy, (T, B, P), f"(T, B, {hp}) = ({T}, {B}, {P}) from the forward", s
+        )
         fin = {}
         for name, v in finals.items():
             n, letter = (P, hp) if name == "dh_n" else (H, "H")
-            fin[name] = _grad_in(fn, name, v, (B, n), f"(B, {letter}) = ({B}, {n}) from the "
-                                 f"forward", s)
+            fin[name] = _grad_in(
+                fn, name, v, (B, n), f"(B, {letter}) = ({B}, {n}) from the forward", s
+            )
         pk, xp = s.packed, s.array_ops
         if pk is not None and not pk.identity:
             dy = xp.take_rows(dy, pk.sorted_indices, 1)
@@ -304,8 +345,9 @@ class _Backward:
         self.dy, self.finals = dy, fin
         empty = xp.empty
         self.dx = empty((T, B, I), s.dtype)
-        self.dstates = {f"d{k[1:-2]}0": empty((B, P if k == "dh_n" else H), s.dtype)
-                        for k in finals}
+        self.dstates = {
+            f"d{k[1:-2]}0": empty((B, P if k == "dh_n" else H), s.dtype) for k in finals
+        }
         self.dw_ih, self.dw_hh = empty((GH, I), s.dtype), empty((GH, P), s.dtype)
         self.db_ih = empty((GH,), s.dtype) if s.has_bias else None
         self.db_hh = empty((GH,), s.dtype) if s.has_bias else None
@@ -314,10 +356,24 @@ class _Backward:
     def kernel_args(self) -> dict:
         """The arguments every backward kernel takes, by name."""
         s = self.saved
-        return dict(x=s.x, h0=s.h0, y=s.y, w_ih=s.w_ih, w_hh=s.w_hh, batch_sizes=(
-            None if s.packed is None else s.packed.batch_sizes), gates=s.gates, dy=self.dy,
-            dx=self.dx, dw_ih=self.dw_ih, dw_hh=self.dw_hh, db_ih=self.db_ih, db_hh=self.db_hh,
-            H=s.H, **self.finals, **self.dstates)
+        return dict(
+            x=s.x,
+            h0=s.h0,
+            y=s.y,
+            w_ih=s.w_ih,
+            w_hh=s.w_hh,
+            batch_sizes=(None if s.packed is None else s.packed.batch_sizes),
+            gates=s.gates,
+            dy=self.dy,
+            dx=self.dx,
+            dw_ih=self.dw_ih,
+            dw_hh=self.dw_hh,
+            db_ih=self.db_ih,
+            db_hh=self.db_hh,
+            H=s.H,
+            **self.finals,
+            **self.dstates,
+        )
 
     def results(self, *extra) -> tuple:
         """(dx, d<state>0 ..., dw_ih, dw_hh, db_ih, db_hh, *extra) in the caller's order."""
@@ -330,31 +386,78 @@ class _Backward:
 # ----------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], c0: Optional[ArrayLike],
-                 w_ih: ArrayLike, w_hh: ArrayLike, b_ih: Optional[ArrayLike],
-                 b_hh: Optional[ArrayLike], training: bool = True, *,
-                 w_hr: Optional[ArrayLike] = None, lengths: Lengths = None, backend: str = "auto"
-                 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Result[DeviceArrayT],
-                            Optional[LstmSaved]]:
+def lstm_forward(
+    x: Input[DeviceArrayT],
+    h0: Optional[ArrayLike],
+    c0: Optional[ArrayLike],
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: Optional[ArrayLike],
+    b_hh: Optional[ArrayLike],
+    training: bool = True,
+    *,
+    w_hr: Optional[ArrayLike] = None,
+    lengths: Lengths = None,
+    backend: str = "auto",
+) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Result[DeviceArrayT], Optional[LstmSaved]]:
     """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
     ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
-    a = _Call("lstm_forward", spec("lstm"), backend, x, {"h0": h0, "c0": c0}, w_ih, w_hh, b_ih,
-              b_hh, w_hr, lengths)
+    a = _Call(
+        "lstm_forward",
+        spec("lstm"),
+        backend,
+        x,
+        {"h0": h0, "c0": c0},
+        w_ih,
+        w_hh,
+        b_ih,
+        b_hh,
+        w_hr,
+        lengths,
+    )
     T, B, H, P = a.T, a.B, a.H, a.P
     y, h_n, c_n = a.empty(T, B, P), a.empty(B, P), a.empty(B, H)
     gates = a.empty(T, B, 4 * H) if training else None  # inference: chunked in C++
     cells = a.empty(T + 1, B, H) if training else a.empty(B, H)
     m = None if a.w_hr is None else (a.empty(T, B, H) if training else a.empty(B, H))
     a.xp.kernels.lstm_forward(
-        x=a.x, h0=a.states["h0"], c0=a.states["c0"], w_ih=a.w_ih, w_hh=a.w_hh, b_ih=a.b_ih,
-        b_hh=a.b_hh, w_hr=a.w_hr, batch_sizes=a.batch_sizes, y=y, h_n=h_n, c_n=c_n, gates=gates,
-        cells=cells, m=m, training=bool(training), H=H, P=P)
+        x=a.x,
+        h0=a.states["h0"],
+        c0=a.states["c0"],
+        w_ih=a.w_ih,
+        w_hh=a.w_hh,
+        b_ih=a.b_ih,
+        b_hh=a.b_hh,
+        w_hr=a.w_hr,
+        batch_sizes=a.batch_sizes,
+        y=y,
+        h_n=h_n,
+        c_n=c_n,
+        gates=gates,
+        cells=cells,
+        m=m,
+        training=bool(training),
+        H=H,
+        P=P,
+    )
     saved = None
     if training:
-        saved = LstmSaved(backend=a.backend, x=a.x, h0=a.states["h0"], y=y, w_ih=a.w_ih,
-                          w_hh=a.w_hh, has_bias=a.b_ih is not None, gates=gates,
-                          packed=a.packed, array_ops=a.xp, cells=cells, w_hr=a.w_hr, m=m)
+        saved = LstmSaved(
+            backend=a.backend,
+            x=a.x,
+            h0=a.states["h0"],
+            y=y,
+            w_ih=a.w_ih,
+            w_hh=a.w_hh,
+            has_bias=a.b_ih is not None,
+            gates=gates,
+            packed=a.packed,
+            array_ops=a.xp,
+            cells=cells,
+            w_hr=a.w_hr,
+            m=m,
+        )
         y = _private(a, y)
     return _unsort(a.xp, a.packed, (y,), (h_n, c_n)) + (saved,)
 
@@ -365,66 +468,108 @@ def _private(a: _Call, y):
     return a.xp.copy(y) if a.packed is None or a.packed.identity else y
 
 
-def lstm_backward(saved: LstmSaved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike],
-                  dc_n: Optional[ArrayLike]) -> Tuple[Optional[Array], ...]:
+def lstm_backward(
+    saved: LstmSaved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike], dc_n: Optional[ArrayLike]
+) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`lstm_forward`: ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih, db_hh)``, and
     ``dw_hr`` as an eighth when the forward had a projection. Runs on the forward's backend."""
     b = _Backward("lstm_backward", saved, LstmSaved, dy, {"dh_n": dh_n, "dc_n": dc_n})
     s = b.saved
     dw_hr = None if s.w_hr is None else s.array_ops.empty(tuple(s.w_hr.shape), s.dtype)
-    s.array_ops.kernels.lstm_backward(**b.kernel_args(), cells=s.cells, w_hr=s.w_hr, m=s.m,
-                                      dw_hr=dw_hr, P=s.P)
+    s.array_ops.kernels.lstm_backward(
+        **b.kernel_args(), cells=s.cells, w_hr=s.w_hr, m=s.m, dw_hr=dw_hr, P=s.P
+    )
     return b.results() if dw_hr is None else b.results(dw_hr)
 
 
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], w_ih: ArrayLike,
-                w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
-                training: bool = True, reset_after: bool = True, *, lengths: Lengths = None,
-                backend: str = "auto"
-                ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[GruSaved]]:
+def gru_forward(
+    x: Input[DeviceArrayT],
+    h0: Optional[ArrayLike],
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: Optional[ArrayLike],
+    b_hh: Optional[ArrayLike],
+    training: bool = True,
+    reset_after: bool = True,
+    *,
+    lengths: Lengths = None,
+    backend: str = "auto",
+) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[GruSaved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
     reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
-    a = _Call("gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None,
-              lengths)
+    a = _Call(
+        "gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths
+    )
     T, B, H = a.T, a.B, a.H
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, 3 * H) if training else None  # inference: chunked in C++
     extra = a.empty(T, B, H) if training else a.empty(B, H)
     a.xp.kernels.gru_forward(
-        x=a.x, h0=a.states["h0"], w_ih=a.w_ih, w_hh=a.w_hh, b_ih=a.b_ih, b_hh=a.b_hh,
-        batch_sizes=a.batch_sizes, y=y, h_n=h_n, gates=gates, extra=extra,
-        training=bool(training), reset_after=bool(reset_after), H=H)
+        x=a.x,
+        h0=a.states["h0"],
+        w_ih=a.w_ih,
+        w_hh=a.w_hh,
+        b_ih=a.b_ih,
+        b_hh=a.b_hh,
+        batch_sizes=a.batch_sizes,
+        y=y,
+        h_n=h_n,
+        gates=gates,
+        extra=extra,
+        training=bool(training),
+        reset_after=bool(reset_after),
+        H=H,
+    )
     saved = None
     if training:
-        saved = GruSaved(backend=a.backend, x=a.x, h0=a.states["h0"], y=y, w_ih=a.w_ih,
-                         w_hh=a.w_hh, has_bias=a.b_ih is not None, gates=gates, packed=a.packed,
-                         array_ops=a.xp, extra=extra, reset_after=bool(reset_after))
+        saved = GruSaved(
+            backend=a.backend,
+            x=a.x,
+            h0=a.states["h0"],
+            y=y,
+            w_ih=a.w_ih,
+            w_hh=a.w_hh,
+            has_bias=a.b_ih is not None,
+            gates=gates,
+            packed=a.packed,
+            array_ops=a.xp,
+            extra=extra,
+            reset_after=bool(reset_after),
+        )
         y = _private(a, y)
     return _unsort(a.xp, a.packed, (y,), (h_n,)) + (saved,)
 
 
-def gru_backward(saved: GruSaved, dy: Optional[ArrayLike],
-                 dh_n: Optional[ArrayLike]) -> Tuple[Optional[Array], ...]:
+def gru_backward(
+    saved: GruSaved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]
+) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     b = _Backward("gru_backward", saved, GruSaved, dy, {"dh_n": dh_n})
     s = b.saved
-    s.array_ops.kernels.gru_backward(**b.kernel_args(), extra=s.extra,
-                                     reset_after=s.reset_after)
+    s.array_ops.kernels.gru_backward(**b.kernel_args(), extra=s.extra, reset_after=s.reset_after)
     return b.results()
 
 
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], w_ih: ArrayLike,
-                w_hh: ArrayLike, b_ih: Optional[ArrayLike], b_hh: Optional[ArrayLike],
-                training: bool = True, nonlinearity: str = "tanh", *, lengths: Lengths = None,
-                backend: str = "auto"
-                ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[RnnSaved]]:
+def rnn_forward(
+    x: Input[DeviceArrayT],
+    h0: Optional[ArrayLike],
+    w_ih: ArrayLike,
+    w_hh: ArrayLike,
+    b_ih: Optional[ArrayLike],
+    b_hh: Optional[ArrayLike],
+    training: bool = True,
+    nonlinearity: str = "tanh",
+    *,
+    lengths: Lengths = None,
+    backend: str = "auto",
+) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[RnnSaved]]:
     """Elman RNN over T steps, act in {"tanh", "relu"}: ``(y (T,B,H), h_n (B,H), saved)``.
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
     fn = "rnn_forward"
@@ -435,21 +580,42 @@ def rnn_forward(x: Input[DeviceArrayT], h0: Optional[ArrayLike], w_ih: ArrayLike
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, H) if training else None  # inference: chunked in C++
     a.xp.kernels.rnn_forward(
-        x=a.x, h0=a.states["h0"], w_ih=a.w_ih, w_hh=a.w_hh, b_ih=a.b_ih, b_hh=a.b_hh,
-        batch_sizes=a.batch_sizes, y=y, h_n=h_n, gates=gates, nonlinearity=nonlinearity, H=H)
+        x=a.x,
+        h0=a.states["h0"],
+        w_ih=a.w_ih,
+        w_hh=a.w_hh,
+        b_ih=a.b_ih,
+        b_hh=a.b_hh,
+        batch_sizes=a.batch_sizes,
+        y=y,
+        h_n=h_n,
+        gates=gates,
+        nonlinearity=nonlinearity,
+        H=H,
+    )
     saved = None
     if training:
-        saved = RnnSaved(backend=a.backend, x=a.x, h0=a.states["h0"], y=y, w_ih=a.w_ih,
-                         w_hh=a.w_hh, has_bias=a.b_ih is not None, gates=gates, packed=a.packed,
-                         array_ops=a.xp, nonlinearity=nonlinearity)
+        saved = RnnSaved(
+            backend=a.backend,
+            x=a.x,
+            h0=a.states["h0"],
+            y=y,
+            w_ih=a.w_ih,
+            w_hh=a.w_hh,
+            has_bias=a.b_ih is not None,
+            gates=gates,
+            packed=a.packed,
+            array_ops=a.xp,
+            nonlinearity=nonlinearity,
+        )
         y = _private(a, y)
     return _unsort(a.xp, a.packed, (y,), (h_n,)) + (saved,)
 
 
-def rnn_backward(saved: RnnSaved, dy: Optional[ArrayLike],
-                 dh_n: Optional[ArrayLike]) -> Tuple[Optional[Array], ...]:
+def rnn_backward(
+    saved: RnnSaved, dy: Optional[ArrayLike], dh_n: Optional[ArrayLike]
+) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`rnn_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     b = _Backward("rnn_backward", saved, RnnSaved, dy, {"dh_n": dh_n})
-    b.saved.array_ops.kernels.rnn_backward(**b.kernel_args(),
-                                           nonlinearity=b.saved.nonlinearity)
+    b.saved.array_ops.kernels.rnn_backward(**b.kernel_args(), nonlinearity=b.saved.nonlinearity)
     return b.results()

@@ -46,9 +46,15 @@ class PackedBatch:
     ``batch_size`` if given, else ``batch_sizes[0]``.
     """
 
-    def __init__(self, batch_sizes: ArrayLike, sorted_indices: Optional[ArrayLike] = None,
-                 unsorted_indices: Optional[ArrayLike] = None, *,
-                 batch_size: Optional[int] = None, fn: str = "PackedBatch") -> None:
+    def __init__(
+        self,
+        batch_sizes: ArrayLike,
+        sorted_indices: Optional[ArrayLike] = None,
+        unsorted_indices: Optional[ArrayLike] = None,
+        *,
+        batch_size: Optional[int] = None,
+        fn: str = "PackedBatch",
+    ) -> None:
         bs = _index_array(fn, "batch_sizes", batch_sizes)
         if sorted_indices is None and unsorted_indices is not None:
             sorted_indices = np.argsort(_index_array(fn, "unsorted_indices", unsorted_indices))
@@ -61,14 +67,16 @@ class PackedBatch:
         if batch_size is not None and batch_size != B:
             raise ValueError(f"{fn}: batch_size={batch_size} but sorted_indices has {B} rows")
         if bs.size and (bs.min() < 0 or bs.max() > B or np.any(np.diff(bs) > 0)):
-            raise ValueError(f"{fn}: batch_sizes must be non-increasing, each in [0, B={B}], "
-                             f"got {bs.tolist()}")
+            raise ValueError(
+                f"{fn}: batch_sizes must be non-increasing, each in [0, B={B}], got {bs.tolist()}"
+            )
         if not np.array_equal(np.sort(order), np.arange(B)):
             raise ValueError(f"{fn}: sorted_indices must be a permutation of range({B})")
         inverse = np.empty_like(order)
         inverse[order] = np.arange(B, dtype=np.int64)
         if unsorted_indices is not None and not np.array_equal(
-                _index_array(fn, "unsorted_indices", unsorted_indices, B), inverse):
+            _index_array(fn, "unsorted_indices", unsorted_indices, B), inverse
+        ):
             raise ValueError(f"{fn}: unsorted_indices must be the inverse of sorted_indices")
         self.batch_sizes = bs
         self.sorted_indices = order
@@ -85,8 +93,9 @@ class PackedBatch:
         so equal lengths keep their order."""
         arr = _index_array(fn, "lengths", lengths)
         if arr.size and (arr.min() < 0 or arr.max() > T):
-            raise ValueError(f"{fn}: lengths must be in [0, T={T}], got min {arr.min()}, "
-                             f"max {arr.max()}")
+            raise ValueError(
+                f"{fn}: lengths must be in [0, T={T}], got min {arr.min()}, max {arr.max()}"
+            )
         B = arr.shape[0]
         order = np.argsort(-arr, kind="stable")
         counts = np.bincount(arr, minlength=T + 1)  # sequences of each length
@@ -136,8 +145,9 @@ class PackedBatch:
         length; the padding past each end is zero. One gather; returns a new array."""
         T, B = a.shape[:2]
         if (T, B) != (self.T, self.B):
-            raise ValueError(f"PackedBatch.reverse: array has (T, B) = {(T, B)}, the batch "
-                             f"{(self.T, self.B)}")
+            raise ValueError(
+                f"PackedBatch.reverse: array has (T, B) = {(T, B)}, the batch {(self.T, self.B)}"
+            )
         out = a.reshape(T * B, -1)[self._reverse_index.ravel()].reshape(a.shape)
         out[np.arange(T)[:, None] >= self.sorted_lengths[None, :]] = 0
         return out
@@ -147,5 +157,7 @@ class PackedBatch:
         return np.arange(self.B)[None, :] < self.batch_sizes[:, None]
 
     def __repr__(self) -> str:
-        return (f"PackedBatch(T={self.T}, B={self.B}, batch_sizes={self.batch_sizes.tolist()}, "
-                f"sorted_indices={self.sorted_indices.tolist()})")
+        return (
+            f"PackedBatch(T={self.T}, B={self.B}, batch_sizes={self.batch_sizes.tolist()}, "
+            f"sorted_indices={self.sorted_indices.tolist()})"
+        )

@@ -73,8 +73,11 @@ class SavedState:
 
     def arrays(self) -> dict:
         """Name -> every array this record holds (None fields left out)."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if hasattr(getattr(self, f.name), "nbytes")}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if hasattr(getattr(self, f.name), "nbytes")
+        }
 
     @property
     def nbytes(self) -> int:

@@ -25,8 +25,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-__all__ = ["clip_grad_norm", "truncated_bptt", "stream_batches", "Adam",
-           "softmax_cross_entropy"]
+__all__ = ["clip_grad_norm", "truncated_bptt", "stream_batches", "Adam", "softmax_cross_entropy"]
 
 
 def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> float:
@@ -35,8 +34,15 @@ def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> float:
     infinite norm is returned as is and the gradients are left alone."""
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm: max_norm must be positive, got {max_norm}")
-    total = float(np.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64)))
-                              for g in grads.values() if g is not None)))
+    total = float(
+        np.sqrt(
+            sum(
+                float(np.sum(np.square(g, dtype=np.float64)))
+                for g in grads.values()
+                if g is not None
+            )
+        )
+    )
     if np.isfinite(total) and total > max_norm:
         scale = max_norm / (total + 1e-6)
         for g in grads.values():
@@ -67,13 +73,14 @@ class truncated_bptt:  # noqa: N801  (used like a function returning an iterator
 
     def __iter__(self) -> Iterator[Tuple[int, np.ndarray, np.ndarray]]:
         for t0 in range(0, np.shape(self.x)[0], self.k):
-            chunk = self.x[t0:t0 + self.k]
+            chunk = self.x[t0 : t0 + self.k]
             y, self.state = self.layer(chunk, self.state)
             yield t0, chunk, y
 
 
-def stream_batches(data: np.ndarray, batch_size: int, steps: int
-                   ) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
+def stream_batches(
+    data: np.ndarray, batch_size: int, steps: int
+) -> Iterator[Tuple[np.ndarray, np.ndarray]]:
     """Batches one long stream as char-rnn does: cut ``data`` (N, ...) into ``batch_size``
     contiguous streams of N // batch_size items (the remainder is dropped) and yield
     ``(inputs, targets)`` of shape (steps, batch_size, ...), targets being the inputs shifted
@@ -81,17 +88,19 @@ def stream_batches(data: np.ndarray, batch_size: int, steps: int
     model ends a batch with is the right one to start the next from."""
     data = np.asarray(data)
     if batch_size < 1 or steps < 1:
-        raise ValueError(f"stream_batches: batch_size and steps must be positive, got "
-                         f"{batch_size}, {steps}")
+        raise ValueError(
+            f"stream_batches: batch_size and steps must be positive, got {batch_size}, {steps}"
+        )
     per_stream = data.shape[0] // batch_size
     if per_stream < 2:
-        raise ValueError(f"stream_batches: {data.shape[0]} items cannot make {batch_size} "
-                         f"streams of at least 2")
-    streams = data[:per_stream * batch_size].reshape((batch_size, per_stream) + data.shape[1:])
+        raise ValueError(
+            f"stream_batches: {data.shape[0]} items cannot make {batch_size} streams of at least 2"
+        )
+    streams = data[: per_stream * batch_size].reshape((batch_size, per_stream) + data.shape[1:])
     streams = np.swapaxes(streams, 0, 1)  # (per_stream, batch_size, ...): time-major
     for t0 in range(0, per_stream - 1, steps):
         n = min(steps, per_stream - 1 - t0)
-        yield streams[t0:t0 + n], streams[t0 + 1:t0 + 1 + n]
+        yield streams[t0 : t0 + n], streams[t0 + 1 : t0 + 1 + n]
 
 
 class Adam:
@@ -104,7 +113,7 @@ class Adam:
 
     def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> None:
         self.t += 1
-        c1, c2 = 1 - self.b1 ** self.t, 1 - self.b2 ** self.t
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
         for k, p in params.items():
             g = grads[k]
             self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
@@ -112,8 +121,9 @@ class Adam:
             p -= (self.lr * (self.m[k] / c1) / (np.sqrt(self.v[k] / c2) + self.eps)).astype(p.dtype)
 
 
-def softmax_cross_entropy(logits: np.ndarray, targets: np.ndarray,
-                          weights: Optional[np.ndarray] = None) -> Tuple[float, np.ndarray]:
+def softmax_cross_entropy(
+    logits: np.ndarray, targets: np.ndarray, weights: Optional[np.ndarray] = None
+) -> Tuple[float, np.ndarray]:
     """Mean cross-entropy (nats) of integer targets under softmax(logits) over the last axis,
     and its gradient with respect to the logits. logits (..., V), targets (...); weights (...)
     (optional, e.g. a mask) make it a weighted mean."""

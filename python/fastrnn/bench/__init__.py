@@ -22,13 +22,31 @@ It imports nothing from :mod:`fastrnn.cli` (which imports it).
 from __future__ import annotations
 
 from .case import Case, grid
-from .peers import _weights, available_peers, cuda_case, fastrnn_case, jax_case, torch_case, weights
+from .peers import available_peers, cuda_case, fastrnn_case, jax_case, torch_case, weights
 from .report import JSON_VERSION, machine, ratio
 from .roofline import gemm_ms, read_bandwidth, roofline
 from .suite import add_arguments, run_bench, run_case
 from .timing import forward_peak_kib, memory_section, time_interleaved
 
-__all__ = ["Case", "grid", "available_peers", "cuda_case", "fastrnn_case", "jax_case",
-           "torch_case", "weights", "JSON_VERSION", "machine", "ratio", "gemm_ms",
-           "read_bandwidth", "roofline", "add_arguments", "run_bench", "run_case",
-           "forward_peak_kib", "memory_section", "time_interleaved"]
+__all__ = [
+    "Case",
+    "grid",
+    "available_peers",
+    "cuda_case",
+    "fastrnn_case",
+    "jax_case",
+    "torch_case",
+    "weights",
+    "JSON_VERSION",
+    "machine",
+    "ratio",
+    "gemm_ms",
+    "read_bandwidth",
+    "roofline",
+    "add_arguments",
+    "run_bench",
+    "run_case",
+    "forward_peak_kib",
+    "memory_section",
+    "time_interleaved",
+]

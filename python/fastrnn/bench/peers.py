@@ -21,10 +21,9 @@ PEERS = ("fastrnn", "numpy", "torch", "jax", "cuda")
 def weights(cell: str, H: int, rng) -> list:
     """w_ih, w_hh, b_ih, b_hh of one cell with I = H, uniform in +-1/sqrt(H) as torch.nn."""
     k = 1 / np.sqrt(H)
-    return [rng.uniform(-k, k, s).astype(np.float32) for s in spec(cell).param_shapes(H, H).values()]
-
-
-_weights = weights  # the name the tests know
+    return [
+        rng.uniform(-k, k, s).astype(np.float32) for s in spec(cell).param_shapes(H, H).values()
+    ]
 
 
 def fastrnn_case(mod, cell: str, mode: str, x, w) -> Callable[[], None]:
@@ -105,6 +104,7 @@ def torch_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]
         return stream
     xt = torch.from_numpy(x)
     if mode == "forward":
+
         def forward():
             with torch.no_grad():
                 m(xt)
@@ -199,8 +199,9 @@ def configure_jax_threads(jax_threads: int) -> None:
     imported or XLA_FLAGS already sets a count."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "jax" not in sys.modules and jax_threads == 1 and "intra_op" not in flags:
-        os.environ["XLA_FLAGS"] = (flags + " --xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1").strip()
+        os.environ["XLA_FLAGS"] = (
+            flags + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        ).strip()
 
 
 def available_peers(requested: str, jax_threads: int) -> List[str]:

@@ -44,7 +44,9 @@ def fmt(ms: List[float]) -> str:
 
 def print_table(cases: List[Case], peers: List[str], out=sys.stdout) -> None:
     others = [p for p in peers if p != "fastrnn"]
-    head = f"{'case':44} {'fastrnn':>28} {'roofline':>8}" + "".join(f" {p + ' x':>9}" for p in others)
+    head = f"{'case':44} {'fastrnn':>28} {'roofline':>8}" + "".join(
+        f" {p + ' x':>9}" for p in others
+    )
     print(head, file=out)
     print("-" * len(head), file=out)
     for c in cases:
@@ -58,17 +60,25 @@ def print_table(cases: List[Case], peers: List[str], out=sys.stdout) -> None:
 def print_memory(rows: List[dict], out=sys.stdout) -> None:
     if not rows:
         return
-    print("\npeak RSS growth of one LSTM forward (B=16, I=H=256), MiB; y itself is "
-          "T*16*256*4 bytes:", file=out)
+    print(
+        "\npeak RSS growth of one LSTM forward (B=16, I=H=256), MiB; y itself is T*16*256*4 bytes:",
+        file=out,
+    )
     for row in rows:
-        print(f"  T={row['T']:5}  y {row['y_MiB']:7.1f}  inference {row['eval_MiB']:7.1f}  "
-              f"training {row['train_MiB']:7.1f}", file=out)
+        print(
+            f"  T={row['T']:5}  y {row['y_MiB']:7.1f}  inference {row['eval_MiB']:7.1f}  "
+            f"training {row['train_MiB']:7.1f}",
+            file=out,
+        )
 
 
 def case_json(c: Case) -> dict:
-    return dict(asdict(c), label=c.label,
-                roofline_fraction=c.roofline_ms / float(np.median(c.times_ms["fastrnn"])),
-                ratios={p: ratio(c, p) for p in c.times_ms if p != "fastrnn"})
+    return dict(
+        asdict(c),
+        label=c.label,
+        roofline_fraction=c.roofline_ms / float(np.median(c.times_ms["fastrnn"])),
+        ratios={p: ratio(c, p) for p in c.times_ms if p != "fastrnn"},
+    )
 
 
 def plot(cases: List[Case], peers: List[str], path: str) -> None:

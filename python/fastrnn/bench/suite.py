@@ -18,8 +18,16 @@ from fastrnn.openblas import blas_core
 from fastrnn.progress import Progress
 
 from .case import Case, grid
-from .peers import available_peers, cuda_case, fastrnn_case, fastrnn_stream, jax_case, set_threads, \
-    torch_case, weights
+from .peers import (
+    available_peers,
+    cuda_case,
+    fastrnn_case,
+    fastrnn_stream,
+    jax_case,
+    set_threads,
+    torch_case,
+    weights,
+)
 from .report import JSON_VERSION, case_json, machine, plot, print_memory, print_table
 from .roofline import roofline
 from .timing import memory_section, settle_pause, time_interleaved
@@ -29,12 +37,16 @@ def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="a small grid, about a minute on 2 cores")
     p.add_argument("--json", metavar="FILE", help="write every measurement here")
     p.add_argument("--plot", metavar="FILE.png", help="plot time vs shape per peer (matplotlib)")
-    p.add_argument("--threads", default=None,
-                   help="comma-separated thread counts (default: 1 and all cores)")
+    p.add_argument(
+        "--threads", default=None, help="comma-separated thread counts (default: 1 and all cores)"
+    )
     p.add_argument("--repeats", type=int, default=None)
-    p.add_argument("--peers", default="auto",
-                   help="comma-separated from fastrnn,numpy,torch,jax,cuda (default: all installed; "
-                        "cuda: fastrnn on a GPU, where one is usable)")
+    p.add_argument(
+        "--peers",
+        default="auto",
+        help="comma-separated from fastrnn,numpy,torch,jax,cuda (default: all installed; "
+        "cuda: fastrnn on a GPU, where one is usable)",
+    )
     p.add_argument("--cells", default=",".join(CELLS))
 
 
@@ -70,8 +82,9 @@ def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[i
     roofline(case, max(3, repeats))
     if reference_fn is not None:
         # The slowest by far: fewer repeats, and its median stands for every run in ratios.
-        times.update(time_interleaved({"numpy": reference_fn}, max(1, repeats // 3), settle,
-                                      warm_up=False))
+        times.update(
+            time_interleaved({"numpy": reference_fn}, max(1, repeats // 3), settle, warm_up=False)
+        )
     if case.mode == "stream":  # per step
         times = {k: [v / case.T for v in ms] for k, ms in times.items()}
     case.times_ms = times
@@ -83,8 +96,11 @@ def run_bench(args) -> int:
         raise UserError(f"--cells: choose from {','.join(CELLS)}, got {args.cells!r}")
     all_cores = os.cpu_count() or 1
     try:
-        threads = sorted({int(t) for t in args.threads.split(",")}) if args.threads else \
-            sorted({1, all_cores})
+        threads = (
+            sorted({int(t) for t in args.threads.split(",")})
+            if args.threads
+            else sorted({1, all_cores})
+        )
     except ValueError:
         raise UserError(f"--threads: comma-separated integers, got {args.threads!r}") from None
     if any(t < 1 for t in threads):
@@ -100,17 +116,22 @@ def run_bench(args) -> int:
     cases = grid(args.quick, cells, threads)
     before = fastrnn.get_num_threads()
     core = blas_core(getattr(args, "command_line", None) or "fastrnn bench ...")
-    print(f"fastrnn {fastrnn.__version__} bench{' --quick' if args.quick else ''}: "
-          f"{machine()}; kernels {fastrnn.cpu_isa()}; BLAS core {core.name or 'unknown'}; "
-          f"peers {', '.join(peers)}; float32, I = H; {repeats} interleaved runs per case",
-          flush=True)
+    print(
+        f"fastrnn {fastrnn.__version__} bench{' --quick' if args.quick else ''}: "
+        f"{machine()}; kernels {fastrnn.cpu_isa()}; BLAS core {core.name or 'unknown'}; "
+        f"peers {', '.join(peers)}; float32, I = H; {repeats} interleaved runs per case",
+        flush=True,
+    )
     if core.warning:
         print(f"warning: {core.warning}", flush=True)
         if not sys.stdout.isatty():  # the results go to a file: say it where the user looks
             print(f"fastrnn bench: warning: {core.warning}", file=sys.stderr, flush=True)
-    print("columns: fastrnn median (min-max); roofline = time the case's GEMMs take on this "
-          "machine's BLAS (stream: its weight bytes at measured read bandwidth) / fastrnn's time; "
-          "<peer> x = peer time / fastrnn time (> 1: fastrnn faster)", flush=True)
+    print(
+        "columns: fastrnn median (min-max); roofline = time the case's GEMMs take on this "
+        "machine's BLAS (stream: its weight bytes at measured read bandwidth) / fastrnn's time; "
+        "<peer> x = peer time / fastrnn time (> 1: fastrnn faster)",
+        flush=True,
+    )
     bar = Progress(len(cases))
     said = {}
     try:
@@ -128,14 +149,21 @@ def run_bench(args) -> int:
     mem = memory_section(args.quick)
     print_memory(mem)
     if args.json:
-        doc = {"version": JSON_VERSION, "fastrnn": fastrnn.__version__, "machine": machine(),
-               "cpu_isa": fastrnn.cpu_isa(), "blas": fastrnn.blas_info(),
-               "blas_core": core.as_dict(), "warnings": [core.warning] if core.warning else [],
-               "peers": peers,
-               "quick": bool(args.quick), "repeats": repeats,
-               "threads": {str(n): text for n, text in said.items()},
-               "cases": [case_json(c) for c in cases],
-               "memory": mem}
+        doc = {
+            "version": JSON_VERSION,
+            "fastrnn": fastrnn.__version__,
+            "machine": machine(),
+            "cpu_isa": fastrnn.cpu_isa(),
+            "blas": fastrnn.blas_info(),
+            "blas_core": core.as_dict(),
+            "warnings": [core.warning] if core.warning else [],
+            "peers": peers,
+            "quick": bool(args.quick),
+            "repeats": repeats,
+            "threads": {str(n): text for n, text in said.items()},
+            "cases": [case_json(c) for c in cases],
+            "memory": mem,
+        }
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=1)
         print(f"wrote {args.json}")

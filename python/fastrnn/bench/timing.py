@@ -9,8 +9,9 @@ import time
 from typing import Callable, Dict, List
 
 
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, settle: bool,
-                     warm_up: bool = True) -> Dict[str, List[float]]:
+def time_interleaved(
+    fns: Dict[str, Callable[[], None]], repeats: int, settle: bool, warm_up: bool = True
+) -> Dict[str, List[float]]:
     """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
     drifts of a shared machine hit every peer alike, after one warm-up call each (JAX compiles
     then). Returns name -> list of ms.
@@ -64,9 +65,21 @@ print(peak_kib() - before)
 def forward_peak_kib(T: int, B: int, I: int, H: int, training: bool) -> int:
     """Peak RSS growth (KiB) of one float32 LSTM forward over x (T, B, I), in a fresh process
     (Linux: reads VmHWM)."""
-    out = subprocess.run([sys.executable, "-c", _MEMORY_PROBE, str(T), str(B), str(I), str(H),
-                          "train" if training else "eval"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _MEMORY_PROBE,
+            str(T),
+            str(B),
+            str(I),
+            str(H),
+            "train" if training else "eval",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return int(out)
 
 
@@ -76,7 +89,7 @@ def memory_section(quick: bool) -> List[dict]:
     if not sys.platform.startswith("linux"):
         return []
     rows = []
-    for T in ((100, 400) if quick else (100, 400, 1600, 6400)):
+    for T in (100, 400) if quick else (100, 400, 1600, 6400):
         row = {"T": T, "y_MiB": T * 16 * 256 * 4 / 2**20}
         for mode in ("eval", "train"):
             row[f"{mode}_MiB"] = forward_peak_kib(T, 16, 256, 256, mode == "train") / 1024

@@ -82,8 +82,9 @@ def _h_prev(saved) -> Array:
 # ----------------------------------------------------------------------------- LSTM
 
 
-def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None,
-                 lengths=None) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:
+def lstm_forward(
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None, lengths=None
+) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:
     """LSTM over T steps. Returns ``(y (T,B,P), h_n (B,P), c_n (B,H), saved or None)``.
 
     With ``w_hr`` (P, H) (a projection, LSTMP): h' = W_hr (o * tanh(c')); else P = H.
@@ -117,10 +118,20 @@ def lstm_forward(x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_
     y = _stack(ys, (0, B, P), x.dtype)
     saved = None
     if training:
-        saved = LstmSaved(backend="numpy", x=x, h0=h0, y=y, w_ih=w_ih, w_hh=w_hh,
-                          has_bias=b_ih is not None, gates=_stack(gates, (0, B, 4 * H), x.dtype),
-                          packed=packed, cells=np.stack(cs), w_hr=w_hr,
-                          m=None if w_hr is None else _stack(ms, (0, B, H), x.dtype))
+        saved = LstmSaved(
+            backend="numpy",
+            x=x,
+            h0=h0,
+            y=y,
+            w_ih=w_ih,
+            w_hh=w_hh,
+            has_bias=b_ih is not None,
+            gates=_stack(gates, (0, B, 4 * H), x.dtype),
+            packed=packed,
+            cells=np.stack(cs),
+            w_hr=w_hr,
+            m=None if w_hr is None else _stack(ms, (0, B, H), x.dtype),
+        )
     return y, h, c, saved
 
 
@@ -148,8 +159,13 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
         do = dm * tc
         dc_t = dc + dm * o * (1 - tc * tc)
         di, df, dg = dc_t * g, dc_t * cells[t], dc_t * i
-        dg_all[t] = np.where(run > 0, np.concatenate(
-            [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1), 0)
+        dg_all[t] = np.where(
+            run > 0,
+            np.concatenate(
+                [di * i * (1 - i), df * f * (1 - f), dg * (1 - g * g), do * o * (1 - o)], axis=1
+            ),
+            0,
+        )
         dc = np.where(run > 0, dc_t * f, dc)
         dh = np.where(run > 0, dg_all[t] @ w_hh, dh)
     dx = dg_all @ w_ih
@@ -164,8 +180,9 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
 # ----------------------------------------------------------------------------- GRU
 
 
-def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True,
-                *, lengths=None) -> Tuple[Array, Array, Optional[GruSaved]]:
+def gru_forward(
+    x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True, *, lengths=None
+) -> Tuple[Array, Array, Optional[GruSaved]]:
     """GRU over T steps. Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
 
     reset_after=True:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   (cuDNN, PyTorch)
@@ -177,9 +194,9 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
     h = h0
     gx = _input_projection(x, w_ih, b_ih)
-    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
+    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
     b_hrz = None if b_hh is None else b_hh[: 2 * H]
-    b_hn = None if b_hh is None else b_hh[2 * H:]
+    b_hn = None if b_hh is None else b_hh[2 * H :]
     packed = _packed(lengths, T)
     masks = _masks(packed, T, B, x.dtype)
     ys, gates, extra = [], [], []
@@ -192,11 +209,11 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
             hn = h @ w_hn.T  # W_hn h + b_hn, kept for backward
             if b_hn is not None:
                 hn = hn + b_hn
-            n = np.tanh(gx[t, :, 2 * H:] + r * hn)
+            n = np.tanh(gx[t, :, 2 * H :] + r * hn)
             extra.append(hn)
         else:
             rh = r * h  # kept for backward (the input of W_hn)
-            a_n = gx[t, :, 2 * H:] + rh @ w_hn.T
+            a_n = gx[t, :, 2 * H :] + rh @ w_hn.T
             if b_hn is not None:
                 a_n = a_n + b_hn
             n = np.tanh(a_n)
@@ -209,10 +226,19 @@ def gru_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_afte
     y = _stack(ys, (0, B, H), x.dtype)
     saved = None
     if training:
-        saved = GruSaved(backend="numpy", x=x, h0=h0, y=y, w_ih=w_ih, w_hh=w_hh,
-                         has_bias=b_ih is not None, gates=_stack(gates, (0, B, 3 * H), x.dtype),
-                         packed=packed, extra=_stack(extra, (0, B, H), x.dtype),
-                         reset_after=bool(reset_after))
+        saved = GruSaved(
+            backend="numpy",
+            x=x,
+            h0=h0,
+            y=y,
+            w_ih=w_ih,
+            w_hh=w_hh,
+            has_bias=b_ih is not None,
+            gates=_stack(gates, (0, B, 3 * H), x.dtype),
+            packed=packed,
+            extra=_stack(extra, (0, B, H), x.dtype),
+            reset_after=bool(reset_after),
+        )
     return y, h, saved
 
 
@@ -222,7 +248,7 @@ def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     gates, extra, reset_after = saved.gates, saved.extra, saved.reset_after
     T, B, _ = x.shape
     H = w_hh.shape[1]
-    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H:]
+    w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
     dy = _zeros_if_none(dy, (T, B, H), x.dtype)
     dh = _zeros_if_none(dh_n, (B, H), x.dtype).copy()
     dgx = np.zeros((T, B, 3 * H), x.dtype)  # gradient of the x-side pre-activations
@@ -253,20 +279,36 @@ def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
         dgh[t] = np.where(run > 0, np.concatenate([dr_pre, dz_pre, dgh_n], axis=1), 0)
         dw_hh[: 2 * H] += dgx[t, :, : 2 * H].T @ h_prev
         # W_hn multiplies h (reset after) or r * h (reset before).
-        dw_hh[2 * H:] += dgh[t, :, 2 * H:].T @ (h_prev if reset_after else extra[t])
+        dw_hh[2 * H :] += dgh[t, :, 2 * H :].T @ (h_prev if reset_after else extra[t])
         dh = np.where(run > 0, dh_prev + dgx[t, :, : 2 * H] @ w_hrz, dh_in)
     dx = dgx @ w_ih
     dw_ih = np.einsum("tbg,tbi->gi", dgx, x)
     saved.consume()
-    return (dx, dh, dw_ih, dw_hh, _bias_grads(dgx, saved.has_bias),
-            _bias_grads(dgh, saved.has_bias))
+    return (
+        dx,
+        dh,
+        dw_ih,
+        dw_hh,
+        _bias_grads(dgx, saved.has_bias),
+        _bias_grads(dgh, saved.has_bias),
+    )
 
 
 # ----------------------------------------------------------------------------- RNN
 
 
-def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlinearity: str = "tanh",
-                *, lengths=None) -> Tuple[Array, Array, Optional[RnnSaved]]:
+def rnn_forward(
+    x,
+    h0,
+    w_ih,
+    w_hh,
+    b_ih,
+    b_hh,
+    training: bool = True,
+    nonlinearity: str = "tanh",
+    *,
+    lengths=None,
+) -> Tuple[Array, Array, Optional[RnnSaved]]:
     """Elman RNN over T steps, h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
 
     Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
@@ -292,9 +334,18 @@ def rnn_forward(x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, nonlineari
     y = _stack(ys, (0, B, H), x.dtype)
     saved = None
     if training:
-        saved = RnnSaved(backend="numpy", x=x, h0=h0, y=y, w_ih=w_ih, w_hh=w_hh,
-                         has_bias=b_ih is not None, gates=_stack(pre, (0, B, H), x.dtype),
-                         packed=packed, nonlinearity=nonlinearity)
+        saved = RnnSaved(
+            backend="numpy",
+            x=x,
+            h0=h0,
+            y=y,
+            w_ih=w_ih,
+            w_hh=w_hh,
+            has_bias=b_ih is not None,
+            gates=_stack(pre, (0, B, H), x.dtype),
+            packed=packed,
+            nonlinearity=nonlinearity,
+        )
     return y, h, saved
 
 
