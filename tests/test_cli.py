@@ -300,3 +300,19 @@ def test_bench_jax_peer_when_installed():
         "fastrnn,jax",
     )
     assert "jax x" in p.stdout
+
+
+def test_check_fails_on_a_wrong_kernel(monkeypatch, capsys):
+    """`fastrnn check` exits 1, naming the cell, when a kernel disagrees with the reference."""
+    from fastrnn import check, ops
+
+    assert check.run_check(3, 2, 8, 1) == 0
+    real = ops.gru_forward
+
+    def off_by_a_little(*args, **kwargs):
+        y, h, saved = real(*args, **kwargs)
+        return y * 1.001, h, saved
+
+    monkeypatch.setattr(ops, "gru_forward", off_by_a_little)
+    assert check.run_check(3, 2, 8, 1) == 1
+    assert "FAILED: gru: max relative error above 0.0001" in capsys.readouterr().out
