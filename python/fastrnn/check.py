@@ -16,7 +16,6 @@ from fastrnn import cuda, ops, reference
 from fastrnn.cell_spec import CELLS, CellSpec
 from fastrnn.openblas import blas_core
 
-
 # The float32 kernels against the NumPy reference (float32 too) at these sizes: a max relative
 # error (max |a - b| / max |b|, per output and every gradient) above this means a wrong kernel.
 TOLERANCE = 1e-4
