@@ -1,0 +1,428 @@
+"""Property-based fuzzing (hypothesis) of the C++ backend against the NumPy reference.
+
+- ``test_ops_match_reference``: one random kernel call, ``fastrnn.ops`` vs
+  ``fastrnn.reference``: every cell variant of ``fastrnn.cell_spec.variants()``, T in 0..6,
+  B in 0..5 (0 included), I and H in 1..9, an LSTM projection P in [1, H) sometimes, bias or
+  not, lengths (None, or each in [0, T], any order, 0 allowed; a list or an int32/int64
+  array), float64 and float32, initial states and upstream gradients given or None, inputs
+  contiguous, Fortran-ordered or strided, and the CPU instruction set (every one this CPU
+  has). Compares the outputs, the final states and every gradient of a training call, the
+  outputs of an inference call (training=False), and checks that neither side writes to its
+  inputs.
+- ``test_ops_wide_match_reference``: the same on wider shapes (B up to 24, H up to 72,
+  T up to 40) and 1 or 2 threads, which cross what the small shapes never reach: several
+  row tiles (the packed GEMM keeps <= 8 rows in registers), several weight panels and vector
+  widths, and the inference path's chunked input projection (ceil(512 / B) steps a chunk).
+- ``test_layers_cpu_match_numpy``: one random layer, ``backend="cpu"`` vs ``backend="numpy"``
+  built with the same seed (so the same weights and, since the masks come from the layer's
+  own seeded generator, the same dropout masks): num_layers 1..3, bidirectional, batch_first,
+  bias, proj_size (LSTM), lengths, dropout (training), unbatched input, dtype, states and
+  gradients given or None; one or two forward+backward rounds (``.grads`` accumulates), then
+  a no_grad forward. Compares y, the final states, dx, the initial-state gradients, the
+  dropout masks and every entry of ``.grads``.
+
+Every random array derives from one drawn integer ``seed``, so a falsifying example is
+reproducible from its printed parameters alone: hypothesis prints it (and, with
+``print_blob=True``, a ``@reproduce_failure`` blob), and the test notes a ready-to-run line,
+``check_ops_example({...})`` or ``check_layer_example({...})`` (importable from this file
+with ``tests/`` on sys.path).
+
+Settings: ``derandomize=True`` (the same examples on every run, as CI wants) and small
+example counts by default (the file runs in a few seconds). For longer local runs:
+
+- ``FASTRNN_FUZZ_EXAMPLES=N``: examples per test (default 600 / 150 / 250).
+- ``FASTRNN_FUZZ_RANDOM=1``: fresh random examples on each run (derandomize=False).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+import pytest
+
+hypothesis = pytest.importorskip("hypothesis")
+from hypothesis import HealthCheck, event, given, note, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import fastrnn  # noqa: E402
+from fastrnn import cell_spec, ops, reference  # noqa: E402
+from cells import TOL  # noqa: E402
+
+_EXAMPLES = os.environ.get("FASTRNN_FUZZ_EXAMPLES")
+_RANDOM = os.environ.get("FASTRNN_FUZZ_RANDOM", "") not in ("", "0")
+
+
+def _settings(default_examples: int):
+    return settings(
+        max_examples=int(_EXAMPLES) if _EXAMPLES else default_examples,
+        deadline=None,
+        derandomize=not _RANDOM,
+        print_blob=True,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
+VARIANTS = cell_spec.variants()
+DTYPES = {"float64": np.float64, "float32": np.float32}
+ISAS = fastrnn.available_cpu_isas()
+
+
+@contextlib.contextmanager
+def kernel_config(isa: str | None = None, threads: int | None = None):
+    """Runs the block with the given CPU instruction set and thread count, restoring both."""
+    isa_before, threads_before = fastrnn.cpu_isa(), fastrnn.get_num_threads()
+    try:
+        if isa is not None:
+            fastrnn.set_cpu_isa(isa)
+        if threads is not None:
+            fastrnn.set_num_threads(threads)
+        yield
+    finally:
+        fastrnn.set_cpu_isa(isa_before)
+        fastrnn.set_num_threads(threads_before)
+
+
+# ----------------------------------------------------------------------------- comparisons
+
+
+def check_close(name: str, got, want, dtype) -> None:
+    """|got - want| <= atol + rtol |want| elementwise (tests/cells.py's TOL for the dtype);
+    the same shape and dtype; None exactly where the reference has None."""
+    if want is None:
+        assert got is None, f"{name}: the reference gives None, the backend an array"
+        return
+    assert got is not None, f"{name}: the reference gives an array, the backend None"
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape, f"{name}: shape {got.shape} != reference {want.shape}"
+    assert got.dtype == np.dtype(dtype), f"{name}: dtype {got.dtype}, expected {np.dtype(dtype)}"
+    assert want.dtype == np.dtype(dtype), f"{name}: reference dtype {want.dtype}"
+    if not got.size:
+        return
+    atol, rtol = TOL[dtype]
+    g, w = got.astype(np.float64), want.astype(np.float64)
+    assert np.all(np.isfinite(w)), f"{name}: the reference is not finite"
+    err = np.abs(g - w)
+    bad = ~(err <= atol + rtol * np.abs(w))  # NaN in got counts as bad
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{name}: {int(bad.sum())} of {got.size} elements differ; max abs err "
+            f"{float(np.nanmax(err)):.3e} (atol={atol}, rtol={rtol}); first at {idx}: got "
+            f"{g[idx]!r}, reference {w[idx]!r}")
+
+
+def snapshot(arrays: dict) -> dict:
+    return {k: np.array(v, copy=True) for k, v in arrays.items() if v is not None}
+
+
+def check_unchanged(who: str, arrays: dict, before: dict) -> None:
+    for k, v in before.items():
+        assert np.array_equal(np.asarray(arrays[k]), v, equal_nan=True), \
+            f"{who} wrote to its input '{k}'"
+
+
+def as_lengths(lengths, kind: str):
+    """lengths as a list or an int64 / int32 array. An empty list becomes an int64 array:
+    np.asarray([]) is float64, which fastrnn rejects as not integer."""
+    if lengths is None:
+        return None
+    if kind == "list" and lengths:
+        return list(lengths)
+    return np.array(lengths, np.int32 if kind == "int32" else np.int64)
+
+
+# ----------------------------------------------------------------------------- ops level
+
+
+@st.composite
+def ops_params(draw, T_max=6, B_max=5, I_max=9, H_max=9, threads=(None,)):
+    v = draw(st.sampled_from(range(len(VARIANTS))))
+    spec = VARIANTS[v][0]
+    T = draw(st.integers(0, T_max))
+    B = draw(st.integers(0, B_max))
+    H = draw(st.integers(1, H_max))
+    proj = spec.projection and H > 1 and draw(st.booleans())
+    return dict(
+        variant=v, T=T, B=B, I=draw(st.integers(1, I_max)), H=H,
+        P=draw(st.integers(1, H - 1)) if proj else 0,
+        bias=draw(st.booleans()),
+        lengths=draw(st.none() | st.lists(st.integers(0, T), min_size=B, max_size=B)),
+        lengths_type=draw(st.sampled_from(["list", "int64", "int32"])),
+        dtype=draw(st.sampled_from(sorted(DTYPES))),
+        scale=draw(st.sampled_from([0.5, 1.0, 2.0])),
+        states_given=draw(st.booleans()),
+        grads_given=draw(st.sampled_from(["all", "dy only", "finals only", "none"])),
+        layout=draw(st.sampled_from(["contiguous", "fortran", "strided"])),
+        isa=draw(st.sampled_from(ISAS)),
+        threads=draw(st.sampled_from(threads)),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+@st.composite
+def wide_ops_params(draw):
+    """Wider shapes; one example in four a long one: B in 16..24 and T past the inference
+    path's input-projection chunk of ceil(512 / B) steps (up to 40)."""
+    p = draw(ops_params(T_max=10, B_max=24, I_max=24, H_max=72, threads=(1, 2)))
+    if draw(st.integers(0, 3)) == 0:
+        p["B"] = draw(st.integers(16, 24))
+        p["T"] = draw(st.integers(-(-512 // p["B"]) + 1, 40))
+        if p["lengths"] is not None:
+            p["lengths"] = draw(st.lists(st.integers(0, p["T"]), min_size=p["B"],
+                                         max_size=p["B"]))
+    return p
+
+
+def _relayout(a: np.ndarray, layout: str) -> np.ndarray:
+    """The same values in another memory layout (a view into a bigger array for 'strided')."""
+    if layout == "fortran":
+        return np.asfortranarray(a)
+    if layout == "strided" and a.ndim:
+        big = np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        big[..., ::2] = a
+        return big[..., ::2]
+    return a
+
+
+def ops_case(variant, T, B, I, H, P, bias, lengths, lengths_type, dtype, scale, states_given,
+             grads_given, layout, seed, **_):
+    """The inputs of one ops-level example: (spec, options, name -> array or None)."""
+    spec, options = VARIANTS[variant]
+    dt = DTYPES[dtype]
+    rng = np.random.default_rng(seed)
+    Pz = P or H
+    k = scale / np.sqrt(H)
+
+    def r(*shape, s=1.0):
+        return (s * rng.standard_normal(shape)).astype(dt)
+
+    G = spec.G
+    a = dict(x=r(T, B, I), w_ih=r(G * H, I, s=k), w_hh=r(G * H, Pz, s=k),
+             b_ih=r(G * H, s=0.5) if bias else None, b_hh=r(G * H, s=0.5) if bias else None,
+             w_hr=r(Pz, H, s=k) if P else None)
+    for s in spec.states:
+        n = spec.state_size(s, H, P)
+        a[f"{s}0"] = r(B, n, s=0.5) if states_given else None
+        a[f"d{s}_n"] = r(B, n) if grads_given in ("all", "finals only") else None
+    a["dy"] = r(T, B, Pz) if grads_given in ("all", "dy only") else None
+    for name in list(a):
+        if a[name] is not None:
+            a[name] = _relayout(a[name], layout)
+    a["lengths"] = as_lengths(lengths, lengths_type)
+    return spec, options, a
+
+
+def run_ops(module, spec, options, a, training=True):
+    """forward (+ backward when training) through ``module``: (y, finals, grads or None)."""
+    weights = [a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"]]
+    if a["w_hr"] is not None:
+        weights.append(a["w_hr"])
+    extra = {"lengths": a["lengths"]} if a["lengths"] is not None else {}
+    y, finals, saved = spec.forward(module, a["x"], [a[f"{s}0"] for s in spec.states], weights,
+                                    training=training, options=options, **extra)
+    if not training:
+        assert saved is None
+        return y, finals, None
+    grads = spec.backward(module, saved, a["dy"], [a[f"d{s}_n"] for s in spec.states])
+    return y, finals, grads
+
+
+def _events(p: dict) -> None:
+    """What an example covers, for ``pytest --hypothesis-show-statistics``."""
+    event(f"cell {VARIANTS[p['variant']][0].name}")
+    event(f"dtype {p['dtype']}")
+    for flag, label in [(p["T"] == 0, "T=0"), (p["B"] == 0, "B=0"),
+                        (p["lengths"] is not None, "lengths"),
+                        (bool(p["lengths"]) and 0 in p["lengths"], "a length 0"),
+                        (bool(p.get("P") or p.get("proj_size")), "projection"),
+                        (not p["bias"], "no bias"), (p["B"] > 8, "B > 8 (row tiles)"),
+                        (p["H"] > 16, "H > 16 (several panels)"),
+                        (p["B"] > 0 and p["T"] > -(-512 // p["B"]), "T > inference chunk")]:
+        if flag:
+            event(label)
+
+
+def check_ops_example(params: dict) -> None:
+    """One ops-level example: fastrnn.ops (with params' isa and threads) vs the reference."""
+    spec, options, a = ops_case(**params)
+    dt = DTYPES[params["dtype"]]
+    before = snapshot({k: v for k, v in a.items() if k != "lengths"})
+    ref_in = dict(a, lengths=None if a["lengths"] is None else np.asarray(a["lengths"], np.int64))
+    y_ref, fin_ref, g_ref = run_ops(reference, spec, options, ref_in)
+    check_unchanged("reference", a, before)
+    with kernel_config(params.get("isa"), params.get("threads")):
+        y, fin, g = run_ops(ops, spec, options, a)
+        check_unchanged("fastrnn.ops (training)", a, before)
+        y_inf, fin_inf, _ = run_ops(ops, spec, options, a, training=False)
+        check_unchanged("fastrnn.ops (inference)", a, before)
+    check_close("y", y, y_ref, dt)
+    check_close("y (inference)", y_inf, y_ref, dt)
+    assert len(fin) == len(fin_ref) == len(fin_inf) == len(spec.states)
+    for s, got, inf, want in zip(spec.states, fin, fin_inf, fin_ref):
+        check_close(f"{s}_n", got, want, dt)
+        check_close(f"{s}_n (inference)", inf, want, dt)
+    projection = a["w_hr"] is not None
+    assert list(g) == list(g_ref) == list(spec.grad_names(projection)), (list(g), list(g_ref))
+    for name in g_ref:
+        check_close("d" + name, g[name], g_ref[name], dt)
+    if not params["bias"]:
+        assert g["b_ih"] is None and g["b_hh"] is None
+
+
+@_settings(600)
+@given(ops_params())
+def test_ops_match_reference(params):
+    note(f"reproduce: check_ops_example({params!r})")
+    _events(params)
+    check_ops_example(params)
+
+
+@_settings(150)
+@given(wide_ops_params())
+def test_ops_wide_match_reference(params):
+    note(f"reproduce: check_ops_example({params!r})")
+    _events(params)
+    check_ops_example(params)
+
+
+# ----------------------------------------------------------------------------- layer level
+
+LAYER_CLASSES = {"lstm": fastrnn.LSTM, "gru": fastrnn.GRU, "rnn": fastrnn.RNN}
+
+
+@st.composite
+def layer_params(draw):
+    v = draw(st.sampled_from(range(len(VARIANTS))))
+    spec = VARIANTS[v][0]
+    num_layers = draw(st.integers(1, 3))
+    unbatched = draw(st.integers(0, 9)) == 0
+    T = draw(st.integers(0, 5))
+    B = 1 if unbatched else draw(st.integers(0, 4))
+    H = draw(st.integers(1, 7))
+    proj = spec.projection and H > 1 and draw(st.booleans())
+    return dict(
+        variant=v, num_layers=num_layers, bidirectional=draw(st.booleans()),
+        batch_first=draw(st.booleans()), bias=draw(st.booleans()),
+        T=T, B=B, I=draw(st.integers(1, 6)), H=H,
+        proj_size=draw(st.integers(1, H - 1)) if proj else 0,
+        dropout=draw(st.sampled_from([0.0, 0.0, 0.3, 0.6])) if num_layers > 1 else 0.0,
+        unbatched=unbatched,
+        lengths=None if unbatched else draw(
+            st.none() | st.lists(st.integers(0, T), min_size=B, max_size=B)),
+        lengths_type=draw(st.sampled_from(["list", "int64", "int32"])),
+        dtype=draw(st.sampled_from(sorted(DTYPES))),
+        states_given=draw(st.sampled_from(["all", "none", "h only", "c only"])),
+        grads_given=draw(st.sampled_from(["all", "dy only", "finals only", "none", "h only"])),
+        rounds=draw(st.integers(1, 2)),
+        isa=draw(st.sampled_from(ISAS)),
+        seed=draw(st.integers(0, 2**32 - 1)),
+    )
+
+
+def layer_case(variant, num_layers, bidirectional, batch_first, bias, T, B, I, H, proj_size,
+               dropout, unbatched, lengths, lengths_type, dtype, states_given, grads_given,
+               rounds, seed, **_):
+    """Two layers built with the same seed (cpu and numpy), the inputs of each round, and
+    the lengths."""
+    spec, options = VARIANTS[variant]
+    dt = DTYPES[dtype]
+    kw = dict(num_layers=num_layers, bias=bias, batch_first=batch_first, dropout=dropout,
+              bidirectional=bidirectional, dtype=dt, seed=seed % 2**31, **options)
+    if proj_size:
+        kw["proj_size"] = proj_size
+    layers = [LAYER_CLASSES[spec.name](I, H, backend=b, **kw) for b in ("cpu", "numpy")]
+    rng = np.random.default_rng(seed)
+    D = 2 if bidirectional else 1
+    LD = num_layers * D
+
+    def r(*shape):
+        """Random (T, B, N) or (LD, B, N) data, batch_first and unbatched applied."""
+        if unbatched:
+            shape = shape[:1] + shape[2:]
+        a = rng.standard_normal(shape).astype(dt)
+        return a
+
+    def seq(*shape):
+        a = r(*shape)
+        return np.ascontiguousarray(a.swapaxes(0, 1)) if batch_first and not unbatched else a
+
+    inputs = []
+    for _ in range(rounds):
+        x = seq(T, B, I)
+        state = {s: r(LD, B, spec.state_size(s, H, proj_size)) for s in spec.states}
+        dstate = {s: r(LD, B, spec.state_size(s, H, proj_size)) for s in spec.states}
+        dy = seq(T, B, D * (proj_size or H))
+        if states_given == "none":
+            state = {s: None for s in state}
+        elif states_given in ("h only", "c only"):
+            state = {s: (v if s == states_given[0] else None) for s, v in state.items()}
+        if grads_given in ("finals only", "none"):
+            dy = None
+        if grads_given in ("dy only", "none"):
+            dstate = {s: None for s in dstate}
+        elif grads_given == "h only":
+            dstate = {s: (v if s == "h" else None) for s, v in dstate.items()}
+        inputs.append((x, state, dy, dstate))
+    return spec, layers, inputs, as_lengths(lengths, lengths_type)
+
+
+def layer_forward(spec, layer, x, state, lengths):
+    if spec.has_cell_state:
+        hx = None if all(v is None for v in state.values()) else (state["h"], state["c"])
+        y, (h, c) = layer(x, hx, lengths=lengths)
+        return dict(y=y, h_n=h, c_n=c)
+    y, h = layer(x, state["h"], lengths=lengths)
+    return dict(y=y, h_n=h)
+
+
+def run_layer(spec, layer, x, state, dy, dstate, lengths):
+    out = layer_forward(spec, layer, x, state, lengths)
+    if spec.has_cell_state:
+        dx, (dh0, dc0) = layer.backward(dy, (dstate["h"], dstate["c"]))
+        return dict(out, dx=dx, dh0=dh0, dc0=dc0)
+    dx, dh0 = layer.backward(dy, dstate["h"])
+    return dict(out, dx=dx, dh0=dh0)
+
+
+def check_layer_example(params: dict) -> None:
+    """One layer-level example: backend="cpu" (with params' isa) vs backend="numpy"."""
+    spec, (cpu, ref), inputs, lengths = layer_case(**params)
+    dt = DTYPES[params["dtype"]]
+    assert list(cpu.grads) == list(ref.grads)
+    for k, p in ref.parameters().items():
+        assert np.array_equal(cpu.parameters()[k], p), f"{k}: same seed, different weights"
+    with kernel_config(params.get("isa")):
+        for rnd, (x, state, dy, dstate) in enumerate(inputs):
+            want = run_layer(spec, ref, x, state, dy, dstate, lengths)
+            got = run_layer(spec, cpu, x, state, dy, dstate, lengths)
+            assert set(got) == set(want)
+            for name in want:
+                check_close(f"round {rnd}: {name}", got[name], want[name], dt)
+            assert set(cpu.last_dropout_masks) == set(ref.last_dropout_masks)
+            for k in ref.last_dropout_masks:
+                assert np.array_equal(cpu.last_dropout_masks[k], ref.last_dropout_masks[k]), \
+                    f"round {rnd}: dropout mask of layer {k} differs"
+        for k in ref.grads:
+            check_close(f"grads[{k!r}]", cpu.grads[k], ref.grads[k], dt)
+        x, state = inputs[0][:2]
+        with fastrnn.no_grad():
+            want = layer_forward(spec, ref, x, state, lengths)
+            got = layer_forward(spec, cpu, x, state, lengths)
+        for name in want:
+            check_close(f"no_grad: {name}", got[name], want[name], dt)
+
+
+@_settings(250)
+@given(layer_params())
+def test_layers_cpu_match_numpy(params):
+    note(f"reproduce: check_layer_example({params!r})")
+    _events(params)
+    event(f"num_layers {params['num_layers']}")
+    for key in ("bidirectional", "batch_first", "unbatched"):
+        if params[key]:
+            event(key)
+    if params["dropout"]:
+        event("dropout")
+    check_layer_example(params)
