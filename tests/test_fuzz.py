@@ -5,8 +5,9 @@
   B in 0..5 (0 included), I and H in 1..9, an LSTM projection P in [1, H) sometimes, bias or
   not, lengths (None, or each in [0, T], any order, 0 allowed; a list or an int32/int64
   array), float64 and float32, initial states and upstream gradients given or None, inputs
-  contiguous, Fortran-ordered or strided, and the CPU instruction set (every one this CPU
-  has). Compares the outputs, the final states and every gradient of a training call, the
+  contiguous, Fortran-ordered or strided, NaN or Inf in x and dy past the lengths (the C++
+  side only; it must ignore them), and the CPU instruction set (every one this CPU has).
+  Compares the outputs, the final states and every gradient of a training call, the
   outputs of an inference call (training=False), and checks that neither side writes to its
   inputs.
 - ``test_ops_wide_match_reference``: the same on wider shapes (B up to 24, H up to 72,
@@ -15,9 +16,9 @@
   widths, and the inference path's chunked input projection (ceil(512 / B) steps a chunk).
 - ``test_layers_cpu_match_numpy``: one random layer, ``backend="cpu"`` vs ``backend="numpy"``
   built with the same seed (so the same weights and, since the masks come from the layer's
-  own seeded generator, the same dropout masks): num_layers 1..3, bidirectional, batch_first,
-  bias, proj_size (LSTM), lengths, dropout (training), unbatched input, dtype, states and
-  gradients given or None; one or two forward+backward rounds (``.grads`` accumulates), then
+  own seeded generator, the same dropout masks): num_layers 1..3, bidirectional,
+  batch_first, bias, proj_size (LSTM), lengths, dropout (training), unbatched input, dtype,
+  states and gradients given or None, NaN / Inf padding (cpu side only); one or two forward+backward rounds (``.grads`` accumulates), then
   a no_grad forward. Compares y, the final states, dx, the initial-state gradients, the
   dropout masks and every entry of ``.grads``.
 
@@ -146,6 +147,23 @@ def check_unchanged(who: str, arrays: dict, before: dict) -> None:
             f"{who} wrote to its input '{k}'"
 
 
+# What the C++ backend gets past each sequence's end (x and dy, where lengths are given):
+# the random values the reference gets, or NaN / Inf, which must not reach any result
+# (fastrnn.ops zeroes the padding; y there is zero, so dy there goes nowhere).
+PADDINGS = ["random", "random", "nan", "inf"]
+
+
+def poison_padding(a, lengths, padding: str, time_axis: int = 0):
+    """A copy of a (T, B, ...) (time_axis 0) or (B, T, ...) (time_axis 1) sequence with the
+    steps past each length set to NaN or Inf; a itself for "random" or no lengths."""
+    if a is None or lengths is None or padding == "random":
+        return a
+    a = np.array(a, copy=True)
+    past = np.arange(a.shape[time_axis])[:, None] >= np.asarray(lengths)[None, :]  # (T, B)
+    a[past if time_axis == 0 else past.T] = np.nan if padding == "nan" else np.inf
+    return a
+
+
 def as_lengths(lengths, kind: str):
     """lengths as a list or an int64 / int32 array. An empty list becomes an int64 array:
     np.asarray([]) is float64, which fastrnn rejects as not integer."""
@@ -178,6 +196,7 @@ def ops_params(draw, T_max=6, B_max=5, I_max=9, H_max=9, threads=(None,)):
         states_given=draw(st.booleans()),
         grads_given=draw(st.sampled_from(["all", "dy only", "finals only", "none"])),
         layout=draw(st.sampled_from(["contiguous", "fortran", "strided"])),
+        padding=draw(st.sampled_from(PADDINGS)),
         isa=draw(st.sampled_from(ISAS)),
         threads=draw(st.sampled_from(threads)),
         seed=draw(st.integers(0, 2**32 - 1)),
@@ -285,6 +304,10 @@ def check_ops_example(params: dict) -> None:
             truth_cache.append(run_ops(reference, spec, options, up))
         return truth_cache[0]
 
+    pad = params.get("padding", "random")
+    a = dict(a, x=poison_padding(a["x"], a["lengths"], pad),
+             dy=poison_padding(a["dy"], a["lengths"], pad))
+    before = snapshot({k: v for k, v in a.items() if k != "lengths"})
     with kernel_config(params.get("isa"), params.get("threads")):
         y, fin, g = run_ops(ops, spec, options, a)
         check_unchanged("fastrnn.ops (training)", a, before)
@@ -361,6 +384,7 @@ def layer_params(draw):
         states_given=draw(st.sampled_from(["all", "none", "h only", "c only"])),
         grads_given=draw(st.sampled_from(["all", "dy only", "finals only", "none", "h only"])),
         rounds=draw(st.integers(1, 2)),
+        padding=draw(st.sampled_from(PADDINGS)),
         isa=draw(st.sampled_from(ISAS)),
         seed=draw(st.integers(0, 2**32 - 1)),
     )
@@ -459,7 +483,8 @@ def _float64(a):
 
 
 def check_layer_example(params: dict) -> None:
-    """One layer-level example: backend="cpu" (with params' isa) vs backend="numpy"."""
+    """One layer-level example: backend="cpu" (with params' isa, and params' padding past
+    the lengths) vs backend="numpy" (with random padding)."""
     spec, inputs, lengths = layer_case(**params)
     cpu, ref = make_layer(params, "cpu"), make_layer(params, "numpy")
     dt = DTYPES[params["dtype"]]
@@ -468,8 +493,12 @@ def check_layer_example(params: dict) -> None:
         assert np.array_equal(cpu.parameters()[k], p), f"{k}: same seed, different weights"
     weights = ref.state_dict()
     want = layer_results(spec, ref, inputs, lengths)
+    tax = 1 if params["batch_first"] else 0
+    pad = params.get("padding", "random")
+    poisoned = [(poison_padding(x, lengths, pad, tax), st_, poison_padding(dy, lengths, pad, tax),
+                 ds) for x, st_, dy, ds in inputs]
     with kernel_config(params.get("isa")):
-        got = layer_results(spec, cpu, inputs, lengths)
+        got = layer_results(spec, cpu, poisoned, lengths)
     truth_cache = []
 
     def truth(name):
@@ -538,3 +567,31 @@ def test_tanh_is_accurate_near_zero(spec, options, dtype):
     np.testing.assert_allclose(y, y_ref, rtol=rel, atol=0)
     for got, want in zip(finals, finals_ref):
         np.testing.assert_allclose(got, want, rtol=rel, atol=0)
+
+
+_PADDING_REASON = ("fastrnn.reference computes on x's padding (masking afterwards): dw_ih = "
+                   "einsum(dgx, x) over every step gives 0 * NaN = NaN, and GRU "
+                   "reset_after=False's dw_hh too, through r * h with r = sigmoid(NaN)")
+
+
+@pytest.mark.xfail(strict=True, reason=_PADDING_REASON)
+@pytest.mark.parametrize("spec,options", [pytest.param(s, o, id=s.name + "".join(
+    f"-{k}={v}" for k, v in o.items())) for s, o in VARIANTS])
+def test_reference_ignores_non_finite_padding(spec, options):
+    """What the fuzz tests check of the C++ side holds for the reference too: NaN in x past
+    a sequence's end reaches no result (torch's packed sequences never see it). Minimal case:
+    x = [[[1.]], [[nan]]], lengths=[1], reference.lstm_forward with w_ih = w_hh = ones((4,
+    1)), then lstm_backward(saved, ones((2, 1, 1)), None, None): dw_ih is all NaN (ops: finite);
+    so is fastrnn.LSTM(1, 1, backend="numpy").grads["weight_ih_l0"] (backend="cpu": finite)."""
+    rng = np.random.default_rng(1)
+    T, B, I, H = 4, 3, 2, 3
+    lengths = np.array([4, 2, 0])
+    a = dict(x=poison_padding(rng.standard_normal((T, B, I)), lengths, "nan"),
+             w_ih=rng.standard_normal((spec.G * H, I)), w_hh=rng.standard_normal((spec.G * H, H)),
+             b_ih=None, b_hh=None, w_hr=None, lengths=lengths, dy=rng.standard_normal((T, B, H)))
+    for s in spec.states:
+        a[f"{s}0"] = a[f"d{s}_n"] = None
+    y, finals, grads = run_ops(reference, spec, options, a)
+    for name, v in [("y", y)] + [(s + "_n", f) for s, f in zip(spec.states, finals)] + \
+            [("d" + k, g) for k, g in grads.items() if g is not None]:
+        assert np.all(np.isfinite(v)), f"{name}: {int(np.sum(~np.isfinite(v)))} non-finite"
