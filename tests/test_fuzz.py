@@ -44,12 +44,19 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, event, example, given, note, settings  # noqa: E402
+from hypothesis import (HealthCheck, currently_in_test_context, example, given,  # noqa: E402
+                        note, settings)
 from hypothesis import strategies as st  # noqa: E402
 
 import fastrnn  # noqa: E402
 from fastrnn import cell_spec, ops, reference  # noqa: E402
 from cells import TOL  # noqa: E402
+
+def event(label: str) -> None:
+    """hypothesis.event inside a test; nothing when an example runs by hand."""
+    if currently_in_test_context():
+        hypothesis.event(label)
+
 
 _EXAMPLES = os.environ.get("FASTRNN_FUZZ_EXAMPLES")
 _RANDOM = os.environ.get("FASTRNN_FUZZ_RANDOM", "") not in ("", "0")
@@ -88,19 +95,24 @@ def kernel_config(isa: str | None = None, threads: int | None = None):
 # ----------------------------------------------------------------------------- comparisons
 
 
-# In float32, a C++ result may also pass by being about as close to the float64 truth (the
-# reference in float64 on the same float32 values) as the float32 reference is: random
-# recurrences can amplify rounding (gradients in the hundreds from |w_hh| ~ 3), and then two
-# correct float32 implementations differ by more than TOL. NOISE_FACTOR times the reference's
-# own worst error is allowed on top of TOL (PyTorch's float32 error was measured at up to 3x
-# the reference's on such cases).
+# A C++ result may also pass by being about as close to a more precise "truth" as the
+# reference is: random recurrences amplify rounding (an RNN with |w_hh| ~ 2 is chaotic:
+# gradients in the hundreds, float64 results that differ in the 9th digit), and then two
+# correct implementations differ by more than TOL. The truth is the reference on the same
+# values in TRUTH_DTYPE (float64 for float32 examples; long double, 64-bit mantissa on x86,
+# for float64 ones, where the platform has it); NOISE_FACTOR times the reference's own worst
+# error is allowed on top of TOL (PyTorch's float32 error was measured at up to 3x the
+# reference's on such cases).
 NOISE_FACTOR = 10.0
+TRUTH_DTYPE = {np.float32: np.float64, np.float64: np.longdouble}
+if np.finfo(np.longdouble).eps >= np.finfo(np.float64).eps:  # long double is double here
+    del TRUTH_DTYPE[np.float64]
 
 
 def check_close(name: str, got, want, dtype, truth=None) -> None:
     """|got - want| <= atol + rtol |want| elementwise (tests/cells.py's TOL for the dtype);
-    the same shape and dtype; None exactly where the reference has None. Failing that, in
-    float32, when ``truth`` (a float64 array, or a function returning one) is given:
+    the same shape and dtype; None exactly where the reference has None. Failing that, when
+    ``truth`` (the reference in TRUTH_DTYPE[dtype], or a function returning it) is given:
     |got - truth| <= atol + rtol |truth| + NOISE_FACTOR * max |want - truth|."""
     if want is None:
         assert got is None, f"{name}: the reference gives None, the backend an array"
@@ -113,7 +125,7 @@ def check_close(name: str, got, want, dtype, truth=None) -> None:
     if not got.size:
         return
     atol, rtol = TOL[dtype]
-    g, w = got.astype(np.float64), want.astype(np.float64)
+    g, w = got.astype(np.longdouble), want.astype(np.longdouble)
     assert np.all(np.isfinite(w)), f"{name}: the reference is not finite"
     err = np.abs(g - w)
     bad = ~(err <= atol + rtol * np.abs(w))  # NaN in got counts as bad
@@ -123,18 +135,18 @@ def check_close(name: str, got, want, dtype, truth=None) -> None:
     msg = (f"{name}: {int(bad.sum())} of {got.size} elements differ; max abs err "
            f"{float(np.nanmax(err)):.3e} (atol={atol}, rtol={rtol}); first at {idx}: got "
            f"{g[idx]!r}, reference {w[idx]!r}")
-    if truth is None or np.dtype(dtype) != np.float32:
+    if truth is None or dtype not in TRUTH_DTYPE:
         raise AssertionError(msg)
-    t = np.asarray(truth() if callable(truth) else truth, np.float64)
-    assert t.shape == got.shape, f"{name}: float64 truth has shape {t.shape}"
-    noise = float(np.max(np.abs(w - t)))
+    t = np.asarray(truth() if callable(truth) else truth, np.longdouble)
+    assert t.shape == got.shape, f"{name}: the truth has shape {t.shape}"
+    noise = np.max(np.abs(w - t))
     err_t = np.abs(g - t)
     bad = ~(err_t <= atol + rtol * np.abs(t) + NOISE_FACTOR * noise)
     if bad.any():
         raise AssertionError(
-            f"{msg}; against the float64 truth: the backend's max abs err "
-            f"{float(np.nanmax(err_t)):.3e}, the float32 reference's {noise:.3e} (allowed: "
-            f"TOL + {NOISE_FACTOR:g}x that)")
+            f"{msg}; against the {np.dtype(TRUTH_DTYPE[dtype]).name} truth: the backend's "
+            f"max abs err {float(np.nanmax(err_t)):.3e}, the reference's {float(noise):.3e} "
+            f"(allowed: TOL + {NOISE_FACTOR:g}x that)")
 
 
 def snapshot(arrays: dict) -> dict:
@@ -297,9 +309,9 @@ def check_ops_example(params: dict) -> None:
     truth_cache = []
 
     def truth():
-        """The reference in float64 on the same values: (y, finals, grads)."""
+        """The reference in TRUTH_DTYPE on the same values: (y, finals, grads)."""
         if not truth_cache:
-            up = {k: v if v is None or k == "lengths" else np.asarray(v, np.float64)
+            up = {k: v if v is None or k == "lengths" else np.asarray(v, TRUTH_DTYPE[dt])
                   for k, v in ref_in.items()}
             truth_cache.append(run_ops(reference, spec, options, up))
         return truth_cache[0]
@@ -321,6 +333,12 @@ def check_ops_example(params: dict) -> None:
         check_close(f"{s}_n (inference)", inf, want, dt, lambda: truth()[1][i])
     projection = a["w_hr"] is not None
     assert list(g) == list(g_ref) == list(spec.grad_names(projection)), (list(g), list(g_ref))
+    if options.get("nonlinearity") == "relu" and np.any((y > 0) != (y_ref > 0)):
+        # A pre-activation within rounding of 0: relu' is 1 on one side and 0 on the other,
+        # so the gradients differ by that path's whole contribution, correctly on both sides
+        # (found: y 5.96e-08 from the kernels, 0.0 from the reference and the float64 truth).
+        event("relu kink: gradients not compared")
+        return
     for name in g_ref:
         check_close("d" + name, g[name], g_ref[name], dt, lambda: truth()[2][name])
     if not params["bias"]:
@@ -502,7 +520,8 @@ def check_layer_example(params: dict) -> None:
     truth_cache = []
 
     def truth(name):
-        """The numpy backend in float64 on the same values (and the same dropout masks)."""
+        """The numpy backend in float64 on the same values (and the same dropout masks);
+        float32 examples only (the layers take float32 and float64 alone)."""
         if not truth_cache:
             layer = make_layer(params, "numpy", np.float64)
             layer.load_state_dict(weights)
@@ -516,7 +535,8 @@ def check_layer_example(params: dict) -> None:
         if "dropout mask" in name:
             assert np.array_equal(got[name], want[name]), f"{name} differs"
         else:
-            check_close(name, got[name], want[name], dt, lambda: truth(name))
+            check_close(name, got[name], want[name], dt,
+                        (lambda: truth(name)) if dt == np.float32 else None)
 
 
 @_settings(250)
