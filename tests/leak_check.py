@@ -12,8 +12,8 @@ allocate buffers of kilobytes to ~100 KiB (a buffer leaked per call would show a
 
 - lstm_layer: 2-layer bidirectional LSTM with a projection, unsorted lengths (0 included),
   dropout, float64: forward + backward, zero_grad;
-- gru_layer: batch_first GRU (reset_after=False), lengths, float32; rnn_layer: relu RNN,
-  2 layers, unbatched input;
+- gru_layer: batch_first GRU (reset_after=False), lengths, float32, and a no_grad forward;
+  rnn_layer: relu RNN, 2 layers, unbatched input;
 - ops: lstm (w_hr, lengths), gru and rnn kernels, forward + backward, and an inference
   forward (training=False);
 - errors: calls that raise: a bad weight shape, out-of-range lengths, a float64/float32 mix,
@@ -88,6 +88,8 @@ class GRULayer(Case):
         a = self.inputs
         self.net(a["x"], lengths=a["lengths"])
         self.net.backward(a["dy"])
+        with fastrnn.no_grad():  # inference: the kernels' chunked path, nothing kept
+            self.net(a["x"], lengths=a["lengths"])
 
 
 class RNNLayer(Case):

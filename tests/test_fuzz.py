@@ -28,6 +28,16 @@ reproducible from its printed parameters alone: hypothesis prints it (and, with
 ``check_ops_example({...})`` or ``check_layer_example({...})`` (importable from this file
 with ``tests/`` on sys.path).
 
+Comparisons use tests/cells.py's TOL; where that fails, a float32 / float64 result may still
+pass by being about as close to a higher-precision truth as the reference is under 1-ulp
+input perturbations (chaotic recurrences; see check_close). At a relu kink the gradients are
+not compared.
+
+Found by fuzzing and pinned here as expected failures (strict: they fail when fixed):
+``test_tanh_is_accurate_near_zero`` (the kernels' tanh loses relative accuracy near 0, with
+the example ``TANH_NEAR_ZERO``) and ``test_reference_ignores_non_finite_padding`` (the
+reference lets NaN past the lengths into dw_ih).
+
 Settings: ``derandomize=True`` (the same examples on every run, as CI wants) and small
 example counts by default (the file runs in a few seconds). For longer local runs:
 
@@ -51,6 +61,7 @@ from hypothesis import strategies as st  # noqa: E402
 import fastrnn  # noqa: E402
 from fastrnn import cell_spec, ops, reference  # noqa: E402
 from cells import TOL  # noqa: E402
+
 
 def event(label: str) -> None:
     """hypothesis.event inside a test; nothing when an example runs by hand."""
