@@ -65,10 +65,24 @@ class Case:
 
 class LSTMLayer(Case):
     def __init__(self):
-        self.net = fastrnn.LSTM(I, H, num_layers=2, bidirectional=True, proj_size=P,
-                                dropout=0.2, dtype=np.float64, seed=0)
-        self.inputs = dict(x=rand(T, B, I), h0=rand(4, B, P), c0=rand(4, B, H),
-                           dy=rand(T, B, 2 * P), dh=rand(4, B, P), lengths=LENGTHS)
+        self.net = fastrnn.LSTM(
+            I,
+            H,
+            num_layers=2,
+            bidirectional=True,
+            proj_size=P,
+            dropout=0.2,
+            dtype=np.float64,
+            seed=0,
+        )
+        self.inputs = dict(
+            x=rand(T, B, I),
+            h0=rand(4, B, P),
+            c0=rand(4, B, H),
+            dy=rand(T, B, 2 * P),
+            dh=rand(4, B, P),
+            lengths=LENGTHS,
+        )
 
     def __call__(self):
         a = self.inputs
@@ -79,10 +93,12 @@ class LSTMLayer(Case):
 
 class GRULayer(Case):
     def __init__(self):
-        self.net = fastrnn.GRU(I, H, batch_first=True, reset_after=False, dtype=np.float32,
-                               seed=1)
-        self.inputs = dict(x=rand(B, T, I, dtype=np.float32), dy=rand(B, T, H, dtype=np.float32),
-                           lengths=list(LENGTHS))
+        self.net = fastrnn.GRU(I, H, batch_first=True, reset_after=False, dtype=np.float32, seed=1)
+        self.inputs = dict(
+            x=rand(B, T, I, dtype=np.float32),
+            dy=rand(B, T, H, dtype=np.float32),
+            lengths=list(LENGTHS),
+        )
 
     def __call__(self):
         a = self.inputs
@@ -94,8 +110,7 @@ class GRULayer(Case):
 
 class RNNLayer(Case):
     def __init__(self):
-        self.net = fastrnn.RNN(I, H, num_layers=2, nonlinearity="relu", dtype=np.float64,
-                               seed=2)
+        self.net = fastrnn.RNN(I, H, num_layers=2, nonlinearity="relu", dtype=np.float64, seed=2)
         self.inputs = dict(x=rand(T, I), h0=rand(2, H), dh=rand(2, H))
 
     def __call__(self):
@@ -107,33 +122,72 @@ class RNNLayer(Case):
 class Ops(Case):
     def __init__(self):
         self.inputs = dict(
-            x=rand(T, B, I), h0p=rand(B, P), c0=rand(B, H), h0=rand(B, H),
-            lw_ih=rand(4 * H, I), lw_hh=rand(4 * H, P), lb=rand(4 * H), w_hr=rand(P, H),
-            gw_ih=rand(3 * H, I), gw_hh=rand(3 * H, H), gb=rand(3 * H),
-            rw_ih=rand(H, I), rw_hh=rand(H, H), rb=rand(H),
-            dyp=rand(T, B, P), dy=rand(T, B, H), lengths=LENGTHS[::-1].copy())
+            x=rand(T, B, I),
+            h0p=rand(B, P),
+            c0=rand(B, H),
+            h0=rand(B, H),
+            lw_ih=rand(4 * H, I),
+            lw_hh=rand(4 * H, P),
+            lb=rand(4 * H),
+            w_hr=rand(P, H),
+            gw_ih=rand(3 * H, I),
+            gw_hh=rand(3 * H, H),
+            gb=rand(3 * H),
+            rw_ih=rand(H, I),
+            rw_hh=rand(H, H),
+            rb=rand(H),
+            dyp=rand(T, B, P),
+            dy=rand(T, B, H),
+            lengths=LENGTHS[::-1].copy(),
+        )
 
     def __call__(self):
         a = self.inputs
-        y, h, c, saved = ops.lstm_forward(a["x"], a["h0p"], a["c0"], a["lw_ih"], a["lw_hh"],
-                                          a["lb"], a["lb"], w_hr=a["w_hr"], lengths=a["lengths"])
+        y, h, c, saved = ops.lstm_forward(
+            a["x"],
+            a["h0p"],
+            a["c0"],
+            a["lw_ih"],
+            a["lw_hh"],
+            a["lb"],
+            a["lb"],
+            w_hr=a["w_hr"],
+            lengths=a["lengths"],
+        )
         ops.lstm_backward(saved, a["dyp"], None, a["c0"])
         y, h, saved = ops.gru_forward(a["x"], a["h0"], a["gw_ih"], a["gw_hh"], a["gb"], a["gb"])
         ops.gru_backward(saved, a["dy"], a["h0"])
-        y, h, saved = ops.rnn_forward(a["x"], None, a["rw_ih"], a["rw_hh"], None, None,
-                                      lengths=a["lengths"])
+        y, h, saved = ops.rnn_forward(
+            a["x"], None, a["rw_ih"], a["rw_hh"], None, None, lengths=a["lengths"]
+        )
         ops.rnn_backward(saved, a["dy"], None)
-        ops.lstm_forward(a["x"], None, None, a["lw_ih"], a["lw_hh"], None, None, False,
-                         w_hr=a["w_hr"], lengths=a["lengths"])
+        ops.lstm_forward(
+            a["x"],
+            None,
+            None,
+            a["lw_ih"],
+            a["lw_hh"],
+            None,
+            None,
+            False,
+            w_hr=a["w_hr"],
+            lengths=a["lengths"],
+        )
         ops.gru_forward(a["x"], None, a["gw_ih"], a["gw_hh"], None, None, False)
 
 
 class Errors(Case):
     def __init__(self):
-        self.inputs = dict(x=rand(T, B, I), w_ih=rand(4 * H, I), w_hh=rand(4 * H, H),
-                           bad_w_hh=rand(4 * H, H + 1), w32=rand(4 * H, H, dtype=np.float32),
-                           dy=rand(T, B, H), bad_dy=rand(T, B + 1, H),
-                           x32=rand(T, B, I, dtype=np.float32))
+        self.inputs = dict(
+            x=rand(T, B, I),
+            w_ih=rand(4 * H, I),
+            w_hh=rand(4 * H, H),
+            bad_w_hh=rand(4 * H, H + 1),
+            w32=rand(4 * H, H, dtype=np.float32),
+            dy=rand(T, B, H),
+            bad_dy=rand(T, B + 1, H),
+            x32=rand(T, B, I, dtype=np.float32),
+        )
         self.net = fastrnn.GRU(I, H, dtype=np.float64, seed=3)
         self.expected = 0
 
@@ -147,12 +201,24 @@ class Errors(Case):
 
     def __call__(self):
         a = self.inputs
-        self._raises(ValueError, ops.lstm_forward, a["x"], None, None, a["w_ih"], a["bad_w_hh"],
-                     None, None)
-        self._raises(ValueError, ops.lstm_forward, a["x"], None, None, a["w_ih"], a["w_hh"],
-                     None, None, lengths=LENGTHS + 10)
-        self._raises(TypeError, ops.lstm_forward, a["x"], None, None, a["w_ih"], a["w32"],
-                     None, None)
+        self._raises(
+            ValueError, ops.lstm_forward, a["x"], None, None, a["w_ih"], a["bad_w_hh"], None, None
+        )
+        self._raises(
+            ValueError,
+            ops.lstm_forward,
+            a["x"],
+            None,
+            None,
+            a["w_ih"],
+            a["w_hh"],
+            None,
+            None,
+            lengths=LENGTHS + 10,
+        )
+        self._raises(
+            TypeError, ops.lstm_forward, a["x"], None, None, a["w_ih"], a["w32"], None, None
+        )
         _, _, _, saved = ops.lstm_forward(a["x"], None, None, a["w_ih"], a["w_hh"], None, None)
         self._raises(ValueError, ops.lstm_backward, saved, a["bad_dy"], None, None)
         ops.lstm_backward(saved, a["dy"], None, None)
@@ -162,18 +228,35 @@ class Errors(Case):
         self._raises(RuntimeError, fresh.backward, None)
 
 
-CASES = {"lstm_layer": LSTMLayer, "gru_layer": GRULayer, "rnn_layer": RNNLayer, "ops": Ops,
-         "errors": Errors}
+CASES = {
+    "lstm_layer": LSTMLayer,
+    "gru_layer": GRULayer,
+    "rnn_layer": RNNLayer,
+    "ops": Ops,
+    "errors": Errors,
+}
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--calls", type=int, default=10_000,
-                    help="calls in all, the cases taking turns (default 10000)")
-    ap.add_argument("--warmup", type=int, default=1_000,
-                    help="calls before the first measurement (default 1000)")
-    ap.add_argument("--case", action="append", choices=sorted(CASES),
-                    help="run only this case (repeatable; default: all)")
+    ap.add_argument(
+        "--calls",
+        type=int,
+        default=10_000,
+        help="calls in all, the cases taking turns (default 10000)",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=int,
+        default=1_000,
+        help="calls before the first measurement (default 1000)",
+    )
+    ap.add_argument(
+        "--case",
+        action="append",
+        choices=sorted(CASES),
+        help="run only this case (repeatable; default: all)",
+    )
     args = ap.parse_args(argv)
     if not 0 < args.warmup < args.calls:
         raise SystemExit("need 0 < --warmup < --calls")
@@ -193,10 +276,15 @@ def main(argv=None) -> dict:
         for k, v in c.inputs.items():
             if sys.getrefcount(v) != before[k]:
                 refcount_growth[f"{type(c).__name__}.{k}"] = sys.getrefcount(v) - before[k]
-    result = {"rss_kib": {"start": start, "warm": warm, "end": end}, "growth_kib": end - warm,
-              "refcount_growth": refcount_growth, "seconds": round(time.perf_counter() - t0, 2),
-              "cases": [type(c).__name__ for c in cases], "calls": args.calls,
-              "warmup": args.warmup}
+    result = {
+        "rss_kib": {"start": start, "warm": warm, "end": end},
+        "growth_kib": end - warm,
+        "refcount_growth": refcount_growth,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "cases": [type(c).__name__ for c in cases],
+        "calls": args.calls,
+        "warmup": args.warmup,
+    }
     print(json.dumps(result))
     return result
 

@@ -21,19 +21,32 @@ CALLS, WARMUP = 10_000, 1_000
 BOUND_KIB = 10 * 1024
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux") or
-                    not os.path.exists("/proc/self/status"),
-                    reason="reads VmRSS from /proc/self/status (Linux)")
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or not os.path.exists("/proc/self/status"),
+    reason="reads VmRSS from /proc/self/status (Linux)",
+)
 def test_repeated_calls_do_not_leak():
     p = subprocess.run(
-        [sys.executable, os.path.join(HERE, "leak_check.py"), "--calls", str(CALLS),
-         "--warmup", str(WARMUP)],
-        capture_output=True, text=True, timeout=300, cwd=os.path.dirname(HERE))
+        [
+            sys.executable,
+            os.path.join(HERE, "leak_check.py"),
+            "--calls",
+            str(CALLS),
+            "--warmup",
+            str(WARMUP),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=os.path.dirname(HERE),
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     r = json.loads(p.stdout.strip().splitlines()[-1])
     print(json.dumps(r, indent=1))
-    assert r["refcount_growth"] == {}, \
+    assert r["refcount_growth"] == {}, (
         f"arrays passed in gained references over {CALLS - WARMUP} calls: {r['refcount_growth']}"
+    )
     assert r["growth_kib"] < BOUND_KIB, (
         f"VmRSS grew by {r['growth_kib']} KiB from call {WARMUP} to call {CALLS} "
-        f"(bound {BOUND_KIB} KiB): {r['rss_kib']}")
+        f"(bound {BOUND_KIB} KiB): {r['rss_kib']}"
+    )

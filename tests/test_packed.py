@@ -170,3 +170,16 @@ def test_reference_backward_from_its_typed_record_matches_the_kernels(v):
     _, saved_k = forward(ops, v, p)
     for k, g in backward(ops, v, saved_k, p).items():
         assert_close(k, g, grads[k], *TOL[np.float64])
+
+
+def test_empty_lengths_for_an_empty_batch():
+    """lengths=[] (float64 to NumPy) is the lengths of B = 0 sequences, for ops and layers."""
+    x = np.zeros((3, 0, 2))
+    w_ih, w_hh = np.ones((4, 2)), np.ones((4, 1))
+    y, h, c, _ = ops.lstm_forward(x, None, None, w_ih, w_hh, None, None, lengths=[])
+    assert y.shape == (3, 0, 1) and h.shape == c.shape == (0, 1)
+    net = fastrnn.GRU(2, 3, bidirectional=True, dtype=np.float64)
+    y, h = net(x, lengths=[])
+    assert y.shape == (3, 0, 6) and h.shape == (2, 0, 3)
+    dx, dh0 = net.backward(y)
+    assert dx.shape == x.shape

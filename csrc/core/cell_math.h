@@ -33,6 +33,7 @@ struct ExpTraits<float> {
   static constexpr float lo = -87.0f, hi = 88.0f;
   static constexpr float round_magic = 12582912.0f;  // 1.5 * 2^23: x + m - m rounds x
   static constexpr int mantissa_bits = 23, bias = 127, degree = 7;
+  static constexpr int tanh_terms = 5;  // of tanh's series below |x| = 1/8 (see tanh_)
   static constexpr float ln2_hi = 0.693145751953125f, ln2_lo = 1.428606765330187e-06f;
 };
 
@@ -42,6 +43,7 @@ struct ExpTraits<double> {
   static constexpr double lo = -708.0, hi = 709.0;
   static constexpr double round_magic = 6755399441055744.0;  // 1.5 * 2^52
   static constexpr int mantissa_bits = 52, bias = 1023, degree = 12;
+  static constexpr int tanh_terms = 8;
   static constexpr double ln2_hi = 0.6931471803691238, ln2_lo = 1.9082149292705877e-10;
 };
 
@@ -79,9 +81,32 @@ FASTRNN_HD S sigmoid(S x) {
   return S(1) / (S(1) + exp_(-x));
 }
 
+// c_k of tanh's odd Taylor series, tanh x = x (c_0 + c_1 x^2 + c_2 x^4 + ...).
+FASTRNN_HD constexpr double tanh_series_coefficient(int k) {
+  return k == 0   ? 1.0
+         : k == 1 ? -1.0 / 3
+         : k == 2 ? 2.0 / 15
+         : k == 3 ? -17.0 / 315
+         : k == 4 ? 62.0 / 2835
+         : k == 5 ? -1382.0 / 155925
+         : k == 6 ? 21844.0 / 6081075
+                  : -929569.0 / 638512875;
+}
+
+// tanh x = 1 - 2 / (exp(2x) + 1) loses its relative accuracy near 0 to cancellation (in
+// float32, tanh(1e-5) came out 1.001e-5 and tanh(1e-8) 0), so below |x| = 1/8 the odd Taylor
+// series takes over: with x^2 <= 1/64 each term is < 1/150 of the one before, and
+// tanh_terms of them leave a remainder below half an ulp. Both are computed and one
+// selected, so the pointwise loops still vectorize; NaN fails the comparison and propagates.
 template <typename S>
 FASTRNN_HD S tanh_(S x) {
-  return S(1) - S(2) / (exp_(S(2) * x) + S(1));
+  const S x2 = x * x;
+  S p = S(tanh_series_coefficient(ExpTraits<S>::tanh_terms - 1));
+  for (int k = ExpTraits<S>::tanh_terms - 2; k >= 0; --k)
+    p = p * x2 + S(tanh_series_coefficient(k));
+  const S near_zero = x * p;
+  const S elsewhere = S(1) - S(2) / (exp_(S(2) * x) + S(1));
+  return x2 < S(1.0 / 64) ? near_zero : elsewhere;
 }
 
 template <typename S>

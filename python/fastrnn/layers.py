@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike
 
 from . import cuda, ops, reference
 from .cell_spec import CELLS, CellSpec, spec
-from .packed import PackedBatch
+from .packed import PackedBatch, as_packed
 
 __all__ = ["RNN", "LSTM", "GRU", "backends", "no_grad", "get_backend"]
 
@@ -345,26 +345,6 @@ class _RNNBase(_Base):
             )
         return [self._state(f"{s}0", v, B, unbatched) for s, v in zip(states, hx)]
 
-    def _packed(self, lengths, T: int, B: int) -> Optional[PackedBatch]:
-        fn = f"{type(self).__name__}.forward"
-        if lengths is None:
-            return None
-        if isinstance(lengths, PackedBatch):
-            if (lengths.T, lengths.B) != (T, B):
-                raise ValueError(
-                    f"{fn}: lengths is a PackedBatch of (T, B) = "
-                    f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}"
-                )
-            return lengths
-        if cuda.is_device_array(lengths):
-            raise TypeError(f"{fn}: lengths must be on the host (a list or NumPy array)")
-        arr = np.asarray(lengths)
-        if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
-        if arr.shape != (B,):
-            raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
-        return PackedBatch.from_lengths(arr, T, fn=fn)
-
     # -- forward / backward
     def forward(
         self, x: ArrayLike, hx=None, lengths: Optional[ArrayLike] = None
@@ -377,7 +357,7 @@ class _RNNBase(_Base):
         x, unbatched = self._input(x)
         T, B = x.shape[:2]
         init = self._split_hx(hx, B, unbatched)
-        pk = self._packed(lengths, T, B)
+        pk = as_packed(f"{type(self).__name__}.forward", lengths, T, B)
         training = self._grad_mode()
         impl, D, L = self._impl, self._D, self.num_layers
         # Sorted once: every (layer, direction) runs on rows in the kernels' order.

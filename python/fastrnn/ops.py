@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 
 from . import _C, cuda
 from .cell_spec import CellSpec, spec
-from .packed import PackedBatch
+from .packed import PackedBatch, as_packed
 from .saved import GruSaved, LstmSaved, RnnSaved, SavedState
 
 __all__ = [
@@ -225,7 +225,7 @@ class _Call:
         self.b_hh = None if b_hh is None else c(b_hh)
         self.w_hr = None if w_hr is None else c(w_hr)
         self.T, self.B, self.I, self.H, self.P, self.dtype = T, B, I, H, P, dtype
-        self.packed = _packed(fn, lengths, T, B)
+        self.packed = as_packed(fn, lengths, T, B)
         pk = self.packed
         if pk is None:
             self.x, self.states = c(x), checked
@@ -247,29 +247,6 @@ class _Call:
 
     def empty(self, *shape: int):
         return self.xp.empty(shape, self.dtype)
-
-
-def _packed(fn: str, lengths: Lengths, T: int, B: int) -> Optional[PackedBatch]:
-    if lengths is None:
-        return None
-    if isinstance(lengths, PackedBatch):
-        if (lengths.T, lengths.B) != (T, B):
-            raise ValueError(
-                f"{fn}: lengths is a PackedBatch of (T, B) = "
-                f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}"
-            )
-        return lengths
-    if cuda.is_device_array(lengths):
-        raise TypeError(
-            f"{fn}: lengths must be on the host (a list or NumPy array), as "
-            f"for torch's pack_padded_sequence"
-        )
-    arr = np.asarray(lengths)
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(f"{fn}: lengths must be integers, got dtype {arr.dtype}")
-    if arr.shape != (B,):
-        raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
-    return PackedBatch.from_lengths(arr, T, fn=fn)
 
 
 def _unsort(xp, pk: Optional[PackedBatch], seqs: tuple, states: tuple) -> tuple:

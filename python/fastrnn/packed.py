@@ -25,14 +25,46 @@ from numpy.typing import ArrayLike
 __all__ = ["PackedBatch"]
 
 
-def _index_array(fn: str, name: str, value, n: Optional[int] = None) -> np.ndarray:
+def _integers(fn: str, name: str, value) -> np.ndarray:
     arr = np.asarray(value)
+    if arr.size == 0:
+        arr = arr.astype(np.int64)  # [] is float64 to NumPy
     if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
         raise TypeError(f"{fn}: {name} must be integers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _index_array(fn: str, name: str, value, n: Optional[int] = None) -> np.ndarray:
+    arr = _integers(fn, name, value)
     if arr.ndim != 1 or (n is not None and arr.shape[0] != n):
         want = "(B,)" if n is None else f"(B,) = ({n},)"
         raise ValueError(f"{fn}: {name} must have shape {want}, got {tuple(arr.shape)}")
-    return np.ascontiguousarray(arr, dtype=np.int64)
+    return arr
+
+
+def as_packed(fn: str, lengths, T: int, B: int) -> Optional["PackedBatch"]:
+    """``lengths`` as a caller gave it -- None, (B,) integers on the host, or a PackedBatch --
+    checked against x's (T, B) and packed; errors name ``fn``."""
+    if lengths is None:
+        return None
+    if isinstance(lengths, PackedBatch):
+        if (lengths.T, lengths.B) != (T, B):
+            raise ValueError(
+                f"{fn}: lengths is a PackedBatch of (T, B) = "
+                f"{(lengths.T, lengths.B)} but x has (T, B) = {(T, B)}"
+            )
+        return lengths
+    from .cuda import is_device_array
+
+    if is_device_array(lengths):
+        raise TypeError(
+            f"{fn}: lengths must be on the host (a list or NumPy array), as for "
+            f"torch's pack_padded_sequence"
+        )
+    arr = _integers(fn, "lengths", lengths)
+    if arr.shape != (B,):
+        raise ValueError(f"{fn}: lengths must have shape (B,) = ({B},), got {tuple(arr.shape)}")
+    return PackedBatch.from_lengths(arr, T, fn=fn)
 
 
 class PackedBatch:
@@ -148,6 +180,8 @@ class PackedBatch:
             raise ValueError(
                 f"PackedBatch.reverse: array has (T, B) = {(T, B)}, the batch {(self.T, self.B)}"
             )
+        if a.size == 0:
+            return a.copy()
         out = a.reshape(T * B, -1)[self._reverse_index.ravel()].reshape(a.shape)
         out[np.arange(T)[:, None] >= self.sorted_lengths[None, :]] = 0
         return out

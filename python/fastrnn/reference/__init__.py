@@ -69,6 +69,12 @@ def _masks(packed: Optional[PackedBatch], T: int, B: int, dtype) -> Array:
     return (np.arange(T)[:, None] < packed.lengths[None, :]).astype(dtype)[:, :, None]
 
 
+def _zero_padding(x: Array, masks: Array) -> Array:
+    """x with the steps past each sequence's end zeroed, so that whatever the caller left
+    there (NaN included) never reaches a gradient: 0 * NaN would be NaN in dW_ih."""
+    return np.where(masks > 0, x, x.dtype.type(0))
+
+
 def _stack(steps: list, shape: tuple, dtype) -> Array:
     return np.stack(steps) if steps else np.zeros(shape, dtype)
 
@@ -95,9 +101,10 @@ def lstm_forward(
     h0 = _zeros_if_none(h0, (B, P), x.dtype)
     h = h0
     c = _zeros_if_none(c0, (B, H), x.dtype)
-    gx = _input_projection(x, w_ih, b_ih)
     packed = _packed(lengths, T)
     masks = _masks(packed, T, B, x.dtype)
+    x = x if packed is None else _zero_padding(x, masks)
+    gx = _input_projection(x, w_ih, b_ih)
     ys, cs, ms, gates = [], [c], [], []
     for t in range(T):
         a = gx[t] + h @ w_hh.T
@@ -193,12 +200,13 @@ def gru_forward(
     H = w_hh.shape[1]
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
     h = h0
+    packed = _packed(lengths, T)
+    masks = _masks(packed, T, B, x.dtype)
+    x = x if packed is None else _zero_padding(x, masks)
     gx = _input_projection(x, w_ih, b_ih)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
     b_hrz = None if b_hh is None else b_hh[: 2 * H]
     b_hn = None if b_hh is None else b_hh[2 * H :]
-    packed = _packed(lengths, T)
-    masks = _masks(packed, T, B, x.dtype)
     ys, gates, extra = [], [], []
     for t in range(T):
         a_rz = gx[t, :, : 2 * H] + h @ w_hrz.T
@@ -317,10 +325,11 @@ def rnn_forward(
     H = w_hh.shape[1]
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
     h = h0
-    gx = _input_projection(x, w_ih, b_ih)
-    act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
     packed = _packed(lengths, T)
     masks = _masks(packed, T, B, x.dtype)
+    x = x if packed is None else _zero_padding(x, masks)
+    gx = _input_projection(x, w_ih, b_ih)
+    act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
     ys, pre = [], []
     for t in range(T):
         a = gx[t] + h @ w_hh.T
