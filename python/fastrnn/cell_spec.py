@@ -150,13 +150,15 @@ class CellSpec:
         """``module.<name>_forward`` on x with ``states`` (one per :attr:`states`, None for
         zeros) and ``weights`` (w_ih, w_hh, b_ih, b_hh[, w_hr]). Returns ``(y, finals,
         saved)`` with finals a tuple of the final states."""
-        kw = dict(zip(("x",) + tuple(f"{s}0" for s in self.states), (x, *states)))
-        kw.update(zip(self.weight_args(len(weights) > 4), weights))
-        kw.update(options or {}, training=training, **extra)
+        # The forwards of ops and reference share one positional order: x, the initial
+        # states, w_ih, w_hh, b_ih, b_hh; the rest by keyword.
+        kw = dict(options or (), training=training, **extra)
+        if len(weights) > 4:
+            kw["w_hr"] = weights[4]
         if lengths is not None:
             kw["lengths"] = lengths
-        out = getattr(module, self.forward_name)(**kw)
-        return out[0], tuple(out[1:-1]), out[-1]
+        out = getattr(module, self.forward_name)(x, *states, *weights[:4], **kw)
+        return out[0], out[1:-1], out[-1]
 
     def backward(self, module, saved, dy, dfinals: Sequence) -> Dict[str, Any]:
         """``module.<name>_backward``; ``dfinals`` holds the final-state gradients (None for

@@ -32,7 +32,9 @@ class _CellBase(_Base):
         self.dtype = _check_dtype(dtype)
         self.backend = backend
         self._impl = get_backend(backend)
+        self._forward = getattr(self._impl, self._spec.forward_name)
         self._options = self._spec.check_options(type(self).__name__, options)
+        self._param_names = self._spec.param_names()
         self._init_params(
             self._spec.param_shapes(self.input_size, self.hidden_size, bias=self.bias),
             self.hidden_size,
@@ -42,7 +44,7 @@ class _CellBase(_Base):
         self._last = None  # "training" | "inference" | None
 
     def _weights(self) -> list:
-        return [self._params.get(n) for n in self._spec.param_names()]
+        return [self._params.get(n) for n in self._param_names]
 
     def _x(self, x) -> Tuple[np.ndarray, bool]:
         name = type(self).__name__
@@ -73,17 +75,12 @@ class _CellBase(_Base):
         """One step from the checked x (1, B, I) and states (B, n) or None: the final states,
         squeezed back to the caller's batching."""
         x, un = x
-        _, finals, saved = self._spec.forward(
-            self._impl,
-            x,
-            states,
-            self._weights(),
-            training=self._grad_mode(),
-            options=self._options,
-        )
+        # The backend's <cell>_forward, called directly: a streaming loop pays this per step.
+        out = self._forward(x, *states, *self._weights(), self._grad_mode(), **self._options)
+        saved = out[-1]
         self._saved = (saved, un) if saved is not None else None
         self._last = "inference" if saved is None else "training"
-        return tuple(_squeeze(f, un) for f in finals)
+        return out[1:-1] if not un else tuple(f[0] for f in out[1:-1])
 
     def _step_backward(self, dfinals: list) -> tuple:
         """Gradients of the last step: dx and the initial states' gradients; parameter

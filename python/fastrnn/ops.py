@@ -255,6 +255,8 @@ def _unsort(xp, pk: Optional[PackedBatch], seqs: tuple, states: tuple) -> tuple:
     if pk is not None and not pk.identity:
         seqs = tuple(xp.take_rows(a, pk.unsorted_indices, 1) for a in seqs)
         states = tuple(xp.take_rows(a, pk.unsorted_indices, 0) for a in states)
+    if xp is _HOST:
+        return seqs + states
     return tuple(xp.output(a) for a in seqs + states)
 
 
@@ -285,7 +287,9 @@ def _check_saved(fn: str, saved, kind: type) -> SavedState:
     return saved
 
 
-def _grad_in(fn: str, name: str, value, shape: tuple, legend: str, s: SavedState):
+def _grad_in(fn: str, name: str, value, shape: tuple, letters: str, s: SavedState):
+    """An upstream gradient of the given shape (zeros for None); ``letters`` names the shape
+    in the error message, e.g. "(T, B, H)"."""
     xp = s.array_ops
     if value is None:
         return xp.zeros(shape, s.dtype)
@@ -294,7 +298,7 @@ def _grad_in(fn: str, name: str, value, shape: tuple, legend: str, s: SavedState
         raise TypeError(
             f"{fn}: argument '{name}' has dtype {arr.dtype} but the forward ran in {s.dtype}"
         )
-    _check_shape(fn, name, arr, shape, legend)
+    _check_shape(fn, name, arr, shape, f"{letters} = {shape} from the forward")
     return xp.contiguous(arr)
 
 
@@ -304,30 +308,27 @@ class _Backward:
 
     def __init__(self, fn: str, saved, kind: type, dy, finals: Dict[str, Any]):
         s = self.saved = _check_saved(fn, saved, kind)
-        T, B, I, H, P, GH = s.T, s.B, s.I, s.H, s.P, s.G * s.H
+        T, B, I = s.x.shape
+        H, P, d = s.H, s.w_hh.shape[1], s.x.dtype
+        GH = s.G * H
         hp = "H" if P == H else "P"
-        dy = _grad_in(
-            fn, "dy", dy, (T, B, P), f"(T, B, {hp}) = ({T}, {B}, {P}) from the forward", s
-        )
+        dy = _grad_in(fn, "dy", dy, (T, B, P), f"(T, B, {hp})", s)
         fin = {}
         for name, v in finals.items():
             n, letter = (P, hp) if name == "dh_n" else (H, "H")
-            fin[name] = _grad_in(
-                fn, name, v, (B, n), f"(B, {letter}) = ({B}, {n}) from the forward", s
-            )
+            fin[name] = _grad_in(fn, name, v, (B, n), f"(B, {letter})", s)
         pk, xp = s.packed, s.array_ops
         if pk is not None and not pk.identity:
             dy = xp.take_rows(dy, pk.sorted_indices, 1)
             fin = {k: xp.take_rows(v, pk.sorted_indices, 0) for k, v in fin.items()}
         self.dy, self.finals = dy, fin
         empty = xp.empty
-        self.dx = empty((T, B, I), s.dtype)
-        self.dstates = {
-            f"d{k[1:-2]}0": empty((B, P if k == "dh_n" else H), s.dtype) for k in finals
-        }
-        self.dw_ih, self.dw_hh = empty((GH, I), s.dtype), empty((GH, P), s.dtype)
-        self.db_ih = empty((GH,), s.dtype) if s.has_bias else None
-        self.db_hh = empty((GH,), s.dtype) if s.has_bias else None
+        self.dx = empty((T, B, I), d)
+        self.dstates = {f"d{k[1:-2]}0": empty((B, P if k == "dh_n" else H), d) for k in finals}
+        self.dw_ih, self.dw_hh = empty((GH, I), d), empty((GH, P), d)
+        self.db_ih = empty((GH,), d) if s.has_bias else None
+        self.db_hh = empty((GH,), d) if s.has_bias else None
+        self.H = H
         s.consume()  # the kernel overwrites its buffers
 
     def kernel_args(self) -> dict:
@@ -347,7 +348,7 @@ class _Backward:
             dw_hh=self.dw_hh,
             db_ih=self.db_ih,
             db_hh=self.db_hh,
-            H=s.H,
+            H=self.H,
             **self.finals,
             **self.dstates,
         )
@@ -357,6 +358,8 @@ class _Backward:
         s = self.saved
         head = _unsort(s.array_ops, s.packed, (self.dx,), tuple(self.dstates.values()))
         out = (self.dw_ih, self.dw_hh, self.db_ih, self.db_hh) + extra
+        if s.array_ops is _HOST:
+            return head + out
         return head + tuple(s.array_ops.output(a) for a in out)
 
 

@@ -18,6 +18,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from .cell_spec import spec
 from .packed import PackedBatch
 
 __all__ = ["SavedState", "LstmSaved", "GruSaved", "RnnSaved"]
@@ -40,6 +41,11 @@ class SavedState:
     consumed: bool = False
 
     cell = ""  # the cell kind's name, per subclass
+    G = 0  # its gates per hidden unit, from the cell table
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.G = spec(cls.cell).G
 
     @property
     def T(self) -> int:
@@ -60,12 +66,6 @@ class SavedState:
     @property
     def P(self) -> int:
         return int(self.w_hh.shape[1])
-
-    @property
-    def G(self) -> int:
-        from .cell_spec import spec
-
-        return spec(self.cell).G
 
     @property
     def dtype(self):
