@@ -241,6 +241,35 @@ class _Call:
     def batch_sizes(self) -> Optional[np.ndarray]:
         return None if self.packed is None else self.packed.batch_sizes
 
+    def kernel_args(self) -> dict:
+        """The arguments every forward kernel takes, by name: x, the initial states, the
+        weights, batch_sizes."""
+        return dict(
+            x=self.x,
+            w_ih=self.w_ih,
+            w_hh=self.w_hh,
+            b_ih=self.b_ih,
+            b_hh=self.b_hh,
+            batch_sizes=self.batch_sizes,
+            **self.states,
+        )
+
+    def saved_fields(self, y, gates) -> dict:
+        """The fields every cell's saved record has, for a training forward that wrote y and
+        gates."""
+        return dict(
+            backend=self.backend,
+            x=self.x,
+            h0=self.states["h0"],
+            y=y,
+            w_ih=self.w_ih,
+            w_hh=self.w_hh,
+            has_bias=self.b_ih is not None,
+            gates=gates,
+            packed=self.packed,
+            array_ops=self.xp,
+        )
+
     def sort(self, a, axis: int):
         pk = self.packed
         return a if pk is None or pk.identity else self.xp.take_rows(a, pk.sorted_indices, axis)
@@ -402,15 +431,8 @@ def lstm_forward(
     cells = a.empty(T + 1, B, H) if training else a.empty(B, H)
     m = None if a.w_hr is None else (a.empty(T, B, H) if training else a.empty(B, H))
     a.xp.kernels.lstm_forward(
-        x=a.x,
-        h0=a.states["h0"],
-        c0=a.states["c0"],
-        w_ih=a.w_ih,
-        w_hh=a.w_hh,
-        b_ih=a.b_ih,
-        b_hh=a.b_hh,
+        **a.kernel_args(),
         w_hr=a.w_hr,
-        batch_sizes=a.batch_sizes,
         y=y,
         h_n=h_n,
         c_n=c_n,
@@ -424,16 +446,7 @@ def lstm_forward(
     saved = None
     if training:
         saved = LstmSaved(
-            backend=a.backend,
-            x=a.x,
-            h0=a.states["h0"],
-            y=y,
-            w_ih=a.w_ih,
-            w_hh=a.w_hh,
-            has_bias=a.b_ih is not None,
-            gates=gates,
-            packed=a.packed,
-            array_ops=a.xp,
+            **a.saved_fields(y, gates),
             cells=cells,
             w_hr=a.w_hr,
             m=m,
@@ -489,13 +502,7 @@ def gru_forward(
     gates = a.empty(T, B, 3 * H) if training else None  # inference: chunked in C++
     extra = a.empty(T, B, H) if training else a.empty(B, H)
     a.xp.kernels.gru_forward(
-        x=a.x,
-        h0=a.states["h0"],
-        w_ih=a.w_ih,
-        w_hh=a.w_hh,
-        b_ih=a.b_ih,
-        b_hh=a.b_hh,
-        batch_sizes=a.batch_sizes,
+        **a.kernel_args(),
         y=y,
         h_n=h_n,
         gates=gates,
@@ -507,16 +514,7 @@ def gru_forward(
     saved = None
     if training:
         saved = GruSaved(
-            backend=a.backend,
-            x=a.x,
-            h0=a.states["h0"],
-            y=y,
-            w_ih=a.w_ih,
-            w_hh=a.w_hh,
-            has_bias=a.b_ih is not None,
-            gates=gates,
-            packed=a.packed,
-            array_ops=a.xp,
+            **a.saved_fields(y, gates),
             extra=extra,
             reset_after=bool(reset_after),
         )
@@ -560,13 +558,7 @@ def rnn_forward(
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, H) if training else None  # inference: chunked in C++
     a.xp.kernels.rnn_forward(
-        x=a.x,
-        h0=a.states["h0"],
-        w_ih=a.w_ih,
-        w_hh=a.w_hh,
-        b_ih=a.b_ih,
-        b_hh=a.b_hh,
-        batch_sizes=a.batch_sizes,
+        **a.kernel_args(),
         y=y,
         h_n=h_n,
         gates=gates,
@@ -576,16 +568,7 @@ def rnn_forward(
     saved = None
     if training:
         saved = RnnSaved(
-            backend=a.backend,
-            x=a.x,
-            h0=a.states["h0"],
-            y=y,
-            w_ih=a.w_ih,
-            w_hh=a.w_hh,
-            has_bias=a.b_ih is not None,
-            gates=gates,
-            packed=a.packed,
-            array_ops=a.xp,
+            **a.saved_fields(y, gates),
             nonlinearity=nonlinearity,
         )
         y = _private(a, y)
