@@ -68,14 +68,12 @@ Weights = Union[Sequence[ArrayLike], Mapping[str, ArrayLike]]
 
 def _cell(fn: str, cell: str, gates: Mapping[str, Tuple[str, ...]], library: str) -> CellSpec:
     """The spec of ``cell``; ValueError if it is unknown or the library has no such layer."""
-    if not isinstance(cell, str):
-        raise ValueError(f"{fn}: cell must be a str such as 'lstm', got {cell!r}")
-    s = spec(cell.lower()) if cell.lower() in gates else None
-    if s is None:
+    name = cell.lower() if isinstance(cell, str) else None
+    if name not in gates:
         raise ValueError(
             f"{fn}: cell must be one of {sorted(gates)} ({library} layers), got {cell!r}"
         )
-    return s
+    return spec(name)
 
 
 def _float(fn: str, arg: str, a: ArrayLike) -> np.ndarray:
