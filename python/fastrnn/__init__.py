@@ -53,7 +53,7 @@ def _load_extension():
 
 _C = _load_extension()
 
-from . import cell_spec, cuda, ops, reference, train  # noqa: E402
+from . import cell_spec, convert, cuda, ops, reference, train  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
 from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
 from .packed import PackedBatch  # noqa: E402
@@ -70,6 +70,7 @@ __all__ = [
     "backends",
     "no_grad",
     "cell_spec",
+    "convert",
     "cuda",
     "ops",
     "reference",
