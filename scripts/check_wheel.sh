@@ -118,7 +118,7 @@ if not tag.startswith("manylinux") or external != ["libscipy_openblas.so"]:
 # What the repaired wheel holds: the extension, py.typed, and no BLAS of its own.
 mkdir -p "$WORK/unpacked"
 "$PYTHON" -m zipfile -e "$REPAIRED" "$WORK/unpacked"
-if "$PYTHON" -m zipfile -l "$REPAIRED" | grep -i 'openblas'; then
+if "$PYTHON" -m zipfile -l "$REPAIRED" | grep -iE 'openblas[^/ ]*\.(so|dylib|dll)'; then
   fail "the wheel carries a BLAS of its own"
 fi
 [ -f "$WORK/unpacked/fastrnn/py.typed" ] || fail "the wheel has no fastrnn/py.typed"
