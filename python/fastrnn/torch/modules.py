@@ -1,0 +1,289 @@
+"""The drop-in classes: subclasses of torch.nn's LSTM, GRU, RNN and their cells whose
+forward runs fastrnn's CPU kernels (:mod:`fastrnn.torch.function`), falling back to
+torch.nn's own forward wherever the kernels do not apply (see :func:`fast_path_reason`).
+
+The subclasses add no state: parameters, state_dict, repr, ``.to()`` and construction are
+torch.nn's. GRU and GRUCell take one more keyword, ``reset_after`` (default True, torch's
+form; False is Cho et al.'s, which torch.nn cannot run, so it has no fallback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.nn.utils.rnn import PackedSequence
+
+from ..cell_spec import spec
+from ..packed import PackedBatch
+from .function import Run, run
+
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "fast_path_reason"]
+
+_disabled = contextvars.ContextVar("fastrnn_torch_disabled", default=False)
+_FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within this context (in this thread or task), the drop-in classes run torch.nn's own
+    implementation."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+def fast_path_reason() -> Optional[str]:
+    """Why the current context rules fastrnn's kernels out (None if it does not):
+    ``disabled()``, TorchScript, tracing, ONNX export, torch.compile/export, autocast or
+    torch.func transforms."""
+    if _disabled.get():
+        return "fastrnn.torch.disabled()"
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return "TorchScript or tracing"
+    if torch.onnx.is_in_onnx_export():
+        return "ONNX export"
+    if torch.compiler.is_compiling():
+        return "torch.compile or torch.export"
+    if torch.is_autocast_enabled("cpu"):
+        return "autocast"
+    if torch._C._are_functorch_transforms_active():
+        return "a torch.func transform"
+    return None
+
+
+def _plain(t, dtype: torch.dtype) -> bool:
+    """A strided CPU tensor of ``dtype``, not a subclass (fake, functional...)."""
+    return type(t) in _PLAIN and t.dtype == dtype and t.is_cpu and t.layout == torch.strided
+
+
+def _states(hx, n: int) -> Optional[List]:
+    """hx as a list of n tensors ([] for None), or None if it is not shaped so."""
+    if hx is None:
+        return []
+    if n == 1:
+        return [hx] if isinstance(hx, torch.Tensor) else None
+    return list(hx) if isinstance(hx, tuple) and len(hx) == n else None
+
+
+class _Fast:
+    """What the drop-in layers and cells share (mixed in before the torch.nn class)."""
+
+    reset_after: bool = True  # GRU, GRUCell: torch's form unless constructed with False
+    _cell_name = ""  # a key of fastrnn.cell_spec.CELLS
+
+    def _options(self) -> dict:
+        if self._cell_name == "gru":
+            return {"reset_after": self.reset_after}
+        if self._cell_name == "rnn":
+            return {"nonlinearity": self.nonlinearity}
+        return {}
+
+    def _fallback(self, input, hx):
+        if not self.reset_after:
+            raise RuntimeError(
+                f"fastrnn.torch.{type(self).__name__}(reset_after=False) runs on fastrnn's "
+                f"kernels only (CPU float32/float64 tensors outside fastrnn.torch.disabled()"
+                f", TorchScript, tracing, export, autocast); torch.nn has no such GRU to "
+                f"fall back to"
+            )
+        return super().forward(input, hx)
+
+    def extra_repr(self) -> str:
+        """torch.nn's repr, plus reset_after=False where set."""
+        s = super().extra_repr()
+        return s if self.reset_after else s + ", reset_after=False"
+
+
+class _Layer(_Fast):
+    """The fast forward of LSTM, GRU, RNN."""
+
+    def forward(self, input, hx=None):
+        """As torch.nn's forward; runs fastrnn's kernels where they apply."""
+        if torch.compiler.is_compiling():
+            return _eager_forward(self, input, hx)  # a graph break: runs eagerly
+        plan = self._plan(input, hx)
+        if plan is None:
+            return self._fallback(input, hx)
+        plan, x, states = plan
+        y, finals = run(plan, x, states, self._flat_weights)
+        if plan.layout == "packed":
+            y = PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        return y, (tuple(finals) if len(finals) > 1 else finals[0])
+
+    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list]]:
+        """The Run for this call with the tensors it takes, or None to fall back (any input
+        torch.nn would reject falls back, so that torch.nn raises its own error)."""
+        if fast_path_reason() is not None:
+            return None
+        cell = spec(self._cell_name)
+        is_packed = isinstance(input, PackedSequence)
+        x = input.data if is_packed else input
+        dtype = getattr(x, "dtype", None)
+        if dtype not in _FLOATS or not _plain(x, dtype):
+            return None
+        flat = self._flat_weights
+        if not all(_plain(w, dtype) for w in flat):
+            return None
+        states = _states(hx, len(cell.states))
+        if states is None or not all(_plain(s, dtype) for s in states):
+            return None
+        D, L, H = 2 if self.bidirectional else 1, self.num_layers, self.hidden_size
+        P = self.proj_size or H
+        if is_packed:
+            if x.dim() != 2 or x.shape[0] == 0:
+                return None
+            pk = PackedBatch(
+                input.batch_sizes.numpy(),
+                None if input.sorted_indices is None else input.sorted_indices.numpy(),
+                None if input.unsorted_indices is None else input.unsorted_indices.numpy(),
+            )
+            T, B, unbatched = pk.T, pk.B, False
+        else:
+            if x.dim() not in (2, 3):
+                return None
+            pk, unbatched = None, x.dim() == 2
+            T, B = (x.shape[0], 1) if unbatched else x.shape[:2]
+            if self.batch_first and not unbatched:
+                T, B = B, T
+        if x.shape[-1] != self.input_size or T == 0 or B == 0:
+            return None
+        for s, name in zip(states, cell.states):
+            n = P if name == "h" else H
+            if tuple(s.shape) != ((L * D, n) if unbatched else (L * D, B, n)):
+                return None
+        masks = None
+        if self.training and self.dropout > 0 and L > 1:
+            masks = self._masks(x, pk, T, B, D * P, unbatched)
+        plan = Run(
+            cell,
+            self._options(),
+            L,
+            D,
+            "packed" if is_packed else "seq",
+            len(states),
+            self.bias,
+            bool(self.proj_size),
+            batch_first=self.batch_first,
+            unbatched=unbatched,
+            packed=pk,
+            masks=masks,
+        )
+        return plan, x, states
+
+    def _masks(self, x, pk, T: int, B: int, width: int, unbatched: bool) -> dict:
+        """Dropout masks (T, B, width) in the kernels' layout, one per non-last layer, drawn
+        from torch's RNG as torch.nn draws them: F.dropout over each layer's whole output
+        (time-major; a PackedSequence's packed data (N, width))."""
+        shape = (x.shape[0], width) if pk is not None else (T, B, width)
+        masks = {}
+        for layer in range(self.num_layers - 1):
+            ones = torch.ones(shape, dtype=x.dtype)
+            m = F.dropout(ones, self.dropout, True).numpy()
+            if pk is not None:
+                padded = np.zeros((T * B, width), m.dtype)
+                padded[np.flatnonzero(pk.padding_mask())] = m
+                m = padded.reshape(T, B, width)
+            masks[layer] = m
+        return masks
+
+
+class _Cell(_Fast):
+    """The fast forward of LSTMCell, GRUCell, RNNCell."""
+
+    def forward(self, input, hx=None):
+        """As torch.nn's forward; runs fastrnn's kernels where they apply."""
+        if torch.compiler.is_compiling():
+            return _eager_forward(self, input, hx)
+        plan = self._plan(input, hx)
+        if plan is None:
+            return self._fallback(input, hx)
+        plan, flat, states = plan
+        _, finals = run(plan, input, states, flat)
+        return tuple(finals) if len(finals) > 1 else finals[0]
+
+    def _plan(self, input, hx) -> Optional[Tuple[Run, list, list]]:
+        if fast_path_reason() is not None:
+            return None
+        cell = spec(self._cell_name)
+        dtype = getattr(input, "dtype", None)
+        if dtype not in _FLOATS or not _plain(input, dtype):
+            return None
+        flat = [self.weight_ih, self.weight_hh] + (
+            [self.bias_ih, self.bias_hh] if self.bias else []
+        )
+        if not all(_plain(w, dtype) for w in flat):
+            return None
+        states = _states(hx, len(cell.states))
+        if states is None or not all(_plain(s, dtype) for s in states):
+            return None
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            return None
+        want = tuple(input.shape[:-1]) + (self.hidden_size,)
+        if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
+            return None
+        plan = Run(
+            cell, self._options(), 1, 1, "cell", len(states), self.bias, False,
+            unbatched=input.dim() == 1,
+        )  # fmt: skip
+        return plan, flat, states
+
+
+@torch.compiler.disable
+def _eager_forward(module, input, hx):
+    """The module's forward outside torch.compile's tracing (a graph break)."""
+    return module.forward(input, hx)
+
+
+class LSTM(_Layer, torch.nn.LSTM):
+    """torch.nn.LSTM running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "lstm"
+
+
+class GRU(_Layer, torch.nn.GRU):
+    """torch.nn.GRU running fastrnn's kernels on CPU float32/float64 tensors; one more
+    keyword, ``reset_after`` (default True: torch's form)."""
+
+    _cell_name = "gru"
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not reset_after:
+            self.reset_after = False
+
+
+class RNN(_Layer, torch.nn.RNN):
+    """torch.nn.RNN running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "rnn"
+
+
+class LSTMCell(_Cell, torch.nn.LSTMCell):
+    """torch.nn.LSTMCell running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "lstm"
+
+
+class GRUCell(_Cell, torch.nn.GRUCell):
+    """torch.nn.GRUCell running fastrnn's kernels; ``reset_after`` as for :class:`GRU`."""
+
+    _cell_name = "gru"
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not reset_after:
+            self.reset_after = False
+
+
+class RNNCell(_Cell, torch.nn.RNNCell):
+    """torch.nn.RNNCell running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "rnn"
