@@ -18,6 +18,7 @@ except ImportError as e:
     ) from e
 
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, disabled, fast_path_reason
+from .switch import install, patch, replace_rnns, uninstall
 
 __all__ = [
     "LSTM",
@@ -28,6 +29,10 @@ __all__ = [
     "RNNCell",
     "disabled",
     "fast_path_reason",
+    "replace_rnns",
+    "patch",
+    "install",
+    "uninstall",
 ]
 
 torch.serialization.add_safe_globals([LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell])

@@ -124,6 +124,7 @@ class _Layer(_Fast):
         if fast_path_reason() is not None:
             return None
         cell = spec(self._cell_name)
+        self._update_flat_weights()  # as torch.nn's forward: functional_call swaps them
         is_packed = isinstance(input, PackedSequence)
         x = input.data if is_packed else input
         dtype = getattr(x, "dtype", None)
