@@ -107,7 +107,7 @@ def stack_forward(
                 inp = inp * mask
                 if tape is not None:
                     tape.masks[layer] = mask
-    stacked = tuple(np.stack(f) for f in finals)
+    stacked = tuple(np.stack(f) if len(f) > 1 else f[0][None] for f in finals)
     if tape is not None:
         tape.P = inp.shape[2] // D
         tape.widths = [f.shape[2] for f in stacked]

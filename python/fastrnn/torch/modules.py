@@ -112,25 +112,25 @@ class _Layer(_Fast):
         plan = self._plan(input, hx)
         if plan is None:
             return self._fallback(input, hx)
-        plan, x, states = plan
-        y, finals = run(plan, x, states, self._flat_weights)
+        plan, x, states, flat = plan
+        y, finals = run(plan, x, states, flat)
         if plan.layout == "packed":
             y = PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
         return y, (tuple(finals) if len(finals) > 1 else finals[0])
 
-    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list]]:
+    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list, list]]:
         """The Run for this call with the tensors it takes, or None to fall back (any input
         torch.nn would reject falls back, so that torch.nn raises its own error)."""
         if fast_path_reason() is not None:
             return None
         cell = spec(self._cell_name)
-        self._update_flat_weights()  # as torch.nn's forward: functional_call swaps them
         is_packed = isinstance(input, PackedSequence)
         x = input.data if is_packed else input
         dtype = getattr(x, "dtype", None)
         if dtype not in _FLOATS or not _plain(x, dtype):
             return None
-        flat = self._flat_weights
+        # Looked up by name, as torch.nn's forward does: functional_call swaps them.
+        flat = [getattr(self, n) for n in self._flat_weights_names]
         if not all(_plain(w, dtype) for w in flat):
             return None
         states = _states(hx, len(cell.states))
@@ -177,7 +177,7 @@ class _Layer(_Fast):
             packed=pk,
             masks=masks,
         )
-        return plan, x, states
+        return plan, x, states, flat
 
     def _masks(self, x, pk, T: int, B: int, width: int, unbatched: bool) -> dict:
         """Dropout masks (T, B, width) in the kernels' layout, one per non-last layer, drawn
