@@ -399,7 +399,7 @@ def test_torch_compile_matches_eager():
 
     model = Model()
     x = torch.randn(2, 5, 3)
-    compiled = torch.compile(model, backend="eager")
+    compiled = torch.compile(model)
     torch.testing.assert_close(compiled(x), model(x))
     compiled(x).sum().backward()
     assert model.rnn.weight_hh_l0.grad is not None
