@@ -224,19 +224,37 @@ def test_gradcheck_gru_reset_before():
     assert torch.autograd.gradcheck(f, [a.requires_grad_() for a in args])
 
 
-def test_needs_input_grad_and_frozen_parameters():
+def test_needs_input_grad_and_frozen_parameters(monkeypatch):
+    from fastrnn.torch import function
+
+    need_dx_seen = []
+
+    def spy(tape, dy, dfinals, need_dx=True):
+        need_dx_seen.append(need_dx)
+        return backward(tape, dy, dfinals, need_dx)
+
+    backward = function.stack_backward
+    monkeypatch.setattr(function, "stack_backward", spy)
     ref, ours = pair("LSTM", input_size=3, hidden_size=4, num_layers=2)
     for m in (ref, ours):
         m.weight_ih_l0.requires_grad_(False)
     x = torch.randn(5, 2, 3, dtype=torch.float64)  # no grad
     for m in (ref, ours):
         m(x)[0].sum().backward()
-    assert ours.weight_ih_l0.grad is None and x.grad is None
+    assert ours.weight_ih_l0.grad is None and x.grad is None and need_dx_seen == [False]
     for (n, a), b in zip(ours.named_parameters(), ref.parameters()):
         assert (a.grad is None) == (b.grad is None), n
         if a.grad is not None:
             torch.testing.assert_close(a.grad, b.grad, atol=1e-10, rtol=1e-10)
             assert a.grad.is_contiguous() and a.grad.shape == a.shape
+
+
+def test_parameter_hooks_run():
+    m = ft.GRU(3, 4)
+    seen = []
+    m.weight_hh_l0.register_hook(lambda g: seen.append(g.shape) or g * 0)
+    m(torch.randn(5, 2, 3))[0].sum().backward()
+    assert seen == [m.weight_hh_l0.shape] and not m.weight_hh_l0.grad.any()
 
 
 def test_inference_keeps_nothing_and_matches():
@@ -387,7 +405,12 @@ def test_reset_after_false_has_no_fallback():
         m(torch.randn(5, 2, 3))
 
 
-def test_torch_compile_matches_eager():
+def test_torch_compile_matches_eager(monkeypatch):
+    from fastrnn.torch import modules
+
+    calls, fast_run = [], modules.run
+    monkeypatch.setattr(modules, "run", lambda *a: calls.append(1) or fast_run(*a))
+
     class Model(torch.nn.Module):
         def __init__(self):
             super().__init__()
@@ -403,6 +426,7 @@ def test_torch_compile_matches_eager():
     torch.testing.assert_close(compiled(x), model(x))
     compiled(x).sum().backward()
     assert model.rnn.weight_hh_l0.grad is not None
+    assert len(calls) == 3  # the compiled calls ran fastrnn's kernels eagerly
 
 
 # -- construction, serialization, functional_call
@@ -438,8 +462,13 @@ def test_save_and_load(tmp_path):
     )
     path = tmp_path / "model.pt"
     torch.save(model, path)
-    torch.serialization.add_safe_globals([torch.nn.ModuleList])
-    loaded = torch.load(path)  # weights_only=True, torch's default
+    with torch.serialization.safe_globals([torch.nn.ModuleList]):
+        loaded = torch.load(path)  # weights_only=True, torch's default
+    assert (
+        type(torch.load(tmp_path / "one.pt")) is ft.LSTM
+        if not torch.save(model[0], tmp_path / "one.pt")
+        else False
+    )
     assert [type(m) for m in loaded] == [type(m) for m in model]
     assert loaded[1].reset_after is False and loaded[0].reset_after is True
     x = torch.randn(5, 2, 3)
