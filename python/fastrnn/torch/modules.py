@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
 from ..cell_spec import spec
@@ -107,8 +108,15 @@ class _Layer(_Fast):
 
     # Disabled for torch.compile: a graph break, the RNN runs eagerly (0.5 us a call).
     @torch.compiler.disable
-    def forward(self, input, hx=None):
-        """As torch.nn's forward; runs fastrnn's kernels where they apply."""
+    def forward(
+        self,
+        input: Union[Tensor, PackedSequence],
+        hx: Union[Tensor, Tuple[Tensor, Tensor], None] = None,
+    ) -> Tuple[Union[Tensor, PackedSequence], Union[Tensor, Tuple[Tensor, Tensor]]]:
+        """As torch.nn's forward; runs fastrnn's kernels where they apply. input (T, B, I),
+        (B, T, I) with batch_first, unbatched (T, I), or a PackedSequence of data (N, I);
+        hx (num_layers*D, B, P) (LSTM: a tuple with c0 (num_layers*D, B, H)) or None.
+        Returns ``output, h_n`` (LSTM: ``output, (h_n, c_n)``) shaped as torch.nn's."""
         plan = self._plan(input, hx)
         if plan is None:
             return self._fallback(input, hx)
@@ -200,8 +208,12 @@ class _Cell(_Fast):
     """The fast forward of LSTMCell, GRUCell, RNNCell."""
 
     @torch.compiler.disable
-    def forward(self, input, hx=None):
-        """As torch.nn's forward; runs fastrnn's kernels where they apply."""
+    def forward(
+        self, input: Tensor, hx: Union[Tensor, Tuple[Tensor, Tensor], None] = None
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """As torch.nn's forward; runs fastrnn's kernels where they apply. input (B, I) or
+        unbatched (I,); hx (B, H) or (H,) (LSTMCell: a tuple (h, c)) or None. Returns h'
+        (LSTMCell: ``(h', c')``)."""
         plan = self._plan(input, hx)
         if plan is None:
             return self._fallback(input, hx)
