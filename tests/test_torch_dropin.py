@@ -429,6 +429,16 @@ def test_torch_compile_matches_eager(monkeypatch):
     assert len(calls) == 3  # the compiled calls ran fastrnn's kernels eagerly
 
 
+def test_torch_export_and_meta_tensors_fall_back():
+    ref, ours = pair("GRU", torch.float32, input_size=3, hidden_size=4)
+    x = torch.randn(5, 2, 3)
+    exported = torch.export.export(ours, (x,))
+    assert_same(flat(exported.module()(x)), flat(ref(x)), 1e-6)
+    on_meta = ft.LSTM(3, 4, device="meta")
+    y, (h, c) = on_meta(torch.randn(5, 2, 3, device="meta"))
+    assert y.is_meta and y.shape == (5, 2, 4) and c.shape == (1, 2, 4)
+
+
 # -- construction, serialization, functional_call
 def test_subclass_construction_and_state():
     for name in ("LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell"):
