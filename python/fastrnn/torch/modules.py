@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -80,12 +81,13 @@ class _Fast:
     reset_after: bool = True  # GRU, GRUCell: torch's form unless constructed with False
     _cell_name = ""  # a key of fastrnn.cell_spec.CELLS
 
-    def _options(self) -> dict:
+    def _options(self) -> Tuple[Tuple[str, object], ...]:
+        """The kernels' options, as (name, value) pairs."""
         if self._cell_name == "gru":
-            return {"reset_after": self.reset_after}
+            return (("reset_after", self.reset_after),)
         if self._cell_name == "rnn":
-            return {"nonlinearity": self.nonlinearity}
-        return {}
+            return (("nonlinearity", self.nonlinearity),)
+        return ()
 
     def _fallback(self, input, hx):
         if not self.reset_after:
@@ -173,7 +175,7 @@ class _Layer(_Fast):
             masks = self._masks(x, pk, T, B, D * P, unbatched)
         plan = Run(
             cell,
-            self._options(),
+            dict(self._options()),
             L,
             D,
             "packed" if is_packed else "seq",
@@ -241,11 +243,14 @@ class _Cell(_Fast):
         want = tuple(input.shape[:-1]) + (self.hidden_size,)
         if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
             return None
-        plan = Run(
-            cell, self._options(), 1, 1, "cell", len(states), self.bias, False,
-            unbatched=input.dim() == 1,
-        )  # fmt: skip
+        plan = _cell_run(self._cell_name, self._options(), len(states), self.bias, input.dim() == 1)
         return plan, flat, states
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_run(name: str, options: Tuple, n_hx: int, bias: bool, unbatched: bool) -> Run:
+    """The Run of a cell call (it holds no per-call data, so it is shared)."""
+    return Run(spec(name), dict(options), 1, 1, "cell", n_hx, bias, False, unbatched=unbatched)
 
 
 class LSTM(_Layer, torch.nn.LSTM):
