@@ -155,11 +155,12 @@ def test_cell_matches_torch(cls, opts, batched, with_hx, dtype):
 @pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
 @pytest.mark.parametrize("kind", ["tensor", "packed_unsorted", "unbatched"])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_dropout_matches_torch_draw_for_draw(cls, kind, dtype):
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_dropout_matches_torch_draw_for_draw(cls, kind, dtype, batch_first):
     T, B, I, H = 6, 3, 4, 5
     kw = dict(input_size=I, hidden_size=H, num_layers=3, dropout=0.4, bidirectional=True)
-    ref, ours = pair(cls, dtype, **kw)
-    make = inputs_for(kind, T, B, I, False, dtype, [])
+    ref, ours = pair(cls, dtype, batch_first=batch_first, **kw)
+    make = inputs_for(kind, T, B, I, batch_first, dtype, [])
     torch.manual_seed(7)
     outs_ref, grads_ref = run(ref, make)
     after_ref = torch.rand(1)
