@@ -399,6 +399,26 @@ def test_autocast_and_tracing_fall_back():
     torch.testing.assert_close(traced(x)[0], ref(x)[0])
 
 
+def test_reset_after_false_matches_the_numpy_layers():
+    import fastrnn
+
+    ours = ft.GRU(3, 4, num_layers=2, bidirectional=True, reset_after=False, dtype=torch.float64)
+    theirs = fastrnn.GRU(3, 4, 2, bidirectional=True, reset_after=False, dtype="float64")
+    theirs.load_state_dict({k: v.detach().numpy() for k, v in ours.state_dict().items()})
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    y, h = ours(x)
+    y_np, h_np = theirs(x.numpy())
+    torch.testing.assert_close(y, torch.from_numpy(y_np), atol=1e-12, rtol=1e-12)
+    cell = ft.GRUCell(3, 4, reset_after=False, dtype=torch.float64)
+    np_cell = fastrnn.GRUCell(3, 4, reset_after=False, dtype="float64")
+    np_cell.load_state_dict({k: v.detach().numpy() for k, v in cell.state_dict().items()})
+    h1 = cell(x[0])
+    torch.testing.assert_close(h1, torch.from_numpy(np_cell(x[0].numpy())), atol=1e-12, rtol=0)
+    default = ft.GRUCell(3, 4, dtype=torch.float64)
+    default.load_state_dict(cell.state_dict())
+    assert not torch.allclose(default(x[0]), h1)  # the option reaches the kernels
+
+
 def test_reset_after_false_has_no_fallback():
     m = ft.GRU(3, 4, reset_after=False)
     assert "reset_after=False" in repr(m)
