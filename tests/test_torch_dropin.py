@@ -258,6 +258,23 @@ def test_parameter_hooks_run():
     assert seen == [m.weight_hh_l0.shape] and not m.weight_hh_l0.grad.any()
 
 
+def test_parametrized_weights_and_deepcopy():
+    import copy
+
+    from torch.nn.utils.parametrizations import weight_norm
+
+    results = []
+    for cls in (torch.nn.LSTM, ft.LSTM):
+        torch.manual_seed(0)
+        m = weight_norm(cls(3, 4, num_layers=2, dtype=torch.float64), "weight_hh_l0")
+        y = m(torch.randn(5, 2, 3, dtype=torch.float64))[0]
+        results.append([y] + list(torch.autograd.grad(y.pow(2).sum(), list(m.parameters()))))
+    assert type(results[1][0].grad_fn).__name__ == FAST
+    assert_same(results[1], results[0], 1e-10)
+    gru = copy.deepcopy(ft.GRU(3, 4, reset_after=False))
+    assert type(gru) is ft.GRU and gru.reset_after is False
+
+
 def test_inference_keeps_nothing_and_matches():
     ref, ours = pair("GRU", input_size=3, hidden_size=4, num_layers=2, bidirectional=True)
     x = torch.randn(5, 2, 3, dtype=torch.float64, requires_grad=True)
