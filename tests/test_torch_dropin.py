@@ -379,6 +379,17 @@ def test_cell_bad_input_raises_as_torch(cls, x_shape, h_shape):
     assert _raised(lambda: ours(x, h)) == expected
 
 
+@pytest.mark.parametrize("rows,batch_sizes", [(4, [2, 1]), (3, [1, 2]), (3, [2, 1, 0])])
+def test_malformed_packed_sequence_as_torch(rows, batch_sizes):
+    ref, ours = pair("GRU", torch.float32, input_size=3, hidden_size=4)
+    packed = PackedSequence(torch.randn(rows, 3), torch.tensor(batch_sizes))
+    expected = _raised(lambda: flat(ref(packed)))
+    if expected is None:
+        assert_same(flat(ours(packed)), flat(ref(packed)), 1e-6)
+    else:
+        assert _raised(lambda: ours(packed)) == expected
+
+
 # -- fallbacks
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_low_precision_falls_back_to_torch(dtype):

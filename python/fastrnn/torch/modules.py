@@ -151,11 +151,16 @@ class _Layer(_Fast):
         if is_packed:
             if x.dim() != 2 or x.shape[0] == 0:
                 return None
-            pk = PackedBatch(
-                input.batch_sizes.numpy(),
-                None if input.sorted_indices is None else input.sorted_indices.numpy(),
-                None if input.unsorted_indices is None else input.unsorted_indices.numpy(),
-            )
+            try:
+                pk = PackedBatch(
+                    input.batch_sizes.numpy(),
+                    None if input.sorted_indices is None else input.sorted_indices.numpy(),
+                    None if input.unsorted_indices is None else input.unsorted_indices.numpy(),
+                )
+            except (TypeError, ValueError):  # a malformed PackedSequence: torch.nn's error
+                return None
+            if int(pk.batch_sizes.sum()) != x.shape[0]:
+                return None
             T, B, unbatched = pk.T, pk.B, False
         else:
             if x.dim() not in (2, 3):
@@ -172,7 +177,7 @@ class _Layer(_Fast):
                 return None
         masks = None
         if self.training and self.dropout > 0 and L > 1:
-            masks = self._masks(x, pk, T, B, D * P, unbatched)
+            masks = self._masks(x, pk, T, B, D * P)
         plan = Run(
             cell,
             dict(self._options()),
@@ -189,7 +194,7 @@ class _Layer(_Fast):
         )
         return plan, x, states, flat
 
-    def _masks(self, x, pk, T: int, B: int, width: int, unbatched: bool) -> dict:
+    def _masks(self, x, pk, T: int, B: int, width: int) -> dict:
         """Dropout masks (T, B, width) in the kernels' layout, one per non-last layer, drawn
         from torch's RNG as torch.nn draws them: F.dropout over each layer's whole output
         (time-major; a PackedSequence's packed data (N, width))."""
