@@ -175,23 +175,16 @@ class _Layer(_Fast):
             n = P if name == "h" else H
             if tuple(s.shape) != ((L * D, n) if unbatched else (L * D, B, n)):
                 return None
-        masks = None
-        if self.training and self.dropout > 0 and L > 1:
-            masks = self._masks(x, pk, T, B, D * P)
-        plan = Run(
-            cell,
-            dict(self._options()),
-            L,
-            D,
-            "packed" if is_packed else "seq",
-            len(states),
-            self.bias,
-            bool(self.proj_size),
-            batch_first=self.batch_first,
-            unbatched=unbatched,
-            packed=pk,
-            masks=masks,
-        )
+        dropout = self.training and self.dropout > 0 and L > 1
+        shape = (L, D, len(states), self.bias, bool(self.proj_size))
+        if pk is None and not dropout:  # nothing per call in the Run: shared
+            plan = _seq_run(self._cell_name, self._options(), *shape, self.batch_first, unbatched)
+        else:
+            masks = self._masks(x, pk, T, B, D * P) if dropout else None
+            layout = "seq" if pk is None else "packed"
+            plan = Run(cell, dict(self._options()), L, D, layout, *shape[2:],
+                       batch_first=self.batch_first, unbatched=unbatched, packed=pk,
+                       masks=masks)  # fmt: skip
         return plan, x, states, flat
 
     def _masks(self, x, pk, T: int, B: int, width: int) -> dict:
@@ -250,6 +243,16 @@ class _Cell(_Fast):
             return None
         plan = _cell_run(self._cell_name, self._options(), len(states), self.bias, input.dim() == 1)
         return plan, flat, states
+
+
+@functools.lru_cache(maxsize=64)
+def _seq_run(
+    name: str, options: Tuple, L: int, D: int, n_hx: int, bias: bool, projection: bool,
+    batch_first: bool, unbatched: bool,
+) -> Run:  # fmt: skip
+    """The Run of a layer call on a tensor without dropout (no per-call data: shared)."""
+    return Run(spec(name), dict(options), L, D, "seq", n_hx, bias, projection,
+               batch_first=batch_first, unbatched=unbatched)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
