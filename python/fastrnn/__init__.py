@@ -6,6 +6,10 @@ C++, with a NumPy API.
 - :mod:`fastrnn.cuda`: the CUDA backend's status and how GPU arrays come in and go out.
 - ``LSTM``, ``GRU``, ``RNN`` and their ``*Cell`` forms: layers with torch.nn's arguments and
   parameter names, on either backend.
+- :mod:`fastrnn.stack`: the stateless stack of layers and directions those layers (and
+  :mod:`fastrnn.torch`) run.
+- :mod:`fastrnn.torch` (imported on demand; needs PyTorch): drop-in subclasses of torch.nn's
+  RNN classes running these kernels under autograd.
 """
 
 from __future__ import annotations

@@ -26,7 +26,8 @@ from numpy.typing import ArrayLike
 
 from . import cuda, ops, reference
 from .cell_spec import CELLS, CellSpec, spec
-from .packed import PackedBatch, as_packed
+from .packed import as_packed
+from .stack import stack_backward, stack_forward
 
 __all__ = ["RNN", "LSTM", "GRU", "backends", "no_grad", "get_backend"]
 
@@ -359,51 +360,35 @@ class _RNNBase(_Base):
         init = self._split_hx(hx, B, unbatched)
         pk = as_packed(f"{type(self).__name__}.forward", lengths, T, B)
         training = self._grad_mode()
-        impl, D, L = self._impl, self._D, self.num_layers
+        D, L = self._D, self.num_layers
         # Sorted once: every (layer, direction) runs on rows in the kernels' order.
-        run = None if pk is None else pk.sorted()
         if pk is not None:
             x = pk.sort(x, 1)
             init = [None if s is None else pk.sort(s, 1) for s in init]
-        finals = [
-            np.empty((L * D, B, cell.state_size(s, self.hidden_size, self.proj_size)), self.dtype)
-            for s in cell.states
-        ]
-        tape = {"saved": {}, "masks": {}, "packed": pk, "T": T, "B": B, "unbatched": unbatched}
         masks = {}  # layer -> dropout mask over the caller's rows
-        inp = x
-        for layer in range(L):
-            outs = []
-            for d in range(D):
-                k = layer * D + d
-                xi = inp if d == 0 else self._reverse(inp, run)
-                y, fin, saved = cell.forward(
-                    impl,
-                    xi,
-                    [None if s is None else s[k] for s in init],
-                    self._weights(layer, d),
-                    training=training,
-                    options=self._options,
-                    lengths=run,
-                )
-                outs.append(y if d == 0 else self._reverse(y, run))
-                for out, f in zip(finals, fin):
-                    out[k] = f
-                tape["saved"][k] = saved
-            inp = np.concatenate(outs, axis=2) if D == 2 else outs[0]
-            if training and self.dropout > 0 and layer < L - 1:
-                # Drawn over the caller's rows, so a seed gives the same masks with or
-                # without lengths; applied to the sorted rows.
-                keep = self._dropout_rng.random(inp.shape) >= self.dropout
-                mask = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
-                masks[layer] = mask
-                mask = mask if pk is None else pk.sort(mask, 1)
-                tape["masks"][layer] = mask
-                inp = inp * mask
+
+        def draw(layer: int, out: np.ndarray) -> Optional[np.ndarray]:
+            # Drawn over the caller's rows, so a seed gives the same masks with or without
+            # lengths; applied to the sorted rows.
+            keep = self._dropout_rng.random(out.shape) >= self.dropout
+            masks[layer] = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
+            return masks[layer] if pk is None else pk.sort(masks[layer], 1)
+
+        y, finals, tape = stack_forward(
+            self._impl,
+            cell,
+            self._options,
+            x,
+            init,
+            [[self._weights(layer, d) for d in range(D)] for layer in range(L)],
+            None if pk is None else pk.sorted(),
+            D,
+            draw if training and self.dropout > 0 else None,
+            training,
+        )
         self.last_dropout_masks = masks
-        self._tape = tape if training else None
+        self._tape = (tape, pk, unbatched) if training else None
         self._last_forward = "training" if training else "inference"
-        y = inp
         if pk is not None:
             y = pk.unsort(y, 1)
             finals = [pk.unsort(f, 1) for f in finals]
@@ -415,12 +400,7 @@ class _RNNBase(_Base):
 
     __call__ = forward
 
-    @staticmethod
-    def _reverse(a: np.ndarray, run: Optional[PackedBatch]) -> np.ndarray:
-        """a (T, B, N) with each sequence reversed in time within its own length."""
-        return a[::-1] if run is None else run.reverse(a)
-
-    def _check_backward(self) -> dict:
+    def _check_backward(self) -> tuple:
         name = type(self).__name__
         if self._tape is None:
             if self._last_forward is None:
@@ -457,44 +437,26 @@ class _RNNBase(_Base):
     def _backward(self, dy, dfinals: list) -> Tuple[np.ndarray, list]:
         """dx and the initial states' gradients, from dy and the final states' gradients."""
         cell = self._spec
-        tape = self._check_backward()
-        T, B, un, pk = tape["T"], tape["B"], tape["unbatched"], tape["packed"]
-        impl, D, L, P = self._impl, self._D, self.num_layers, self._P
+        tape, pk, un = self._check_backward()
+        T, B, L, D = tape.T, tape.B, self.num_layers, self._D
         widths = [cell.state_size(s, self.hidden_size, self.proj_size) for s in cell.states]
-        dy = self._grad_in("dy", dy, (T, B, D * P), un)
+        dy = self._grad_in("dy", dy, (T, B, D * self._P), un)
         dfinals = [
             self._grad_in(f"d{s}_n", g, (L * D, B, n), un)
             for s, g, n in zip(cell.states, dfinals, widths)
         ]
         self._tape = None  # one backward per forward, like the kernels' saved state
-        run = None if pk is None else pk.sorted()
         if pk is not None:
             dy = None if dy is None else pk.sort(dy, 1)
             dfinals = [None if g is None else pk.sort(g, 1) for g in dfinals]
-        dinit = [np.empty((L * D, B, n), self.dtype) for n in widths]
-        d_out = dy if dy is not None else np.zeros((T, B, D * P), self.dtype)
-        for layer in reversed(range(L)):
-            if layer in tape["masks"]:
-                d_out = d_out * tape["masks"][layer]
-            dx = None
+        dx, dinit, wgrads = stack_backward(tape, dy, dfinals)
+        projection = bool(self.proj_size)
+        for layer in range(L):
             for d in range(D):
-                k = layer * D + d
-                dy_d = np.ascontiguousarray(d_out[:, :, d * P : (d + 1) * P])
-                if d == 1:
-                    dy_d = self._reverse(dy_d, run)
-                grads = cell.backward(
-                    impl, tape["saved"][k], dy_d, [None if g is None else g[k] for g in dfinals]
-                )
-                for out, s in zip(dinit, cell.states):
-                    out[k] = grads[f"{s}0"]
                 self._accumulate(
                     self._names(layer, d),
-                    [grads[w] for w in cell.weight_args(bool(self.proj_size))],
+                    [wgrads[layer][d][w] for w in cell.weight_args(projection)],
                 )
-                dx_d = grads["x"] if d == 0 else self._reverse(grads["x"], run)
-                dx = dx_d if dx is None else dx + dx_d
-            d_out = dx
-        dx = d_out
         if pk is not None:
             dx = pk.unsort(dx, 1)
             dinit = [pk.unsort(g, 1) for g in dinit]

@@ -1,0 +1,38 @@
+"""fastrnn for PyTorch users: drop-in subclasses of torch.nn's LSTM, GRU, RNN, LSTMCell,
+GRUCell and RNNCell whose forward (and backward) run fastrnn's fused CPU kernels.
+
+Switch one class (``from fastrnn.torch import LSTM``), a whole model in place
+(:func:`replace_rnns`), or every construction within a block (:func:`patch`) or for the
+process (:func:`install`). Each call falls back to torch.nn's own implementation where the
+kernels do not apply: dtypes other than float32/float64, tensors not on the CPU (fastrnn's
+CUDA backend is not used here), TorchScript, tracing, ONNX export, autocast, torch.func
+transforms, and inside :func:`disabled`. torch.compile runs the RNN eagerly (a graph break).
+Double backward (create_graph=True) raises, as with cuDNN.
+"""
+
+try:
+    import torch
+except ImportError as e:
+    raise ImportError(
+        'fastrnn.torch needs PyTorch, which is not installed: pip install "fastrnn[torch]"'
+    ) from e
+
+from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, disabled, fast_path_reason
+from .switch import install, patch, replace_rnns, uninstall
+
+__all__ = [
+    "LSTM",
+    "GRU",
+    "RNN",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "disabled",
+    "fast_path_reason",
+    "replace_rnns",
+    "patch",
+    "install",
+    "uninstall",
+]
+
+torch.serialization.add_safe_globals([LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell])

@@ -1,0 +1,308 @@
+"""The drop-in classes: subclasses of torch.nn's LSTM, GRU, RNN and their cells whose
+forward runs fastrnn's CPU kernels (:mod:`fastrnn.torch.function`), falling back to
+torch.nn's own forward wherever the kernels do not apply (see :func:`fast_path_reason`).
+
+The subclasses add no state: parameters, state_dict, repr, ``.to()`` and construction are
+torch.nn's. GRU and GRUCell take one more keyword, ``reset_after`` (default True, torch's
+form; False is Cho et al.'s, which torch.nn cannot run, so it has no fallback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import functools
+from typing import Iterator, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
+
+from ..cell_spec import spec
+from ..packed import PackedBatch
+from .function import Run, run
+
+__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "fast_path_reason"]
+
+_disabled = contextvars.ContextVar("fastrnn_torch_disabled", default=False)
+_FLOATS = (torch.float32, torch.float64)
+_PLAIN = (torch.Tensor, torch.nn.Parameter)
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Within this context (in this thread or task), the drop-in classes run torch.nn's own
+    implementation."""
+    token = _disabled.set(True)
+    try:
+        yield
+    finally:
+        _disabled.reset(token)
+
+
+def fast_path_reason() -> Optional[str]:
+    """Why the current context rules fastrnn's kernels out (None if it does not):
+    ``disabled()``, TorchScript, tracing, ONNX export, torch.compile/export, autocast or
+    torch.func transforms."""
+    if _disabled.get():
+        return "fastrnn.torch.disabled()"
+    if torch.jit.is_scripting() or torch.jit.is_tracing():
+        return "TorchScript or tracing"
+    if torch.onnx.is_in_onnx_export():
+        return "ONNX export"
+    if torch.compiler.is_compiling():
+        return "torch.compile or torch.export"
+    if torch.is_autocast_enabled("cpu"):
+        return "autocast"
+    if torch._C._are_functorch_transforms_active():
+        return "a torch.func transform"
+    return None
+
+
+def _plain(t, dtype: torch.dtype) -> bool:
+    """A strided CPU tensor of ``dtype``, not a subclass (fake, functional...)."""
+    return type(t) in _PLAIN and t.dtype == dtype and t.is_cpu and t.layout == torch.strided
+
+
+def _states(hx, n: int) -> Optional[List]:
+    """hx as a list of n tensors ([] for None), or None if it is not shaped so."""
+    if hx is None:
+        return []
+    if n == 1:
+        return [hx] if isinstance(hx, torch.Tensor) else None
+    return list(hx) if isinstance(hx, tuple) and len(hx) == n else None
+
+
+class _Fast:
+    """What the drop-in layers and cells share (mixed in before the torch.nn class)."""
+
+    reset_after: bool = True  # GRU, GRUCell: torch's form unless constructed with False
+    _cell_name = ""  # a key of fastrnn.cell_spec.CELLS
+
+    def _options(self) -> Tuple[Tuple[str, object], ...]:
+        """The kernels' options, as (name, value) pairs."""
+        if self._cell_name == "gru":
+            return (("reset_after", self.reset_after),)
+        if self._cell_name == "rnn":
+            return (("nonlinearity", self.nonlinearity),)
+        return ()
+
+    def _fallback(self, input, hx):
+        if not self.reset_after:
+            raise RuntimeError(
+                f"fastrnn.torch.{type(self).__name__}(reset_after=False) runs on fastrnn's "
+                f"kernels only (CPU float32/float64 tensors outside fastrnn.torch.disabled()"
+                f", TorchScript, tracing, export, autocast); torch.nn has no such GRU to "
+                f"fall back to"
+            )
+        return super().forward(input, hx)
+
+    def extra_repr(self) -> str:
+        """torch.nn's repr, plus reset_after=False where set."""
+        s = super().extra_repr()
+        return s if self.reset_after else s + ", reset_after=False"
+
+
+class _Layer(_Fast):
+    """The fast forward of LSTM, GRU, RNN."""
+
+    # Disabled for torch.compile: a graph break, the RNN runs eagerly (0.5 us a call).
+    @torch.compiler.disable
+    def forward(
+        self,
+        input: Union[Tensor, PackedSequence],
+        hx: Union[Tensor, Tuple[Tensor, Tensor], None] = None,
+    ) -> Tuple[Union[Tensor, PackedSequence], Union[Tensor, Tuple[Tensor, Tensor]]]:
+        """As torch.nn's forward; runs fastrnn's kernels where they apply. input (T, B, I),
+        (B, T, I) with batch_first, unbatched (T, I), or a PackedSequence of data (N, I);
+        hx (num_layers*D, B, P) (LSTM: a tuple with c0 (num_layers*D, B, H)) or None.
+        Returns ``output, h_n`` (LSTM: ``output, (h_n, c_n)``) shaped as torch.nn's."""
+        plan = self._plan(input, hx)
+        if plan is None:
+            return self._fallback(input, hx)
+        plan, x, states, flat = plan
+        y, finals = run(plan, x, states, flat)
+        if plan.layout == "packed":
+            y = PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
+        return y, (tuple(finals) if len(finals) > 1 else finals[0])
+
+    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list, list]]:
+        """The Run for this call with the tensors it takes, or None to fall back (any input
+        torch.nn would reject falls back, so that torch.nn raises its own error)."""
+        if fast_path_reason() is not None:
+            return None
+        cell = spec(self._cell_name)
+        is_packed = isinstance(input, PackedSequence)
+        x = input.data if is_packed else input
+        dtype = getattr(x, "dtype", None)
+        if dtype not in _FLOATS or not _plain(x, dtype):
+            return None
+        # Looked up by name, as torch.nn's forward does: functional_call swaps them.
+        flat = [getattr(self, n) for n in self._flat_weights_names]
+        if not all(_plain(w, dtype) for w in flat):
+            return None
+        states = _states(hx, len(cell.states))
+        if states is None or not all(_plain(s, dtype) for s in states):
+            return None
+        D, L, H = 2 if self.bidirectional else 1, self.num_layers, self.hidden_size
+        P = self.proj_size or H
+        if is_packed:
+            if x.dim() != 2 or x.shape[0] == 0:
+                return None
+            try:
+                pk = PackedBatch(
+                    input.batch_sizes.numpy(),
+                    None if input.sorted_indices is None else input.sorted_indices.numpy(),
+                    None if input.unsorted_indices is None else input.unsorted_indices.numpy(),
+                )
+            except (TypeError, ValueError):  # a malformed PackedSequence: torch.nn's error
+                return None
+            if int(pk.batch_sizes.sum()) != x.shape[0]:
+                return None
+            T, B, unbatched = pk.T, pk.B, False
+        else:
+            if x.dim() not in (2, 3):
+                return None
+            pk, unbatched = None, x.dim() == 2
+            T, B = (x.shape[0], 1) if unbatched else x.shape[:2]
+            if self.batch_first and not unbatched:
+                T, B = B, T
+        if x.shape[-1] != self.input_size or T == 0 or B == 0:
+            return None
+        for s, name in zip(states, cell.states):
+            n = P if name == "h" else H
+            if tuple(s.shape) != ((L * D, n) if unbatched else (L * D, B, n)):
+                return None
+        dropout = self.training and self.dropout > 0 and L > 1
+        shape = (L, D, len(states), self.bias, bool(self.proj_size))
+        if pk is None and not dropout:  # nothing per call in the Run: shared
+            plan = _seq_run(self._cell_name, self._options(), *shape, self.batch_first, unbatched)
+        else:
+            masks = self._masks(x, pk, T, B, D * P) if dropout else None
+            layout = "seq" if pk is None else "packed"
+            plan = Run(cell, dict(self._options()), L, D, layout, *shape[2:],
+                       batch_first=self.batch_first, unbatched=unbatched, packed=pk,
+                       masks=masks)  # fmt: skip
+        return plan, x, states, flat
+
+    def _masks(self, x, pk, T: int, B: int, width: int) -> dict:
+        """Dropout masks (T, B, width) in the kernels' layout, one per non-last layer, drawn
+        from torch's RNG as torch.nn draws them: F.dropout over each layer's whole output
+        (time-major; a PackedSequence's packed data (N, width))."""
+        shape = (x.shape[0], width) if pk is not None else (T, B, width)
+        masks = {}
+        for layer in range(self.num_layers - 1):
+            ones = torch.ones(shape, dtype=x.dtype)
+            m = F.dropout(ones, self.dropout, True).numpy()
+            if pk is not None:
+                padded = np.zeros((T * B, width), m.dtype)
+                padded[np.flatnonzero(pk.padding_mask())] = m
+                m = padded.reshape(T, B, width)
+            masks[layer] = m
+        return masks
+
+
+class _Cell(_Fast):
+    """The fast forward of LSTMCell, GRUCell, RNNCell."""
+
+    @torch.compiler.disable
+    def forward(
+        self, input: Tensor, hx: Union[Tensor, Tuple[Tensor, Tensor], None] = None
+    ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
+        """As torch.nn's forward; runs fastrnn's kernels where they apply. input (B, I) or
+        unbatched (I,); hx (B, H) or (H,) (LSTMCell: a tuple (h, c)) or None. Returns h'
+        (LSTMCell: ``(h', c')``)."""
+        plan = self._plan(input, hx)
+        if plan is None:
+            return self._fallback(input, hx)
+        plan, flat, states = plan
+        _, finals = run(plan, input, states, flat)
+        return tuple(finals) if len(finals) > 1 else finals[0]
+
+    def _plan(self, input, hx) -> Optional[Tuple[Run, list, list]]:
+        if fast_path_reason() is not None:
+            return None
+        cell = spec(self._cell_name)
+        dtype = getattr(input, "dtype", None)
+        if dtype not in _FLOATS or not _plain(input, dtype):
+            return None
+        flat = [self.weight_ih, self.weight_hh] + (
+            [self.bias_ih, self.bias_hh] if self.bias else []
+        )
+        if not all(_plain(w, dtype) for w in flat):
+            return None
+        states = _states(hx, len(cell.states))
+        if states is None or not all(_plain(s, dtype) for s in states):
+            return None
+        if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
+            return None
+        want = tuple(input.shape[:-1]) + (self.hidden_size,)
+        if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
+            return None
+        plan = _cell_run(self._cell_name, self._options(), len(states), self.bias, input.dim() == 1)
+        return plan, flat, states
+
+
+@functools.lru_cache(maxsize=64)
+def _seq_run(
+    name: str, options: Tuple, L: int, D: int, n_hx: int, bias: bool, projection: bool,
+    batch_first: bool, unbatched: bool,
+) -> Run:  # fmt: skip
+    """The Run of a layer call on a tensor without dropout (no per-call data: shared)."""
+    return Run(spec(name), dict(options), L, D, "seq", n_hx, bias, projection,
+               batch_first=batch_first, unbatched=unbatched)  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _cell_run(name: str, options: Tuple, n_hx: int, bias: bool, unbatched: bool) -> Run:
+    """The Run of a cell call (it holds no per-call data, so it is shared)."""
+    return Run(spec(name), dict(options), 1, 1, "cell", n_hx, bias, False, unbatched=unbatched)
+
+
+class LSTM(_Layer, torch.nn.LSTM):
+    """torch.nn.LSTM running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "lstm"
+
+
+class GRU(_Layer, torch.nn.GRU):
+    """torch.nn.GRU running fastrnn's kernels on CPU float32/float64 tensors; one more
+    keyword, ``reset_after`` (default True: torch's form)."""
+
+    _cell_name = "gru"
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not reset_after:
+            self.reset_after = False
+
+
+class RNN(_Layer, torch.nn.RNN):
+    """torch.nn.RNN running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "rnn"
+
+
+class LSTMCell(_Cell, torch.nn.LSTMCell):
+    """torch.nn.LSTMCell running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "lstm"
+
+
+class GRUCell(_Cell, torch.nn.GRUCell):
+    """torch.nn.GRUCell running fastrnn's kernels; ``reset_after`` as for :class:`GRU`."""
+
+    _cell_name = "gru"
+
+    def __init__(self, *args, reset_after: bool = True, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if not reset_after:
+            self.reset_after = False
+
+
+class RNNCell(_Cell, torch.nn.RNNCell):
+    """torch.nn.RNNCell running fastrnn's kernels on CPU float32/float64 tensors."""
+
+    _cell_name = "rnn"
