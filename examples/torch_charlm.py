@@ -8,9 +8,15 @@ of the text (the state carried from one chunk to the next, detached). The text i
 help of Python's own documentation, which ships with Python (pydoc_data), so nothing is
 downloaded. Dropout is 0, so both runs compute the same function and only rounding tells them
 apart: the loss curves are printed side by side in bits per character, with their largest
-relative difference (which must stay below --tol), and the time per batch of each (forward,
+relative difference, and the time per batch of each (forward,
 backward, clipping and the Adam step), the two models taking turns at every step so that the
 machine's drifts hit both alike.
+
+Training amplifies rounding differences: from about step 80 on, where the loss leaves its
+first plateau, two float32 runs whose initial weights differ by one ulp (torch.nn on both
+sides) drift apart to ~4e-3 relative by step 200 (measured here, 2026-11-30). So the check is
+on the first --check-steps steps (default 50, where that drift stays below 1e-6), which must
+agree within --tol (float32: 1e-3; float64: 1e-9); the rest of the curve is shown, not checked.
 
     python examples/torch_charlm.py [--quick] [--steps N] [--dtype float64]
 """
@@ -84,6 +90,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     ap.add_argument("--tol", type=float, default=None, help="largest relative loss difference")
+    ap.add_argument("--check-steps", type=int, default=50, help="the steps --tol applies to")
     ap.add_argument(
         "--threads", type=int, help="for both (default: 1 with --quick, else all cores)"
     )
@@ -123,14 +130,18 @@ def main() -> None:
             run.step(x, y)
 
     print(f"\n{'step':>6} {'torch.nn bits/char':>19} {'fastrnn.torch':>14} {'rel. diff':>10}")
-    worst = 0.0
+    rels = []
     for i in range(steps):
         a, b = runs[0].losses[i], runs[1].losses[i]
-        rel = abs(a - b) / abs(a)
-        worst = max(worst, rel)
+        rels.append(abs(a - b) / abs(a))
         if (i + 1) % log_every == 0 or i == 0:
-            print(f"{i + 1:6} {a:19.4f} {b:14.4f} {rel:10.2e}")
-    print(f"largest relative difference of the losses over {steps} steps: {worst:.3g}")
+            print(f"{i + 1:6} {a:19.4f} {b:14.4f} {rels[-1]:10.2e}")
+    checked = min(steps, args.check_steps)
+    worst = max(rels[:checked])
+    print(
+        f"largest relative difference of the losses: {worst:.3g} over the first {checked} "
+        f"steps (checked: <= {tol:g}), {max(rels):.3g} over all {steps}"
+    )
     print("\ntime per batch (forward, backward, clipping, Adam), median (min-max):")
     for run in runs:
         ms = run.ms[1:] or run.ms  # the first step warms up
@@ -140,7 +151,10 @@ def main() -> None:
     )
     print(f"  torch.nn / fastrnn.torch: {ratio:.2f}x (median of per-step ratios)")
     if not worst <= tol:
-        sys.exit(f"the loss curves differ by {worst:.3g} (relative), more than {tol:g}")
+        sys.exit(
+            f"the loss curves differ by {worst:.3g} (relative) in the first {checked} steps, "
+            f"more than {tol:g}"
+        )
 
 
 if __name__ == "__main__":
