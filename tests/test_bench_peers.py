@@ -74,3 +74,26 @@ def test_the_streaming_cases_run(cell):
     fastrnn_stream(cell, H, w, 2)()
     pytest.importorskip("torch")
     torch_case(cell, "stream", None, w, 2)()
+
+
+@pytest.mark.parametrize("cell", list(CELLS))
+def test_the_dropin_peer_runs_and_computes_the_reference(cell):
+    """The dropin peer (fastrnn.torch's modules from PyTorch) runs every mode, and its layer
+    and Cell hold the case's weights."""
+    pytest.importorskip("fastrnn.torch")
+    import torch
+
+    import fastrnn.torch
+    from fastrnn.bench import dropin_case
+
+    x, w = inputs(cell)
+    for mode in ("forward", "train", "stream"):
+        dropin_case(cell, mode, x if mode != "stream" else None, w, 2)()
+    want = reference_y(cell, x, w)
+    with torch.no_grad():
+        y, _ = torch_module(cell, w, classes=fastrnn.torch)(torch.from_numpy(x))
+        step = torch_module(cell, w, cell_form=True, classes=fastrnn.torch)
+        state = step(torch.from_numpy(x[0]))
+    np.testing.assert_allclose(y.numpy(), want, rtol=1e-4, atol=1e-5)
+    h = state[0] if isinstance(state, tuple) else state
+    np.testing.assert_allclose(h.numpy(), want[0], rtol=1e-4, atol=1e-5)

@@ -302,6 +302,25 @@ def test_bench_jax_peer_when_installed():
     assert "jax x" in p.stdout
 
 
+def test_bench_dropin_peer_when_fastrnn_torch_imports():
+    pytest.importorskip("fastrnn.torch")
+    p = run(
+        "bench",
+        "--quick",
+        "--cells",
+        "rnn",
+        "--threads",
+        "1",
+        "--repeats",
+        "1",
+        "--peers",
+        "fastrnn,dropin",
+    )
+    assert "dropin x" in p.stdout
+    rows = [line for line in p.stdout.splitlines() if line.startswith("rnn ")]
+    assert rows and all(line.split()[-1] != "-" for line in rows)  # every case, stream too
+
+
 def test_check_fails_on_a_wrong_kernel(monkeypatch, capsys):
     """`fastrnn check` exits 1, naming the cell, when a kernel disagrees with the reference."""
     from fastrnn import check, ops

@@ -1,13 +1,15 @@
 """``fastrnn bench``: the benchmark suite.
 
 Every case (cell x pass x shape x thread count) is timed for each peer — fastrnn, the NumPy
-reference, and PyTorch and JAX when installed — interleaved (a, b, c, a, b, c, ...) so the
-drifts of a shared machine hit all alike, after a warm-up, at an explicit thread count for
-every peer. Reported: median ms (min-max), each peer's time over fastrnn's (the median of
-per-run ratios; > 1: fastrnn is faster), and fastrnn's fraction of the roofline: the case's
-FLOPs at the GEMM throughput measured in the same run at the case's own GEMM shapes (for the
-batch-1 streaming step: the weight bytes it must read at the memory bandwidth measured for
-that many bytes). A memory section reports the peak RSS of training and inference as T grows.
+reference, and PyTorch, fastrnn.torch's drop-in modules ("dropin") and JAX when installed —
+interleaved (a, b, c, a, b, c, ...) so the drifts of a shared machine hit all alike, after a
+warm-up, at an explicit thread count for every peer. Reported: median ms (min-max), each
+peer's time over fastrnn's (the median of per-run ratios; > 1: fastrnn is faster; for dropin,
+what calling the kernels from PyTorch costs over calling them with NumPy arrays), and
+fastrnn's fraction of the roofline: the case's FLOPs at the GEMM throughput measured in the
+same run at the case's own GEMM shapes (for the batch-1 streaming step: the weight bytes it
+must read at the memory bandwidth measured for that many bytes). A memory section reports
+the peak RSS of training and inference as T grows.
 
 - :mod:`.case`: a case and the grid of them;
 - :mod:`.peers`: each peer's callable for a case, which peers run, their thread counts;
@@ -22,7 +24,15 @@ It imports nothing from :mod:`fastrnn.cli` (which imports it).
 from __future__ import annotations
 
 from .case import Case, grid
-from .peers import available_peers, cuda_case, fastrnn_case, jax_case, torch_case, weights
+from .peers import (
+    available_peers,
+    cuda_case,
+    dropin_case,
+    fastrnn_case,
+    jax_case,
+    torch_case,
+    weights,
+)
 from .report import JSON_VERSION, machine, ratio
 from .roofline import gemm_ms, read_bandwidth, roofline
 from .suite import add_arguments, run_bench, run_case
@@ -33,6 +43,7 @@ __all__ = [
     "grid",
     "available_peers",
     "cuda_case",
+    "dropin_case",
     "fastrnn_case",
     "jax_case",
     "torch_case",

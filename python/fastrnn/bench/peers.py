@@ -1,6 +1,7 @@
 """The peers a case runs on: fastrnn (and the NumPy reference, same signatures), fastrnn on a
-GPU, PyTorch and JAX; each case is a callable running one forward, one training step
-(forward + backward with dy = y) or a batch-1 streaming loop. The cells' gate counts, states,
+GPU, PyTorch, fastrnn.torch's drop-in modules called from PyTorch ("dropin") and JAX; each
+case is a callable running one forward, one training step (forward + backward with dy = y) or
+a batch-1 streaming loop. The cells' gate counts, states,
 parameter names and torch classes come from the cell table (:mod:`fastrnn.cell_spec`)."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import fastrnn
 from fastrnn import cuda, ops
 from fastrnn.cell_spec import spec
 
-PEERS = ("fastrnn", "numpy", "torch", "jax", "cuda")
+PEERS = ("fastrnn", "numpy", "torch", "dropin", "jax", "cuda")
 
 
 def weights(cell: str, H: int, rng) -> list:
@@ -73,25 +74,30 @@ def fastrnn_stream(cell: str, H: int, w, steps: int) -> Callable[[], None]:
     return run
 
 
-def torch_module(cell: str, w, cell_form: bool = False):
+def torch_module(cell: str, w, cell_form: bool = False, classes=None):
     """torch.nn's layer (or, `cell_form`, its Cell) of the cell kind, with I = H and the
-    weights w (w_ih, w_hh, b_ih, b_hh)."""
+    weights w (w_ih, w_hh, b_ih, b_hh); `classes`: the module holding the classes instead of
+    torch.nn (fastrnn.torch, whose classes take torch.nn's arguments and names)."""
     import torch
 
     s = spec(cell)
     H = w[1].shape[1]
-    m = getattr(torch.nn, s.torch_class + ("Cell" if cell_form else ""))(H, H)
+    classes = torch.nn if classes is None else classes
+    m = getattr(classes, s.torch_class + ("Cell" if cell_form else ""))(H, H)
     with torch.no_grad():
         for name, v in zip(s.param_names("" if cell_form else "_l0"), w):
             getattr(m, name).copy_(torch.from_numpy(v))
     return m
 
 
-def torch_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]:
+def torch_case(cell: str, mode: str, x, w, steps: int = 0, classes=None) -> Callable[[], None]:
+    """A case run from PyTorch, as a user would: the layer's forward under no_grad (forward),
+    forward + backward through autograd of L = ||y||^2 / 2, i.e. dy = y (train), the Cell
+    step by step under no_grad (stream); with torch.nn's classes, or `classes`'."""
     import torch
 
     H = w[1].shape[1]
-    m = torch_module(cell, w, cell_form=mode == "stream")
+    m = torch_module(cell, w, cell_form=mode == "stream", classes=classes)
     if mode == "stream":
         xt = torch.from_numpy(np.random.default_rng(1).standard_normal((1, H)).astype(np.float32))
 
@@ -117,6 +123,15 @@ def torch_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]
         y.backward(y.detach())
 
     return train
+
+
+def dropin_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]:
+    """fastrnn.torch's drop-in modules (fastrnn's kernels under torch.autograd) run exactly as
+    the torch peer runs torch.nn's: its time over fastrnn's is what calling the kernels from
+    PyTorch costs over calling them with NumPy arrays."""
+    import fastrnn.torch
+
+    return torch_case(cell, mode, x, w, steps, classes=fastrnn.torch)
 
 
 # ----------------------------------------------------------------------------- JAX
@@ -210,9 +225,9 @@ def available_peers(requested: str, jax_threads: int) -> List[str]:
     threads."""
     configure_jax_threads(jax_threads)
     peers = ["fastrnn", "numpy"]
-    for name in ("torch", "jax"):
+    for name, module in (("torch", "torch"), ("dropin", "fastrnn.torch"), ("jax", "jax")):
         try:
-            __import__(name)
+            __import__(module)
             peers.append(name)
         except ImportError:
             pass
@@ -237,7 +252,7 @@ def set_threads(n: int, peers: List[str], jax_threads: int) -> str:
     returns what was set, for the report."""
     fastrnn.set_num_threads(n)
     said = [f"fastrnn {fastrnn.get_num_threads()}"]
-    if "torch" in peers:
+    if "torch" in peers or "dropin" in peers:
         import torch
 
         torch.set_num_threads(n)

@@ -21,6 +21,7 @@ from .case import Case, grid
 from .peers import (
     available_peers,
     cuda_case,
+    dropin_case,
     fastrnn_case,
     fastrnn_stream,
     jax_case,
@@ -44,8 +45,9 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--peers",
         default="auto",
-        help="comma-separated from fastrnn,numpy,torch,jax,cuda (default: all installed; "
-        "cuda: fastrnn on a GPU, where one is usable)",
+        help="comma-separated from fastrnn,numpy,torch,dropin,jax,cuda (default: all installed; "
+        "dropin: fastrnn.torch's modules from PyTorch; cuda: fastrnn on a GPU, where one is "
+        "usable)",
     )
     p.add_argument("--cells", default=",".join(CELLS))
 
@@ -60,6 +62,8 @@ def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[i
         fns["fastrnn"] = fastrnn_stream(case.cell, case.H, w, case.T)
         if "torch" in peers:
             fns["torch"] = torch_case(case.cell, "stream", None, w, case.T)
+        if "dropin" in peers:
+            fns["dropin"] = dropin_case(case.cell, "stream", None, w, case.T)
     else:
         x = rng.standard_normal((case.T, case.B, case.H)).astype(np.float32)
         fns["fastrnn"] = fastrnn_case(ops, case.cell, case.mode, x, w)
@@ -67,6 +71,8 @@ def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[i
             fns["numpy"] = fastrnn_case(reference, case.cell, case.mode, x, w)
         if "torch" in peers:
             fns["torch"] = torch_case(case.cell, case.mode, x, w)
+        if "dropin" in peers:
+            fns["dropin"] = dropin_case(case.cell, case.mode, x, w)
         if "jax" in peers and case.threads == jax_threads:
             fns["jax"] = jax_case(case.cell, case.mode, x, w)
         if "cuda" in peers:
@@ -129,7 +135,8 @@ def run_bench(args) -> int:
     print(
         "columns: fastrnn median (min-max); roofline = time the case's GEMMs take on this "
         "machine's BLAS (stream: its weight bytes at measured read bandwidth) / fastrnn's time; "
-        "<peer> x = peer time / fastrnn time (> 1: fastrnn faster)",
+        "<peer> x = peer time / fastrnn time (> 1: fastrnn faster; dropin x: what calling "
+        "fastrnn through fastrnn.torch from PyTorch costs over calling fastrnn.ops)",
         flush=True,
     )
     bar = Progress(len(cases))
