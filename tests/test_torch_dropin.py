@@ -596,3 +596,21 @@ def test_import_fastrnn_does_not_import_torch():
 def test_import_without_torch_names_the_extra():
     rc, out = _python("import sys; sys.modules['torch'] = None; import fastrnn.torch")
     assert rc != 0 and "ImportError" in out and 'pip install "fastrnn[torch]"' in out, out
+
+
+def test_a_cell_step_sees_weights_changed_in_place_or_moved():
+    """Streaming steps keep NumPy views of the weights across calls: an in-place update shows
+    through them, and .double() (new memory, the same Parameter objects) replaces them."""
+    torch.manual_seed(0)
+    ours, theirs = ft.LSTMCell(3, 4), torch.nn.LSTMCell(3, 4)
+    ours.load_state_dict(theirs.state_dict())
+    x = torch.randn(2, 3)
+    with torch.no_grad():
+        ours(x)
+        for m in (ours, theirs):
+            m.weight_hh.mul_(2.0)
+        torch.testing.assert_close(ours(x), theirs(x))
+        ours.double(), theirs.double()
+        out = ours(x.double())
+        assert out[0].dtype == torch.float64
+        torch.testing.assert_close(out, theirs(x.double()))

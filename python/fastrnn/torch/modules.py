@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import weakref
 from typing import Iterator, List, Optional, Tuple, Union
 
 import numpy as np
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
+from .. import ops
 from ..cell_spec import spec
 from ..packed import PackedBatch
 from .function import Run, run
@@ -48,10 +50,11 @@ def fast_path_reason() -> Optional[str]:
     torch.func transforms."""
     if _disabled.get():
         return "fastrnn.torch.disabled()"
+    # ONNX export runs under tracing (the TorchScript exporter) or torch.export (the dynamo
+    # exporter), both caught here (tests/test_torch_onnx.py); asking
+    # torch.onnx.is_in_onnx_export() as well cost 3-4 us a call.
     if torch.jit.is_scripting() or torch.jit.is_tracing():
-        return "TorchScript or tracing"
-    if torch.onnx.is_in_onnx_export():
-        return "ONNX export"
+        return "TorchScript, tracing or ONNX export"
     if torch.compiler.is_compiling():
         return "torch.compile or torch.export"
     if torch.is_autocast_enabled("cpu"):
@@ -82,12 +85,9 @@ class _Fast:
     _cell_name = ""  # a key of fastrnn.cell_spec.CELLS
 
     def _options(self) -> Tuple[Tuple[str, object], ...]:
-        """The kernels' options, as (name, value) pairs."""
-        if self._cell_name == "gru":
-            return (("reset_after", self.reset_after),)
-        if self._cell_name == "rnn":
-            return (("nonlinearity", self.nonlinearity),)
-        return ()
+        """The kernels' options, as (name, value) pairs: the cell table's options, read from
+        the module's attributes of the same names (torch.nn's nonlinearity, reset_after)."""
+        return tuple((name, getattr(self, name)) for name in spec(self._cell_name).options)
 
     def _fallback(self, input, hx):
         if not self.reset_after:
@@ -108,8 +108,6 @@ class _Fast:
 class _Layer(_Fast):
     """The fast forward of LSTM, GRU, RNN."""
 
-    # Disabled for torch.compile: a graph break, the RNN runs eagerly (0.5 us a call).
-    @torch.compiler.disable
     def forward(
         self,
         input: Union[Tensor, PackedSequence],
@@ -119,6 +117,11 @@ class _Layer(_Fast):
         (B, T, I) with batch_first, unbatched (T, I), or a PackedSequence of data (N, I);
         hx (num_layers*D, B, P) (LSTM: a tuple with c0 (num_layers*D, B, H)) or None.
         Returns ``output, h_n`` (LSTM: ``output, (h_n, c_n)``) shaped as torch.nn's."""
+        return self._forward(input, hx)
+
+    # Disabled for torch.compile: a graph break, the RNN runs eagerly on the kernels.
+    @torch.compiler.disable
+    def _forward(self, input, hx):
         plan = self._plan(input, hx)
         if plan is None:
             return self._fallback(input, hx)
@@ -207,21 +210,61 @@ class _Layer(_Fast):
 class _Cell(_Fast):
     """The fast forward of LSTMCell, GRUCell, RNNCell."""
 
-    @torch.compiler.disable
     def forward(
         self, input: Tensor, hx: Union[Tensor, Tuple[Tensor, Tensor], None] = None
     ) -> Union[Tensor, Tuple[Tensor, Tensor]]:
         """As torch.nn's forward; runs fastrnn's kernels where they apply. input (B, I) or
         unbatched (I,); hx (B, H) or (H,) (LSTMCell: a tuple (h, c)) or None. Returns h'
         (LSTMCell: ``(h', c')``)."""
-        plan = self._plan(input, hx)
-        if plan is None:
+        return self._forward(input, hx)
+
+    @torch.compiler.disable
+    def _forward(self, input, hx):
+        checked = self._plan(input, hx)
+        if checked is None:
             return self._fallback(input, hx)
-        plan, flat, states = plan
-        _, finals = run(plan, input, states, flat)
+        flat, states = checked
+        if not torch.is_grad_enabled() or not any(t.requires_grad for t in (input, *states, *flat)):
+            finals = self._step(input, states, flat)  # a streaming step: the short way
+        else:
+            plan = _cell_run(
+                self._cell_name, self._options(), len(states), self.bias, input.dim() == 1
+            )
+            _, finals = run(plan, input, states, flat)
         return tuple(finals) if len(finals) > 1 else finals[0]
 
-    def _plan(self, input, hx) -> Optional[Tuple[Run, list, list]]:
+    def _step(self, input: Tensor, states: list, flat: list) -> tuple:
+        """One inference step straight on fastrnn.ops: input (B, I) or (I,), states (B, H)
+        or (H,) (empty: zeros), flat the weights; returns the new states as tensors."""
+        cell = spec(self._cell_name)
+        x = input.detach().numpy()
+        x = x.reshape((1, 1 if x.ndim == 1 else x.shape[0], x.shape[-1]))
+        h = [s.detach().numpy().reshape(x.shape[1], -1) for s in states] or [None] * len(
+            cell.states
+        )
+        out = getattr(ops, cell.forward_name)(
+            x, *h, *self._weight_views(flat), False, **dict(self._options())
+        )
+        # out[1:-1]: the final states (B, H); an unbatched call had B = 1.
+        if input.dim() == 1:
+            return tuple(torch.from_numpy(f[0]) for f in out[1:-1])
+        return tuple(torch.from_numpy(f) for f in out[1:-1])
+
+    def _weight_views(self, flat: list) -> list:
+        """NumPy views of the weights (w_ih, w_hh, b_ih, b_hh; None without bias), kept
+        across calls while the module holds the same tensors: a view shares the tensor's
+        memory, so in-place updates (optimizers, load_state_dict) show through it."""
+        # Keyed by the tensors' memory too: .to() / .double() give a Parameter new memory
+        # (param.data = ...) while it stays the same object.
+        key = tuple(t.data_ptr() for t in flat)
+        cached = _VIEWS.get(self)
+        if cached is None or cached[0] != key or any(a is not b for a, b in zip(cached[1], flat)):
+            views = [t.detach().numpy() for t in flat] + [None, None][: 4 - len(flat)]
+            cached = _VIEWS[self] = (key, list(flat), views)
+        return cached[2]
+
+    def _plan(self, input, hx) -> Optional[Tuple[list, list]]:
+        """The weights and states of a call the kernels take, or None to fall back."""
         if fast_path_reason() is not None:
             return None
         cell = spec(self._cell_name)
@@ -241,8 +284,12 @@ class _Cell(_Fast):
         want = tuple(input.shape[:-1]) + (self.hidden_size,)
         if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
             return None
-        plan = _cell_run(self._cell_name, self._options(), len(states), self.bias, input.dim() == 1)
-        return plan, flat, states
+        return flat, states
+
+
+# cell -> (data pointers, weight tensors, their NumPy views), see _Cell._weight_views. Held
+# beside the module rather than in it, so that pickling and state dicts never see it.
+_VIEWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @functools.lru_cache(maxsize=64)
