@@ -340,7 +340,6 @@ def run_ops(module, spec, options, a, training=True):
     weights = [a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"]]
     if a["w_hr"] is not None:
         weights.append(a["w_hr"])
-    extra = {"lengths": a["lengths"]} if a["lengths"] is not None else {}
     y, finals, saved = spec.forward(
         module,
         a["x"],
@@ -348,7 +347,7 @@ def run_ops(module, spec, options, a, training=True):
         weights,
         training=training,
         options=options,
-        **extra,
+        lengths=a["lengths"],
     )
     if not training:
         assert saved is None

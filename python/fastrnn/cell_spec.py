@@ -134,7 +134,7 @@ class CellSpec:
             return None
         return {k: v for k, v in options.items() if self.options[k].in_torch}
 
-    # -- calls, by keyword, on any module with this cell's forward and backward
+    # -- calls on any module with this cell's forward and backward
     def forward(
         self,
         module,
@@ -145,14 +145,13 @@ class CellSpec:
         training: bool = True,
         options: Optional[Mapping[str, Any]] = None,
         lengths=None,
-        **extra,
     ):
         """``module.<name>_forward`` on x with ``states`` (one per :attr:`states`, None for
         zeros) and ``weights`` (w_ih, w_hh, b_ih, b_hh[, w_hr]). Returns ``(y, finals,
         saved)`` with finals a tuple of the final states."""
         # The forwards of ops and reference share one positional order: x, the initial
         # states, w_ih, w_hh, b_ih, b_hh; the rest by keyword.
-        kw = dict(options or (), training=training, **extra)
+        kw = dict(options or (), training=training)
         if len(weights) > 4:
             kw["w_hr"] = weights[4]
         if lengths is not None:

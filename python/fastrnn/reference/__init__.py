@@ -22,7 +22,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-from ..packed import PackedBatch
+from ..packed import PackedBatch, as_packed
 from ..saved import GruSaved, LstmSaved, RnnSaved
 
 __all__ = [
@@ -54,12 +54,6 @@ def _input_projection(x: Array, w_ih: Array, b_ih: Optional[Array]) -> Array:
 
 def _bias_grads(dg: Array, has_bias: bool) -> Optional[Array]:
     return dg.sum(axis=(0, 1)) if has_bias else None
-
-
-def _packed(lengths, T: int) -> Optional[PackedBatch]:
-    if lengths is None or isinstance(lengths, PackedBatch):
-        return lengths
-    return PackedBatch.from_lengths(lengths, T, fn="reference")
 
 
 def _masks(packed: Optional[PackedBatch], T: int, B: int, dtype) -> Array:
@@ -101,7 +95,7 @@ def lstm_forward(
     h0 = _zeros_if_none(h0, (B, P), x.dtype)
     h = h0
     c = _zeros_if_none(c0, (B, H), x.dtype)
-    packed = _packed(lengths, T)
+    packed = as_packed("reference", lengths, T, B)
     masks = _masks(packed, T, B, x.dtype)
     x = x if packed is None else _zero_padding(x, masks)
     gx = _input_projection(x, w_ih, b_ih)
@@ -200,7 +194,7 @@ def gru_forward(
     H = w_hh.shape[1]
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
     h = h0
-    packed = _packed(lengths, T)
+    packed = as_packed("reference", lengths, T, B)
     masks = _masks(packed, T, B, x.dtype)
     x = x if packed is None else _zero_padding(x, masks)
     gx = _input_projection(x, w_ih, b_ih)
@@ -325,7 +319,7 @@ def rnn_forward(
     H = w_hh.shape[1]
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
     h = h0
-    packed = _packed(lengths, T)
+    packed = as_packed("reference", lengths, T, B)
     masks = _masks(packed, T, B, x.dtype)
     x = x if packed is None else _zero_padding(x, masks)
     gx = _input_projection(x, w_ih, b_ih)
