@@ -17,6 +17,12 @@ TINY = ["--hidden", "16", "--layers", "1", "--embed", "8", "--batch", "2", "--se
 TEXT = "the quick brown fox jumps over the lazy dog. " * 40
 
 
+def tiny_bench(cells: str, peers: str) -> list:
+    """`fastrnn bench` at its smallest: the quick grid of some cells, 1 thread, 1 repeat."""
+    return ["bench", "--quick", "--cells", cells, "--threads", "1", "--repeats", "1",
+            "--peers", peers]  # fmt: skip
+
+
 def run(*args, check=True):
     p = subprocess.run([sys.executable, "-m", "fastrnn", *args], capture_output=True, text=True)
     if check:
@@ -212,16 +218,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, corpus, make, args, message)
 def test_bench_quick_json(tmp_path, peers):
     out = str(tmp_path / "b.json")
     p = run(
-        "bench",
-        "--quick",
-        "--cells",
-        "rnn",
-        "--threads",
-        "1",
-        "--repeats",
-        "1",
-        "--peers",
-        peers,
+        *tiny_bench("rnn", peers),
         "--json",
         out,
     )
@@ -269,16 +266,7 @@ def test_bench_plot(tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "b.png"
     run(
-        "bench",
-        "--quick",
-        "--cells",
-        "rnn",
-        "--threads",
-        "1",
-        "--repeats",
-        "1",
-        "--peers",
-        "fastrnn,numpy",
+        *tiny_bench("rnn", "fastrnn,numpy"),
         "--plot",
         str(out),
     )
@@ -287,35 +275,13 @@ def test_bench_plot(tmp_path):
 
 def test_bench_jax_peer_when_installed():
     pytest.importorskip("jax")
-    p = run(
-        "bench",
-        "--quick",
-        "--cells",
-        "gru",
-        "--threads",
-        "1",
-        "--repeats",
-        "1",
-        "--peers",
-        "fastrnn,jax",
-    )
+    p = run(*tiny_bench("gru", "fastrnn,jax"))
     assert "jax x" in p.stdout
 
 
 def test_bench_dropin_peer_when_fastrnn_torch_imports():
     pytest.importorskip("fastrnn.torch")
-    p = run(
-        "bench",
-        "--quick",
-        "--cells",
-        "rnn",
-        "--threads",
-        "1",
-        "--repeats",
-        "1",
-        "--peers",
-        "fastrnn,dropin",
-    )
+    p = run(*tiny_bench("rnn", "fastrnn,dropin"))
     assert "dropin x" in p.stdout
     rows = [line for line in p.stdout.splitlines() if line.startswith("rnn ")]
     assert rows and all(line.split()[-1] != "-" for line in rows)  # every case, stream too
