@@ -271,19 +271,25 @@ class _Call:
         )
 
     def sort(self, a, axis: int):
-        pk = self.packed
-        return a if pk is None or pk.identity else self.xp.take_rows(a, pk.sorted_indices, axis)
+        return _rows(self.xp, self.packed, a, axis)
 
     def empty(self, *shape: int):
         return self.xp.empty(shape, self.dtype)
 
 
+def _rows(xp, pk: Optional[PackedBatch], a, axis: int, unsort: bool = False):
+    """a's rows along ``axis`` in the kernels' order (sorted by length), or with ``unsort``
+    back in the caller's; a itself when the order is the identity."""
+    if pk is None or pk.identity:
+        return a
+    return xp.take_rows(a, pk.unsorted_indices if unsort else pk.sorted_indices, axis)
+
+
 def _unsort(xp, pk: Optional[PackedBatch], seqs: tuple, states: tuple) -> tuple:
     """Outputs back in the caller's row order and kind: sequences (T, B, ...) then states
     (B, ...)."""
-    if pk is not None and not pk.identity:
-        seqs = tuple(xp.take_rows(a, pk.unsorted_indices, 1) for a in seqs)
-        states = tuple(xp.take_rows(a, pk.unsorted_indices, 0) for a in states)
+    seqs = tuple(_rows(xp, pk, a, 1, unsort=True) for a in seqs)
+    states = tuple(_rows(xp, pk, a, 0, unsort=True) for a in states)
     if xp is _HOST:
         return seqs + states
     return tuple(xp.output(a) for a in seqs + states)
@@ -347,10 +353,8 @@ class _Backward:
             n, letter = (P, hp) if name == "dh_n" else (H, "H")
             fin[name] = _grad_in(fn, name, v, (B, n), f"(B, {letter})", s)
         pk, xp = s.packed, s.array_ops
-        if pk is not None and not pk.identity:
-            dy = xp.take_rows(dy, pk.sorted_indices, 1)
-            fin = {k: xp.take_rows(v, pk.sorted_indices, 0) for k, v in fin.items()}
-        self.dy, self.finals = dy, fin
+        self.dy = _rows(xp, pk, dy, 1)
+        self.finals = {k: _rows(xp, pk, v, 0) for k, v in fin.items()}
         empty = xp.empty
         self.dx = empty((T, B, I), d)
         self.dstates = {f"d{k[1:-2]}0": empty((B, P if k == "dh_n" else H), d) for k in finals}
