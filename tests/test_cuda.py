@@ -7,6 +7,7 @@ errors that say CUDA is not usable. Every test taking `cuda_device` also runs on
 where one is usable, and is skipped there with the reason otherwise.
 """
 
+import itertools
 import os
 import re
 import shutil
@@ -523,3 +524,214 @@ def test_check_command_on_the_device(capsys, cuda_device):
     for cell in ("lstm", "gru", "rnn"):
         line = next(l for l in out.splitlines() if l.startswith(cell))
         assert float(line.split()[1]) < 1e-4  # max relative error against the reference
+
+
+# ----------------------------------------------------------------------------- the drop-in
+# fastrnn.torch's CUDA route (fastrnn.torch.function.route_of): tensors on a GPU go to the
+# CUDA backend through DLPack, the stack's own array operations run in torch on the device.
+# Each test runs on the emulated device, where CPU tensors stand in for CUDA tensors (the
+# route's code, the DLPack views and the backend's host code run on the CPU), and on a real
+# GPU where torch has CUDA and fastrnn's backend is usable. The reference is torch.nn with
+# the same weights: on the CPU for the emulated device, on the GPU (cuDNN) for the real one.
+
+try:
+    import torch
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    import fastrnn.torch as ft
+    from fastrnn.torch import function as torch_function
+
+    TORCH_TOL = {torch.float64: 1e-10, torch.float32: 2e-5}
+    _TORCH_GPU = torch.cuda.is_available() and STATUS.usable
+except ImportError:
+    torch = None
+    _TORCH_GPU = False
+needs_torch = pytest.mark.skipif(torch is None, reason="torch is not installed")
+FAST = "_StackFunctionBackward"
+
+
+@pytest.fixture(
+    params=[
+        "emulated",
+        pytest.param(
+            "gpu",
+            marks=pytest.mark.skipif(
+                not _TORCH_GPU,
+                reason=f"no GPU for torch and fastrnn here (fastrnn's CUDA backend: {STATUS})",
+            ),
+        ),
+    ]
+)
+def where(request, monkeypatch):
+    """The device the tensors live on, with the drop-in's calls into the device kernels
+    counted in ``where.calls``."""
+    if torch is None:
+        pytest.skip("torch is not installed")
+    calls = []
+    to_device = torch_function._DLPackOps._in
+
+    def counted(self, value):
+        calls.append(type(value).__name__)
+        return to_device(self, value)
+
+    monkeypatch.setattr(torch_function._DLPackOps, "_in", counted)
+    if request.param == "emulated":
+        with torch_function._cpu_tensors_as_cuda(fastrnn._testing.cuda_emulation):
+            yield _Where(torch.device("cpu"), calls)
+    else:
+        yield _Where(torch.device("cuda"), calls)
+
+
+class _Where:
+    """Where a drop-in test runs: the tensors' device, and the tensors handed to the device
+    kernels so far."""
+
+    def __init__(self, device, calls):
+        self.device, self.calls = device, calls
+
+
+def _pair(cls, device, dtype, **kw):
+    """torch.nn's module and the drop-in, same weights. On the emulated device, torch.nn's
+    runs outside the emulation context: it is the CPU reference either way."""
+    ref = getattr(torch.nn, cls)(**kw, dtype=dtype, device=device)
+    ours = getattr(ft, cls)(**kw, dtype=dtype, device=device)
+    ours.load_state_dict(ref.state_dict())
+    return ref, ours
+
+
+def _flat(out):
+    if hasattr(out, "batch_sizes"):
+        return [out.data]
+    if isinstance(out, torch.Tensor):
+        return [out]
+    return [t for o in out for t in _flat(o)]
+
+
+def _run(module, leaves, args):
+    outs = _flat(module(*args))
+    g = torch.Generator().manual_seed(0)
+    weights = [torch.randn(o.shape, generator=g, dtype=o.dtype).to(o.device) for o in outs]
+    loss = sum((o * w).sum() for o, w in zip(outs, weights))
+    return outs, torch.autograd.grad(loss, leaves + list(module.parameters()))
+
+
+def _close(a, b, tol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and x.dtype == y.dtype and x.device == y.device
+        torch.testing.assert_close(x, y, atol=tol, rtol=tol)
+
+
+CASES = [
+    pytest.param(cls, L, bidir, kind, batch_first, id=f"{cls}-L{L}-D{1 + bidir}-{kind}-bf{bf}")
+    for (cls, L, bidir, kind), bf in zip(
+        itertools.product(
+            ("LSTM", "GRU", "RNN"), (1, 2), (False, True), ("tensor", "packed", "unbatched")
+        ),
+        itertools.cycle((False, True, True)),
+    )
+    for batch_first in (bf,)
+]
+
+
+@pytest.mark.parametrize("cls,L,bidir,kind,batch_first", CASES)
+def test_layer_on_the_device_matches_torch(where, cls, L, bidir, kind, batch_first):
+    T, B, I, H = 4, 3, 3, 4
+    dtype = torch.float64
+    proj = 2 if cls == "LSTM" and bidir else 0
+    kw = dict(input_size=I, hidden_size=H, num_layers=L, bidirectional=bidir)
+    kw.update(batch_first=batch_first, **({"proj_size": proj} if proj else {}))
+    ref, ours = _pair(cls, where.device, dtype, **kw)
+    D, P = 1 + bidir, proj or H
+
+    def make():
+        g = torch.Generator().manual_seed(1)
+        shape = (T, I) if kind == "unbatched" else ((B, T, I) if batch_first else (T, B, I))
+        x = torch.randn(shape, generator=g, dtype=dtype).to(where.device).requires_grad_()
+        lead = (L * D,) if kind == "unbatched" else (L * D, B)
+        hx = [torch.randn(lead + (P,), generator=g, dtype=dtype)]
+        if cls == "LSTM":
+            hx.append(torch.randn(lead + (H,), generator=g, dtype=dtype))
+        hx = [h.to(where.device).requires_grad_() for h in hx]
+        arg = x
+        if kind == "packed":
+            arg = pack_padded_sequence(x, [2, 4, 1], batch_first=batch_first, enforce_sorted=False)
+        return [x] + hx, (arg, hx[0] if len(hx) == 1 else tuple(hx))
+
+    outs_ref, grads_ref = _run(ref, *make())
+    outs, grads = _run(ours, *make())
+    assert type(outs[0].grad_fn).__name__ == FAST
+    assert where.calls, "the drop-in did not take the CUDA route"
+    _close(outs, outs_ref, TORCH_TOL[dtype])
+    _close(grads, grads_ref, TORCH_TOL[dtype])
+    assert all(g.is_contiguous() for g in grads)
+
+
+@pytest.mark.parametrize("cls", ["LSTMCell", "GRUCell", "RNNCell"])
+@pytest.mark.parametrize("grad", [True, False])
+def test_cell_on_the_device_matches_torch(where, cls, grad):
+    ref, ours = _pair(cls, where.device, torch.float32, input_size=3, hidden_size=5)
+    x = torch.randn(2, 3).to(where.device).requires_grad_(grad)
+    if grad:
+        outs_ref, grads_ref = _run(ref, [x], (x,))
+        outs, grads = _run(ours, [x], (x,))
+        _close(grads, grads_ref, TORCH_TOL[torch.float32])
+    else:
+        with torch.no_grad():
+            outs_ref, outs = _flat(ref(x)), _flat(ours(x))
+    assert where.calls
+    _close(outs, outs_ref, TORCH_TOL[torch.float32])
+
+
+def test_dropout_on_the_device_draws_from_torchs_rng(where):
+    """The masks are drawn with F.dropout on the tensors' device: the same seed gives the
+    same result twice, and a different one changes it (torch.nn's CUDA dropout is cuDNN's,
+    so the draws are compared with the drop-in itself, and with torch.nn on the CPU)."""
+    ref, ours = _pair("GRU", where.device, torch.float64, input_size=3, hidden_size=4,
+                      num_layers=3, dropout=0.5)  # fmt: skip
+    x = torch.randn(5, 2, 3, dtype=torch.float64).to(where.device)
+    results = []
+    for seed in (3, 3, 4):
+        torch.manual_seed(seed)
+        results.append(ours(x)[0])
+    assert torch.equal(results[0], results[1]) and not torch.allclose(results[0], results[2])
+    if where.device.type == "cpu":
+        torch.manual_seed(3)
+        torch.testing.assert_close(results[0], ref(x)[0], atol=1e-10, rtol=1e-10)
+
+
+def test_non_contiguous_input_on_the_device(where):
+    ref, ours = _pair("LSTM", where.device, torch.float64, input_size=3, hidden_size=4)
+    x = torch.randn(3, 5, 2, dtype=torch.float64).to(where.device).transpose(0, 2)
+    assert not x.is_contiguous()
+    _close(_flat(ours(x)), _flat(ref(x)), 1e-10)
+
+
+@needs_torch
+def test_fallback_where_the_backend_is_not_usable(monkeypatch):
+    """A CUDA tensor with fastrnn's CUDA backend not usable falls back to torch.nn (checked
+    on the route itself: this torch may have no CUDA to make such a tensor)."""
+    monkeypatch.setattr(fastrnn.cuda, "usable_module", lambda: None)
+    assert torch_function.route_of(torch.device("cuda")) is None
+    assert torch_function.route_of(torch.device("meta")) is None
+    assert torch_function.route_of(torch.device("cpu")) is torch_function.HOST
+
+
+def test_route_results_share_memory_with_the_kernels_outputs(where):
+    """Outputs come back as tensors over the kernels' own buffers (DLPack, no copy): the
+    kernels' DeviceArrays and the returned tensor share one pointer."""
+    seen = []
+    out = torch_function._DLPackOps._out
+
+    def spy(value):
+        result = out(value)
+        if result is not None and hasattr(value, "__cuda_array_interface__"):
+            seen.append(value.__cuda_array_interface__["data"][0] == result.data_ptr())
+        return result
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch_function._DLPackOps, "_out", staticmethod(spy))
+        m = ft.RNN(3, 4, device=where.device)
+        with torch.no_grad():
+            m(torch.randn(5, 2, 3).to(where.device))
+    assert seen and all(seen)

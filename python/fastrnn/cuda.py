@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ __all__ = [
     "BackendStatus",
     "status",
     "require",
+    "usable_module",
     "is_device_array",
     "DeviceArray",
     "to_device",
@@ -113,6 +115,18 @@ def require():
             f"backend 'cuda' is not usable here: {s} (fastrnn.backends() lists what is)"
         )
     return _cuda
+
+
+@functools.lru_cache(maxsize=1)
+def _usable_cuda():
+    return _cuda if status().usable else None
+
+
+def usable_module():
+    """The device module to run on, or None if CUDA is not usable here; unlike
+    :func:`require`, asks the driver and loads cuBLAS once per process (what the PyTorch
+    drop-in calls on every forward)."""
+    return _device_module.get() or _usable_cuda()
 
 
 @contextlib.contextmanager

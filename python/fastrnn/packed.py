@@ -164,9 +164,10 @@ class PackedBatch:
         return a if self.identity else np.take(a, self.unsorted_indices, axis=axis)
 
     @cached_property
-    def _reverse_index(self) -> np.ndarray:
-        # (T, B) flat index into (T*B) rows: step t of sorted row k reads step L_k - 1 - t;
-        # padding (t >= L_k) reads itself and is zeroed after.
+    def reverse_index(self) -> np.ndarray:
+        """(T, B) flat index into the (T*B) rows of a sorted (T, B, N) array: step t of
+        sorted row k reads step L_k - 1 - t; padding (t >= L_k) reads itself (and
+        :meth:`reverse` zeroes it after)."""
         t = np.arange(self.T)[:, None]
         L = self.sorted_lengths[None, :]
         src_t = np.where(t < L, L - 1 - t, t)
@@ -182,7 +183,7 @@ class PackedBatch:
             )
         if a.size == 0:
             return a.copy()
-        out = a.reshape(T * B, -1)[self._reverse_index.ravel()].reshape(a.shape)
+        out = a.reshape(T * B, -1)[self.reverse_index.ravel()].reshape(a.shape)
         out[np.arange(T)[:, None] >= self.sorted_lengths[None, :]] = 0
         return out
 

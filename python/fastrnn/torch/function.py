@@ -1,6 +1,10 @@
 """One ``torch.autograd.Function`` per RNN call: the forward runs
-:func:`fastrnn.stack.stack_forward` with :mod:`fastrnn.ops` on zero-copy NumPy views of CPU
-tensors, the backward :func:`fastrnn.stack.stack_backward`.
+:func:`fastrnn.stack.stack_forward`, the backward :func:`fastrnn.stack.stack_backward`, on
+one of two routes (:func:`route_of`):
+
+- CPU tensors: :mod:`fastrnn.ops`'s CPU kernels on zero-copy NumPy views of the tensors;
+- CUDA tensors, where fastrnn's CUDA backend is usable: its kernels on views of the tensors
+  taken through DLPack (no copies), the stack's own array operations in torch on the device.
 
 The caller's layouts (time-major, batch_first, unbatched, a PackedSequence's data (N, I), a
 cell's (B, I)) are mapped to the kernels' (T, B, I) with rows sorted by length, and back,
@@ -11,17 +15,20 @@ same index.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+import contextlib
+import contextvars
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
-from .. import ops
+from .. import cuda, ops
 from ..cell_spec import CellSpec
 from ..packed import PackedBatch
-from ..stack import Tape, stack_backward, stack_forward
+from ..saved import SavedState
+from ..stack import Arrays, Tape, stack_backward, stack_forward
 
-__all__ = ["Run", "run"]
+__all__ = ["Run", "run", "route_of"]
 
 DOUBLE_BACKWARD_ERROR = (
     "fastrnn.torch: double backward (gradients of gradients, create_graph=True) is not "
@@ -31,12 +38,187 @@ DOUBLE_BACKWARD_ERROR = (
 )
 
 
+class _NumpyViews(Arrays):
+    """The CPU route: tensors as NumPy views of their memory, fastrnn.ops's CPU kernels, the
+    stack's array operations in NumPy."""
+
+    impl = ops
+    device = False
+
+    @staticmethod
+    def of_tensors(tensors: Sequence[torch.Tensor]) -> List[np.ndarray]:
+        return [t.detach().numpy() for t in tensors]
+
+    @staticmethod
+    def tensors(arrays: Sequence[np.ndarray]) -> Tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(a) for a in arrays)
+
+    @staticmethod
+    def scatter(a: np.ndarray, index: np.ndarray, rows: int) -> np.ndarray:
+        """(rows, N) zeros with a (len(index), N) written to rows ``index``."""
+        out = np.zeros((rows, a.shape[1]), a.dtype)
+        out[index] = a
+        return out
+
+    @staticmethod
+    def gather(a: np.ndarray, index: np.ndarray) -> np.ndarray:
+        return a[index]
+
+    @staticmethod
+    def take(a: np.ndarray, index: np.ndarray, axis: int) -> np.ndarray:
+        return np.take(a, index, axis=axis)
+
+
+class _DLPackOps:
+    """fastrnn.ops's functions on torch tensors of a device that fastrnn's CUDA backend runs:
+    each tensor goes to the kernels as a view (the backend's DeviceArray) through DLPack, each
+    result comes back as a tensor the same way. The backend orders its work (on the legacy
+    default stream) after the tensors' producers and before the results' consumers through
+    DLPack's stream argument."""
+
+    def __init__(self, kernels) -> None:
+        self.kernels = kernels  # fastrnn._cuda, or the tests' emulated device
+
+    def _in(self, value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        t = value.detach().contiguous()
+        capsule = t.__dlpack__(stream=1) if t.is_cuda else t.__dlpack__()  # 1: legacy default
+        return self.kernels.DeviceArray.from_dlpack(capsule)
+
+    @staticmethod
+    def _out(value):
+        if value is None or isinstance(value, SavedState):
+            return value
+        return torch.from_dlpack(value)
+
+    def __getattr__(self, name: str):
+        fn = getattr(ops, name)  # {lstm,gru,rnn}_{forward,backward}
+        forward = name.endswith("_forward")
+
+        def call(*args, **kwargs):
+            args = [self._in(a) for a in args]
+            kwargs = {k: self._in(v) for k, v in kwargs.items()}
+            if forward:
+                kwargs["backend"] = "cuda"
+            return tuple(self._out(r) for r in fn(*args, **kwargs))
+
+        return call
+
+
+class _DeviceTensors(Arrays):
+    """The CUDA route: the tensors themselves, the CUDA backend's kernels through DLPack
+    (:class:`_DLPackOps`), the stack's array operations in torch on the tensors' device."""
+
+    device = True
+
+    def __init__(self, kernels) -> None:
+        self.impl = _DLPackOps(kernels)
+
+    @staticmethod
+    def of_tensors(tensors: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+        return [t.detach() for t in tensors]
+
+    @staticmethod
+    def tensors(arrays: Sequence[torch.Tensor]) -> Tuple[torch.Tensor, ...]:
+        return tuple(arrays)
+
+    @staticmethod
+    def concat(arrays: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.cat(list(arrays), dim=2)
+
+    @staticmethod
+    def stack(arrays: Sequence[torch.Tensor]) -> torch.Tensor:
+        return torch.stack(list(arrays))
+
+    @staticmethod
+    def zeros(shape: Tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(shape, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def empty(shape: Tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+    @staticmethod
+    def contiguous(a: torch.Tensor) -> torch.Tensor:
+        return a.contiguous()
+
+    @staticmethod
+    def reverse(a: torch.Tensor, packed: Optional[PackedBatch]) -> torch.Tensor:
+        if packed is None:
+            return a.flip(0)
+        index = _index(packed.reverse_index.ravel(), device=a.device)
+        out = a.reshape(a.shape[0] * a.shape[1], -1)[index].reshape(a.shape)
+        out[_index(~packed.padding_mask(), device=a.device)] = 0
+        return out
+
+    @staticmethod
+    def scatter(a: torch.Tensor, index: np.ndarray, rows: int) -> torch.Tensor:
+        out = torch.zeros((rows, a.shape[1]), dtype=a.dtype, device=a.device)
+        out[_index(index, device=a.device)] = a
+        return out
+
+    @staticmethod
+    def gather(a: torch.Tensor, index: np.ndarray) -> torch.Tensor:
+        return a[_index(index, device=a.device)]
+
+    @staticmethod
+    def take(a: torch.Tensor, index: np.ndarray, axis: int) -> torch.Tensor:
+        return a.index_select(axis, _index(index, device=a.device))
+
+
+def _index(index: np.ndarray, device: torch.device) -> torch.Tensor:
+    """A NumPy index array (the packed batch's, read-only) as a tensor on ``device``."""
+    return torch.tensor(index, device=device)
+
+
+HOST = _NumpyViews()
+_device_routes: Dict[Any, _DeviceTensors] = {}  # device module -> its route
+_cpu_as_cuda = contextvars.ContextVar("fastrnn_torch_cpu_as_cuda", default=False)
+
+
+@contextlib.contextmanager
+def _cpu_tensors_as_cuda(module) -> Iterator[None]:
+    """Private, for the tests: within this context (this thread or task) CPU tensors take the
+    CUDA route, on ``module`` (``fastrnn._testing.cuda_emulation``, whose device memory is
+    host memory and whose DLPack device is the CPU), so that the route's code runs on
+    machines without a GPU."""
+    token = _cpu_as_cuda.set(True)
+    try:
+        with cuda._use_device_module(module):
+            yield
+    finally:
+        _cpu_as_cuda.reset(token)
+
+
+def route_of(device: torch.device):
+    """The route for tensors on ``device``: the CPU kernels on NumPy views for the CPU; the
+    CUDA backend for a CUDA device where it is usable and torch runs on the device's
+    default stream (fastrnn's kernels run there); None otherwise (fall back to torch)."""
+    if device.type == "cpu" and not _cpu_as_cuda.get():
+        return HOST
+    if device.type not in ("cpu", "cuda"):
+        return None
+    kernels = cuda.usable_module()
+    if kernels is None:
+        return None
+    if device.type == "cuda" and torch.cuda.current_stream(device) != torch.cuda.default_stream(
+        device
+    ):
+        return None
+    route = _device_routes.get(kernels)
+    if route is None:
+        route = _device_routes[kernels] = _DeviceTensors(kernels)
+    return route
+
+
 class Run:
     """One call's configuration: everything but the tensors.
 
     ``layout``: "seq" (x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I)),
     "packed" (a PackedSequence's data (N, I)) or "cell" (x (B, I) or unbatched (I,)).
     ``masks``: layer -> dropout mask (T, B, D*P) in the kernels' layout, or None.
+    ``route``: where the tensors go (:func:`route_of`).
     """
 
     def __init__(
@@ -53,7 +235,8 @@ class Run:
         batch_first: bool = False,
         unbatched: bool = False,
         packed: Optional[PackedBatch] = None,
-        masks: Optional[Dict[int, np.ndarray]] = None,
+        masks: Optional[Dict[int, Any]] = None,
+        route: Arrays = HOST,
     ) -> None:
         self.cell, self.options, self.L, self.D = cell, options, L, D
         self.layout, self.n_hx, self.bias, self.projection = layout, n_hx, bias, projection
@@ -62,7 +245,7 @@ class Run:
         self.run_packed = None if packed is None else packed.sorted()
         # Flat (T*B) positions of a PackedSequence's rows in the padded sorted layout.
         self.index = None if packed is None else np.flatnonzero(packed.padding_mask())
-        self.masks = masks
+        self.masks, self.route = masks, route
         self.n_w = 2 + 2 * bias + projection  # weight tensors per (layer, direction)
 
     # -- layouts: caller's <-> kernels' (T, B, N), rows sorted
@@ -72,22 +255,20 @@ class Run:
             return a.reshape(1, -1, a.shape[-1])
         if self.layout == "packed":
             pk = self.packed
-            out = np.zeros((pk.T * pk.B, a.shape[1]), a.dtype)
-            out[self.index] = a
-            return out.reshape(pk.T, pk.B, -1)
+            return self.route.scatter(a, self.index, pk.T * pk.B).reshape(pk.T, pk.B, -1)
         if self.unbatched:
             return a[:, None]
-        return a.transpose(1, 0, 2) if self.batch_first else a
+        return a.swapaxes(0, 1) if self.batch_first else a
 
     def seq_out(self, a: np.ndarray) -> np.ndarray:
         """(T, B, N) -> the caller's layout."""
         if self.layout == "cell":
             return a[0, 0] if self.unbatched else a[0]
         if self.layout == "packed":
-            return a.reshape(-1, a.shape[2])[self.index]
+            return self.route.gather(a.reshape(-1, a.shape[2]), self.index)
         if self.unbatched:
             return a[:, 0]
-        return a.transpose(1, 0, 2) if self.batch_first else a
+        return a.swapaxes(0, 1) if self.batch_first else a
 
     def state_in(self, a: np.ndarray) -> np.ndarray:
         """An initial state or a final state's gradient -> (L*D, B, n), rows sorted."""
@@ -95,7 +276,9 @@ class Run:
             return a.reshape(1, -1, a.shape[-1])
         if self.unbatched:
             return a[:, None]
-        return a if self.packed is None else self.packed.sort(a, 1)
+        if self.packed is None or self.packed.identity:
+            return a
+        return self.route.take(a, self.packed.sorted_indices, 1)
 
     def state_out(self, a: np.ndarray) -> np.ndarray:
         """(L*D, B, n), rows sorted -> the caller's layout and row order."""
@@ -103,7 +286,9 @@ class Run:
             return a[0, 0] if self.unbatched else a[0]
         if self.unbatched:
             return a[:, 0]
-        return a if self.packed is None else self.packed.unsort(a, 1)
+        if self.packed is None or self.packed.identity:
+            return a
+        return self.route.take(a, self.packed.unsorted_indices, 1)
 
     def weights(self, flat: Sequence[np.ndarray]) -> List[List[List[Optional[np.ndarray]]]]:
         """torch's flat weight list -> weights[layer][d] as the kernels take them."""
@@ -129,7 +314,7 @@ class Run:
         hx = arrays[1 : 1 + self.n_hx]
         init = [self.state_in(h) for h in hx] if hx else [None] * len(self.cell.states)
         y, finals, tape = stack_forward(
-            ops,
+            self.route.impl,
             self.cell,
             self.options,
             self.seq_in(arrays[0]),
@@ -139,6 +324,7 @@ class Run:
             self.D,
             self.masks,
             training,
+            self.route,
         )
         return self.seq_out(y), [self.state_out(f) for f in finals], tape
 
@@ -154,7 +340,7 @@ class Run:
             need_dx=needs[0],
         )
         out: List[Optional[np.ndarray]] = [
-            np.ascontiguousarray(self.seq_out(dx)) if needs[0] else None
+            self.route.contiguous(self.seq_out(dx)) if needs[0] else None
         ]
         out += [self.state_out(g) for g in dinit[: self.n_hx]]
         names = self.cell.weight_args(self.projection)
@@ -164,14 +350,6 @@ class Run:
             for d in range(self.D):
                 out += [wgrads[layer][d][n] for n in names]
         return [g if need else None for g, need in zip(out, needs)]
-
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().numpy()
-
-
-def _tensors(arrays: Sequence[np.ndarray]) -> Tuple[torch.Tensor, ...]:
-    return tuple(torch.from_numpy(a) for a in arrays)
 
 
 class _NoDoubleBackward(torch.autograd.Function):
@@ -195,10 +373,10 @@ class _StackFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: Run, x: torch.Tensor, *rest: torch.Tensor):
         ctx.set_materialize_grads(False)
-        y, finals, tape = plan.forward([_numpy(t) for t in (x, *rest)], training=True)
+        y, finals, tape = plan.forward(plan.route.of_tensors((x, *rest)), training=True)
         ctx.plan, ctx.tape = plan, tape
         ctx.save_for_backward(x, *rest)
-        return _tensors([y, *finals])
+        return plan.route.tensors([y, *finals])
 
     @staticmethod
     def backward(ctx, dy, *dfinals):
@@ -206,15 +384,16 @@ class _StackFunction(torch.autograd.Function):
         inputs = ctx.saved_tensors  # checks that no input was modified in place
         tape = ctx.tape
         if tape.consumed:  # retain_graph: the kernels' records were used up; run again
-            _, _, tape = plan.forward([_numpy(t) for t in inputs], training=True)
+            _, _, tape = plan.forward(plan.route.of_tensors(inputs), training=True)
         needs = ctx.needs_input_grad[1:]
+        route = plan.route
         grads = plan.backward(
             tape,
-            None if dy is None else _numpy(dy),
-            [None if g is None else _numpy(g) for g in dfinals],
+            None if dy is None else route.of_tensors([dy])[0],
+            [None if g is None else route.of_tensors([g])[0] for g in dfinals],
             needs,
         )
-        out = [None if g is None else torch.from_numpy(g) for g in grads]
+        out = [None if g is None else route.tensors([g])[0] for g in grads]
         if torch.is_grad_enabled():  # create_graph=True
             connected = [t for t in inputs if t.requires_grad]
             present = [i for i, g in enumerate(out) if g is not None]
@@ -235,6 +414,6 @@ def run(plan: Run, x: torch.Tensor, hx: Sequence[torch.Tensor], flat: Sequence[t
     ):
         out = _StackFunction.apply(plan, x, *hx, *flat)
     else:
-        y, finals, _ = plan.forward([_numpy(t) for t in (x, *hx, *flat)], training=False)
-        out = _tensors([y, *finals])
+        y, finals, _ = plan.forward(plan.route.of_tensors((x, *hx, *flat)), training=False)
+        out = plan.route.tensors([y, *finals])
     return out[0], out[1:]

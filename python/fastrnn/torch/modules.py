@@ -1,6 +1,8 @@
 """The drop-in classes: subclasses of torch.nn's LSTM, GRU, RNN and their cells whose
-forward runs fastrnn's CPU kernels (:mod:`fastrnn.torch.function`), falling back to
-torch.nn's own forward wherever the kernels do not apply (see :func:`fast_path_reason`).
+forward runs fastrnn's kernels (:mod:`fastrnn.torch.function`) on CPU tensors, and on CUDA
+tensors where fastrnn's CUDA backend is usable, falling back to torch.nn's own forward
+wherever the kernels do not apply (see :func:`fast_path_reason` and
+:func:`fastrnn.torch.function.route_of`).
 
 The subclasses add no state: parameters, state_dict, repr, ``.to()`` and construction are
 torch.nn's. GRU and GRUCell take one more keyword, ``reset_after`` (default True, torch's
@@ -24,7 +26,7 @@ from torch.nn.utils.rnn import PackedSequence
 from .. import ops
 from ..cell_spec import spec
 from ..packed import PackedBatch
-from .function import Run, run
+from .function import Run, route_of, run
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "fast_path_reason"]
 
@@ -64,9 +66,22 @@ def fast_path_reason() -> Optional[str]:
     return None
 
 
-def _plain(t, dtype: torch.dtype) -> bool:
-    """A strided CPU tensor of ``dtype``, not a subclass (fake, functional...)."""
-    return type(t) in _PLAIN and t.dtype == dtype and t.is_cpu and t.layout == torch.strided
+def _plain(t, like: torch.Tensor) -> bool:
+    """A strided tensor of ``like``'s dtype and device, not a subclass (fake, functional...)."""
+    return (
+        type(t) in _PLAIN
+        and t.dtype == like.dtype
+        and t.device == like.device
+        and t.layout == torch.strided
+    )
+
+
+def _route(x):
+    """The route for x (see :func:`fastrnn.torch.function.route_of`), or None if x is not a
+    plain float32/float64 tensor on a device fastrnn runs."""
+    if type(x) not in _PLAIN or x.dtype not in _FLOATS or x.layout != torch.strided:
+        return None
+    return route_of(x.device)
 
 
 def _states(hx, n: int) -> Optional[List]:
@@ -93,8 +108,9 @@ class _Fast:
         if not self.reset_after:
             raise RuntimeError(
                 f"fastrnn.torch.{type(self).__name__}(reset_after=False) runs on fastrnn's "
-                f"kernels only (CPU float32/float64 tensors outside fastrnn.torch.disabled()"
-                f", TorchScript, tracing, export, autocast); torch.nn has no such GRU to "
+                f"kernels only (float32/float64 tensors on the CPU, or on a GPU where "
+                f"fastrnn's CUDA backend is usable, outside fastrnn.torch.disabled(), "
+                f"TorchScript, tracing, export, autocast); torch.nn has no such GRU to "
                 f"fall back to"
             )
         return super().forward(input, hx)
@@ -139,15 +155,15 @@ class _Layer(_Fast):
         cell = spec(self._cell_name)
         is_packed = isinstance(input, PackedSequence)
         x = input.data if is_packed else input
-        dtype = getattr(x, "dtype", None)
-        if dtype not in _FLOATS or not _plain(x, dtype):
+        route = _route(x)
+        if route is None:
             return None
         # Looked up by name, as torch.nn's forward does: functional_call swaps them.
         flat = [getattr(self, n) for n in self._flat_weights_names]
-        if not all(_plain(w, dtype) for w in flat):
+        if not all(_plain(w, x) for w in flat):
             return None
         states = _states(hx, len(cell.states))
-        if states is None or not all(_plain(s, dtype) for s in states):
+        if states is None or not all(_plain(s, x) for s in states):
             return None
         D, L, H = 2 if self.bidirectional else 1, self.num_layers, self.hidden_size
         P = self.proj_size or H
@@ -181,28 +197,30 @@ class _Layer(_Fast):
         dropout = self.training and self.dropout > 0 and L > 1
         shape = (L, D, len(states), self.bias, bool(self.proj_size))
         if pk is None and not dropout:  # nothing per call in the Run: shared
-            plan = _seq_run(self._cell_name, self._options(), *shape, self.batch_first, unbatched)
+            plan = _seq_run(
+                self._cell_name, self._options(), *shape, self.batch_first, unbatched, route
+            )
         else:
-            masks = self._masks(x, pk, T, B, D * P) if dropout else None
+            masks = self._masks(x, pk, T, B, D * P, route) if dropout else None
             layout = "seq" if pk is None else "packed"
             plan = Run(cell, dict(self._options()), L, D, layout, *shape[2:],
                        batch_first=self.batch_first, unbatched=unbatched, packed=pk,
-                       masks=masks)  # fmt: skip
+                       masks=masks, route=route)  # fmt: skip
         return plan, x, states, flat
 
-    def _masks(self, x, pk, T: int, B: int, width: int) -> dict:
-        """Dropout masks (T, B, width) in the kernels' layout, one per non-last layer, drawn
-        from torch's RNG as torch.nn draws them: F.dropout over each layer's whole output
-        (time-major; a PackedSequence's packed data (N, width))."""
+    def _masks(self, x, pk, T: int, B: int, width: int, route) -> dict:
+        """Dropout masks (T, B, width) in the kernels' layout and the route's kind of array,
+        one per non-last layer, drawn from torch's RNG on x's device as torch.nn draws them:
+        F.dropout over each layer's whole output (time-major; a PackedSequence's packed data
+        (N, width))."""
         shape = (x.shape[0], width) if pk is not None else (T, B, width)
         masks = {}
         for layer in range(self.num_layers - 1):
-            ones = torch.ones(shape, dtype=x.dtype)
-            m = F.dropout(ones, self.dropout, True).numpy()
+            ones = torch.ones(shape, dtype=x.dtype, device=x.device)
+            m = route.of_tensors([F.dropout(ones, self.dropout, True)])[0]
             if pk is not None:
-                padded = np.zeros((T * B, width), m.dtype)
-                padded[np.flatnonzero(pk.padding_mask())] = m
-                m = padded.reshape(T, B, width)
+                m = route.scatter(m, np.flatnonzero(pk.padding_mask()), T * B)
+                m = m.reshape(T, B, width)
             masks[layer] = m
         return masks
 
@@ -223,12 +241,14 @@ class _Cell(_Fast):
         checked = self._plan(input, hx)
         if checked is None:
             return self._fallback(input, hx)
-        flat, states = checked
-        if not torch.is_grad_enabled() or not any(t.requires_grad for t in (input, *states, *flat)):
-            finals = self._step(input, states, flat)  # a streaming step: the short way
+        flat, states, route = checked
+        if not route.device and (
+            not torch.is_grad_enabled() or not any(t.requires_grad for t in (input, *states, *flat))
+        ):
+            finals = self._step(input, states, flat)  # a CPU streaming step: the short way
         else:
             plan = _cell_run(
-                self._cell_name, self._options(), len(states), self.bias, input.dim() == 1
+                self._cell_name, self._options(), len(states), self.bias, input.dim() == 1, route
             )
             _, finals = run(plan, input, states, flat)
         return tuple(finals) if len(finals) > 1 else finals[0]
@@ -263,28 +283,28 @@ class _Cell(_Fast):
             cached = _VIEWS[self] = (key, list(flat), views)
         return cached[2]
 
-    def _plan(self, input, hx) -> Optional[Tuple[list, list]]:
-        """The weights and states of a call the kernels take, or None to fall back."""
+    def _plan(self, input, hx) -> Optional[Tuple[list, list, object]]:
+        """The weights, states and route of a call the kernels take, or None to fall back."""
         if fast_path_reason() is not None:
             return None
         cell = spec(self._cell_name)
-        dtype = getattr(input, "dtype", None)
-        if dtype not in _FLOATS or not _plain(input, dtype):
+        route = _route(input)
+        if route is None:
             return None
         flat = [self.weight_ih, self.weight_hh] + (
             [self.bias_ih, self.bias_hh] if self.bias else []
         )
-        if not all(_plain(w, dtype) for w in flat):
+        if not all(_plain(w, input) for w in flat):
             return None
         states = _states(hx, len(cell.states))
-        if states is None or not all(_plain(s, dtype) for s in states):
+        if states is None or not all(_plain(s, input) for s in states):
             return None
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
             return None
         want = tuple(input.shape[:-1]) + (self.hidden_size,)
         if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
             return None
-        return flat, states
+        return flat, states, route
 
 
 # cell -> (data pointers, weight tensors, their NumPy views), see _Cell._weight_views. Held
@@ -295,28 +315,31 @@ _VIEWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 @functools.lru_cache(maxsize=64)
 def _seq_run(
     name: str, options: Tuple, L: int, D: int, n_hx: int, bias: bool, projection: bool,
-    batch_first: bool, unbatched: bool,
+    batch_first: bool, unbatched: bool, route,
 ) -> Run:  # fmt: skip
     """The Run of a layer call on a tensor without dropout (no per-call data: shared)."""
     return Run(spec(name), dict(options), L, D, "seq", n_hx, bias, projection,
-               batch_first=batch_first, unbatched=unbatched)  # fmt: skip
+               batch_first=batch_first, unbatched=unbatched, route=route)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
-def _cell_run(name: str, options: Tuple, n_hx: int, bias: bool, unbatched: bool) -> Run:
+def _cell_run(name: str, options: Tuple, n_hx: int, bias: bool, unbatched: bool, route) -> Run:
     """The Run of a cell call (it holds no per-call data, so it is shared)."""
-    return Run(spec(name), dict(options), 1, 1, "cell", n_hx, bias, False, unbatched=unbatched)
+    return Run(spec(name), dict(options), 1, 1, "cell", n_hx, bias, False,
+               unbatched=unbatched, route=route)  # fmt: skip
 
 
 class LSTM(_Layer, torch.nn.LSTM):
-    """torch.nn.LSTM running fastrnn's kernels on CPU float32/float64 tensors."""
+    """torch.nn.LSTM running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
+    fastrnn's CUDA backend is usable)."""
 
     _cell_name = "lstm"
 
 
 class GRU(_Layer, torch.nn.GRU):
-    """torch.nn.GRU running fastrnn's kernels on CPU float32/float64 tensors; one more
-    keyword, ``reset_after`` (default True: torch's form)."""
+    """torch.nn.GRU running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
+    fastrnn's CUDA backend is usable); one more keyword, ``reset_after`` (default True:
+    torch's form)."""
 
     _cell_name = "gru"
 
@@ -327,13 +350,15 @@ class GRU(_Layer, torch.nn.GRU):
 
 
 class RNN(_Layer, torch.nn.RNN):
-    """torch.nn.RNN running fastrnn's kernels on CPU float32/float64 tensors."""
+    """torch.nn.RNN running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
+    fastrnn's CUDA backend is usable)."""
 
     _cell_name = "rnn"
 
 
 class LSTMCell(_Cell, torch.nn.LSTMCell):
-    """torch.nn.LSTMCell running fastrnn's kernels on CPU float32/float64 tensors."""
+    """torch.nn.LSTMCell running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
+    fastrnn's CUDA backend is usable)."""
 
     _cell_name = "lstm"
 
@@ -350,6 +375,7 @@ class GRUCell(_Cell, torch.nn.GRUCell):
 
 
 class RNNCell(_Cell, torch.nn.RNNCell):
-    """torch.nn.RNNCell running fastrnn's kernels on CPU float32/float64 tensors."""
+    """torch.nn.RNNCell running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
+    fastrnn's CUDA backend is usable)."""
 
     _cell_name = "rnn"
