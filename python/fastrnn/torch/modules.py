@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.utils.rnn import PackedSequence
 
-from .. import ops
 from ..cell_spec import spec
 from ..packed import PackedBatch
+from ..step import CellStep
 from .function import Run, route_of, run
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "fast_path_reason"]
@@ -241,11 +241,12 @@ class _Cell(_Fast):
         checked = self._plan(input, hx)
         if checked is None:
             return self._fallback(input, hx)
-        flat, states, route = checked
+        weights, states, route = checked
+        flat = weights.tensors
         if not route.device and (
             not torch.is_grad_enabled() or not any(t.requires_grad for t in (input, *states, *flat))
         ):
-            finals = self._step(input, states, flat)  # a CPU streaming step: the short way
+            finals = self._step(weights, input, states)  # a CPU streaming step: the short way
         else:
             plan = _cell_run(
                 self._cell_name, self._options(), len(states), self.bias, input.dim() == 1, route
@@ -253,50 +254,55 @@ class _Cell(_Fast):
             _, finals = run(plan, input, states, flat)
         return tuple(finals) if len(finals) > 1 else finals[0]
 
-    def _step(self, input: Tensor, states: list, flat: list) -> tuple:
-        """One inference step straight on fastrnn.ops: input (B, I) or (I,), states (B, H)
-        or (H,) (empty: zeros), flat the weights; returns the new states as tensors."""
-        cell = spec(self._cell_name)
-        x = input.detach().numpy()
-        x = x.reshape((1, 1 if x.ndim == 1 else x.shape[0], x.shape[-1]))
-        h = [s.detach().numpy().reshape(x.shape[1], -1) for s in states] or [None] * len(
-            cell.states
-        )
-        out = getattr(ops, cell.forward_name)(
-            x, *h, *self._weight_views(flat), False, **dict(self._options())
-        )
-        # out[1:-1]: the final states (B, H); an unbatched call had B = 1.
+    def _step(self, weights: "_CellWeights", input: Tensor, states: list) -> tuple:
+        """One inference step on the weights' :class:`fastrnn.step.CellStep`: input (B, I) or
+        (I,), states (B, H) or (H,) (empty: zeros); returns the new states as tensors."""
+        if weights.step is None:
+            views = [t.detach().numpy() for t in weights.tensors]
+            weights.step = CellStep(self._cell_name, *views, **dict(self._options()))
+        x = _numpy(input)
+        h = [_numpy(s) for s in states]
         if input.dim() == 1:
-            return tuple(torch.from_numpy(f[0]) for f in out[1:-1])
-        return tuple(torch.from_numpy(f) for f in out[1:-1])
+            finals = weights.step(x[None], *(a[None] for a in h))
+            return tuple(torch.from_numpy(f[0]) for f in finals)
+        return tuple(torch.from_numpy(f) for f in weights.step(x, *h))
 
-    def _weight_views(self, flat: list) -> list:
-        """NumPy views of the weights (w_ih, w_hh, b_ih, b_hh; None without bias), kept
-        across calls while the module holds the same tensors: a view shares the tensor's
-        memory, so in-place updates (optimizers, load_state_dict) show through it."""
-        # Keyed by the tensors' memory too: .to() / .double() give a Parameter new memory
+    def _weights(self, input: Tensor) -> Optional["_CellWeights"]:
+        """The weights (checked: plain tensors of input's dtype and device), or None to fall
+        back. Checked once while the module holds the same tensors with the same memory."""
+        # Read as torch.nn's forward reads them (functional_call swaps the entries of
+        # _parameters; a parametrization makes them properties).
+        params = self._parameters
+        names = _CELL_WEIGHTS if self.bias else _CELL_WEIGHTS[:2]
+        flat = [params.get(n) for n in names]
+        if any(t is None for t in flat):
+            flat = [getattr(self, n) for n in names]
+        # The tensors' memory too: .to() / .double() give a Parameter new memory
         # (param.data = ...) while it stays the same object.
-        key = tuple(t.data_ptr() for t in flat)
-        cached = _VIEWS.get(self)
-        if cached is None or cached[0] != key or any(a is not b for a, b in zip(cached[1], flat)):
-            views = [t.detach().numpy() for t in flat] + [None, None][: 4 - len(flat)]
-            cached = _VIEWS[self] = (key, list(flat), views)
-        return cached[2]
+        key = (input.dtype, input.device) + tuple(t.data_ptr() for t in flat)
+        cached = _CHECKED.get(self)
+        if (
+            cached is not None
+            and cached.key == key
+            and all(a is b for a, b in zip(cached.tensors, flat))
+        ):
+            return cached
+        if not all(_plain(w, input) for w in flat):
+            return None
+        cached = _CHECKED[self] = _CellWeights(key, flat)
+        return cached
 
-    def _plan(self, input, hx) -> Optional[Tuple[list, list, object]]:
+    def _plan(self, input, hx) -> Optional[Tuple["_CellWeights", list, object]]:
         """The weights, states and route of a call the kernels take, or None to fall back."""
         if fast_path_reason() is not None:
             return None
-        cell = spec(self._cell_name)
         route = _route(input)
         if route is None:
             return None
-        flat = [self.weight_ih, self.weight_hh] + (
-            [self.bias_ih, self.bias_hh] if self.bias else []
-        )
-        if not all(_plain(w, input) for w in flat):
+        weights = self._weights(input)
+        if weights is None:
             return None
-        states = _states(hx, len(cell.states))
+        states = _states(hx, len(spec(self._cell_name).states))
         if states is None or not all(_plain(s, input) for s in states):
             return None
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
@@ -304,12 +310,31 @@ class _Cell(_Fast):
         want = tuple(input.shape[:-1]) + (self.hidden_size,)
         if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
             return None
-        return flat, states, route
+        return weights, states, route
 
 
-# cell -> (data pointers, weight tensors, their NumPy views), see _Cell._weight_views. Held
-# beside the module rather than in it, so that pickling and state dicts never see it.
-_VIEWS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+
+
+def _numpy(t: Tensor) -> np.ndarray:
+    """A NumPy view of a CPU tensor (detach() only where needed: it costs a new tensor)."""
+    return t.detach().numpy() if t.requires_grad else t.numpy()
+
+
+class _CellWeights:
+    """A cell's weight tensors as checked for one dtype and device (``key``: those and the
+    tensors' data pointers), and the CellStep over them once an inference step made it (a
+    view shares the tensors' memory, so in-place updates -- optimizers, load_state_dict --
+    show through it)."""
+
+    def __init__(self, key: tuple, tensors: list) -> None:
+        self.key, self.tensors = key, tensors
+        self.step: Optional[CellStep] = None
+
+
+# cell -> its _CellWeights, see _Cell._weights. Held beside the module rather than in it, so
+# that pickling and state dicts never see it.
+_CHECKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @functools.lru_cache(maxsize=64)
