@@ -119,7 +119,9 @@ def _array_ops(fn: str, backend: str, x):
     return _HOST
 
 
-def _as_float_array(fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST):
+def _as_float_array(fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST, of: str = "x"):
+    """value as a float32/float64 array (of dtype ``dtype``, the dtype of argument ``of``,
+    when given); TypeError naming the argument otherwise."""
     arr = xp.asarray(fn, name, value)
     if arr.dtype.type not in _FLOATS:
         raise TypeError(
@@ -128,7 +130,7 @@ def _as_float_array(fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST):
         )
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(
-            f"{fn}: argument '{name}' has dtype {arr.dtype} but x has dtype {dtype}; "
+            f"{fn}: argument '{name}' has dtype {arr.dtype} but {of} has dtype {dtype}; "
             f"all arrays must share one dtype"
         )
     return arr

@@ -65,7 +65,7 @@ class CellStep:
             )
         H = w_hh.shape[1]
         self.dtype = w_hh.dtype
-        w_ih = _as_float_array(fn, "w_ih", w_ih, self.dtype)
+        w_ih = _as_float_array(fn, "w_ih", w_ih, self.dtype, of="w_hh")
         if w_ih.ndim != 2 or w_ih.shape[1] == 0:
             raise ValueError(f"{fn}: argument 'w_ih' must be ({G}*H, I), got shape {w_ih.shape}")
         _check_shape(fn, "w_ih", w_ih, (G * H, w_ih.shape[1]), f"({G}*H, I) with H={H}")
@@ -74,7 +74,7 @@ class CellStep:
         biases = []
         for name, b in (("b_ih", b_ih), ("b_hh", b_hh)):
             if b is not None:
-                b = _as_float_array(fn, name, b, self.dtype)
+                b = _as_float_array(fn, name, b, self.dtype, of="w_hh")
                 _check_shape(fn, name, b, (G * H,), f"({G}*H,) with H={H}")
                 b = np.ascontiguousarray(b)
             biases.append(b)
