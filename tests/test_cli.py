@@ -222,7 +222,7 @@ def test_bench_quick_json(tmp_path, peers):
         "--json",
         out,
     )
-    assert "roofline" in p.stdout and "rnn stream" in p.stdout
+    assert "BLAS" in p.stdout and "limit" in p.stdout and "rnn stream" in p.stdout
     doc = json.load(open(out))
     for key in (
         "version",
@@ -251,8 +251,10 @@ def test_bench_quick_json(tmp_path, peers):
         "threads",
         "times_ms",
         "flops",
-        "roofline_ms",
-        "roofline_fraction",
+        "blas_ms",
+        "blas_fraction",
+        "limit_ms",
+        "limit_fraction",
         "ratios",
         "label",
     ):
@@ -260,6 +262,7 @@ def test_bench_quick_json(tmp_path, peers):
     assert "numpy" in case["ratios"]
     assert ("torch" in case["ratios"]) == ("torch" in doc["peers"])
     assert all(t > 0 for t in case["times_ms"]["fastrnn"])
+    assert all(0 < c["limit_ms"] and 0 < c["blas_ms"] for c in doc["cases"])
 
 
 def test_bench_plot(tmp_path):

@@ -5,16 +5,18 @@ reference, and PyTorch, fastrnn.torch's drop-in modules ("dropin") and JAX when 
 interleaved (a, b, c, a, b, c, ...) so the drifts of a shared machine hit all alike, after a
 warm-up, at an explicit thread count for every peer. Reported: median ms (min-max), each
 peer's time over fastrnn's (the median of per-run ratios; > 1: fastrnn is faster; for dropin,
-what calling the kernels from PyTorch costs over calling them with NumPy arrays), and
-fastrnn's fraction of the roofline: the case's FLOPs at the GEMM throughput measured in the
-same run at the case's own GEMM shapes (for the batch-1 streaming step: the weight bytes it
-must read at the memory bandwidth measured for that many bytes). A memory section reports
-the peak RSS of training and inference as T grows.
+what calling the kernels from PyTorch costs over calling them with NumPy arrays), and two
+fractions, measured in the same run at the case's thread count: "BLAS", the time this
+machine's BLAS takes for the case's GEMMs at their own shapes over fastrnn's, and "limit",
+the machine's limit for the case (its FLOPs at the peak rate of a large sgemm, or the weight
+bytes it re-reads step by step at the read bandwidth of where they live, whichever is
+longer) over fastrnn's. A memory section reports the peak RSS of training and inference as T
+grows.
 
 - :mod:`.case`: a case and the grid of them;
 - :mod:`.peers`: each peer's callable for a case, which peers run, their thread counts;
 - :mod:`.timing`: interleaved timing, the settling pause, the memory probe;
-- :mod:`.roofline`: GEMM throughput, read bandwidth, a case's roofline;
+- :mod:`.roofline`: GEMM throughput, peak sgemm rate, read bandwidth, a case's bounds;
 - :mod:`.report`: the machine, the table, the JSON and the plot;
 - :mod:`.suite`: the command line and the run.
 

@@ -16,7 +16,8 @@ class Case:
     threads: int
     times_ms: Dict[str, List[float]] = field(default_factory=dict)  # peer -> per-run ms
     flops: float = 0.0
-    roofline_ms: float = 0.0  # the FLOPs (or bytes) at the measured GEMM (or memory) speed
+    blas_ms: float = 0.0  # the case's GEMMs at this machine's BLAS, at the case's own shapes
+    limit_ms: float = 0.0  # the FLOPs at peak sgemm rate or the weight reads at bandwidth
     notes: str = ""
 
     @property

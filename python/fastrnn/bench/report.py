@@ -12,7 +12,7 @@ import numpy as np
 
 from .case import Case
 
-JSON_VERSION = 1
+JSON_VERSION = 2  # 2: roofline_ms became blas_ms; limit_ms added
 
 
 def machine() -> str:
@@ -44,14 +44,15 @@ def fmt(ms: List[float]) -> str:
 
 def print_table(cases: List[Case], peers: List[str], out=sys.stdout) -> None:
     others = [p for p in peers if p != "fastrnn"]
-    head = f"{'case':44} {'fastrnn':>28} {'roofline':>8}" + "".join(
+    head = f"{'case':44} {'fastrnn':>28} {'BLAS':>6} {'limit':>6}" + "".join(
         f" {p + ' x':>9}" for p in others
     )
     print(head, file=out)
     print("-" * len(head), file=out)
     for c in cases:
         med = float(np.median(c.times_ms["fastrnn"]))
-        line = f"{c.label:44} {fmt(c.times_ms['fastrnn']):>28} {c.roofline_ms / med:8.0%}"
+        line = f"{c.label:44} {fmt(c.times_ms['fastrnn']):>28} {c.blas_ms / med:6.0%}"
+        line += f" {c.limit_ms / med:6.0%}"
         for p in others:
             line += f" {ratio(c, p):9.2f}" if p in c.times_ms else f" {'-':>9}"
         print(line, file=out)
@@ -76,7 +77,8 @@ def case_json(c: Case) -> dict:
     return dict(
         asdict(c),
         label=c.label,
-        roofline_fraction=c.roofline_ms / float(np.median(c.times_ms["fastrnn"])),
+        blas_fraction=c.blas_ms / float(np.median(c.times_ms["fastrnn"])),
+        limit_fraction=c.limit_ms / float(np.median(c.times_ms["fastrnn"])),
         ratios={p: ratio(c, p) for p in c.times_ms if p != "fastrnn"},
     )
 

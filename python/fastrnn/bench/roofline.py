@@ -1,17 +1,26 @@
-"""The roofline of a case: its FLOPs at the GEMM throughput measured on this machine at the
-case's own GEMM shapes (for the batch-1 streaming step: its weight bytes at the read bandwidth
-measured for that many bytes)."""
+"""What bounds a case, measured on this machine in the same run at the case's thread count:
+
+- the same-shape BLAS time (``Case.blas_ms``): the case's GEMMs at the speed this machine's
+  BLAS (through fastrnn's own GEMM path) runs them at the case's own shapes -- the all-steps
+  input projection and one recurrent GEMM per step (for the streaming step: its two GEMVs);
+- the machine's limit (``Case.limit_ms``): the larger of the case's FLOPs at the peak rate of
+  a large sgemm and the weight bytes it reads step by step at the read bandwidth of the cache
+  level (or memory) that holds them. Compute bounds the large batches, the weight reads the
+  batch-1 steps."""
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numpy as np
 
-from fastrnn import _C
+from fastrnn import _C, get_num_threads
 from fastrnn.cell_spec import spec
 
 from .case import Case
+
+PEAK_N = 1024  # the peak sgemm: (1024 x 1024) x (1024 x 1024), 2.1 GFLOP
 
 
 def gemm_ms(M: int, N: int, K: int, repeats: int) -> float:
@@ -29,10 +38,21 @@ def gemm_ms(M: int, N: int, K: int, repeats: int) -> float:
     return float(np.median(times)) * 1e3
 
 
+@functools.lru_cache(maxsize=None)
+def _peak_flops(threads: int, repeats: int) -> float:
+    return 2 * PEAK_N**3 / (gemm_ms(PEAK_N, PEAK_N, PEAK_N, repeats) * 1e-3)
+
+
+def peak_flops(repeats: int) -> float:
+    """FLOP/s of a large sgemm through fastrnn's BLAS path at the current thread count,
+    measured once per thread count and process."""
+    return _peak_flops(get_num_threads(), max(repeats, 3))
+
+
 def read_bandwidth(nbytes: int, repeats: int) -> float:
-    """Bytes/s for reading `nbytes` that were read just before (as a streaming step re-reads
-    its weights): the speed of whatever cache level or memory holds that many bytes, measured
-    as a dot product of the array with itself (one read stream, on NumPy's BLAS at the case's
+    """Bytes/s for reading `nbytes` that were read just before (as a step re-reads its
+    weights): the speed of whatever cache level or memory holds that many bytes, measured as a
+    dot product of the array with itself (one read stream, on NumPy's BLAS at the case's
     thread count)."""
     a = np.ones(max(nbytes // 4, 1), np.float32)
     a.dot(a)
@@ -45,18 +65,27 @@ def read_bandwidth(nbytes: int, repeats: int) -> float:
 
 
 def roofline(case: Case, repeats: int) -> None:
-    """Sets case.flops, case.roofline_ms (and, for the streaming step, case.notes)."""
+    """Sets case.flops, case.blas_ms, case.limit_ms and case.notes."""
     G, T, B, H = spec(case.cell).G, case.T, case.B, case.H
-    if case.mode == "stream":
-        nbytes = 2 * G * H * H * 4
+    w_bytes = G * H * H * 4  # one weight matrix (I = H), float32
+    if case.mode == "stream":  # per step: both GEMVs
         case.flops = 2 * 2 * G * H * H
-        case.roofline_ms = nbytes / read_bandwidth(nbytes, repeats) * 1e3
-        case.notes = f"{nbytes / 2**20:.1f} MiB of weights per step"
-        return
-    proj = gemm_ms(T * B, G * H, H, repeats)  # all steps' input projection
-    rec = T * gemm_ms(B, G * H, H, repeats)  # one recurrent GEMM per step
-    case.flops = 2 * 2 * T * B * G * H * H
-    case.roofline_ms = proj + rec
-    if case.mode == "train":  # backward: the same recurrent work, dx, dW_ih and dW_hh
-        case.flops *= 3
-        case.roofline_ms *= 3
+        case.blas_ms = 2 * gemm_ms(1, G * H, H, repeats)
+        reads = 2 * w_bytes  # W_ih and W_hh each step
+        resident = reads
+    else:
+        case.flops = 2 * 2 * T * B * G * H * H
+        proj = gemm_ms(T * B, G * H, H, repeats)  # all steps' input projection
+        rec = T * gemm_ms(B, G * H, H, repeats)  # one recurrent GEMM per step
+        case.blas_ms = proj + rec
+        reads = T * w_bytes  # W_hh once per step
+        resident = w_bytes
+        if case.mode == "train":  # backward: the recurrent work again, dx, dW_ih, dW_hh
+            case.flops *= 3
+            case.blas_ms *= 3
+            reads *= 2  # W_hh again per step, for dh
+    compute_ms = case.flops / peak_flops(repeats) * 1e3
+    memory_ms = reads / read_bandwidth(resident, repeats) * 1e3
+    case.limit_ms = max(compute_ms, memory_ms)
+    bound = "compute" if compute_ms >= memory_ms else "weight reads"
+    case.notes = f"{bound}-bound; {resident / 2**20:.2f} MiB of weights re-read per step"

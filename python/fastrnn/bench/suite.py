@@ -1,4 +1,4 @@
-"""The suite's command line and its run: each case timed on every peer, then the roofline,
+"""The suite's command line and its run: each case timed on every peer, then its bounds,
 then the NumPy reference apart; the table, the memory section, the JSON and the plot."""
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def add_arguments(p) -> None:
 
 def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[int] = None) -> None:
     """Times `case` on every peer (JAX only where case.threads == jax_threads, the count it
-    was loaded with), then measures its roofline; fills case.times_ms."""
+    was loaded with), then measures its bounds (BLAS time, machine limit); fills
+    case.times_ms."""
     rng = np.random.default_rng(0)
     w = weights(case.cell, case.H, rng)
     fns: Dict[str, Callable[[], None]] = {}
@@ -79,7 +80,7 @@ def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[i
             fns["cuda"] = cuda_case(case.cell, case.mode, x, w)
     # NumPy's OpenBLAS threads keep spinning for a while after each call and would steal the
     # cores from whichever peer runs next: the reference runs last, on its own, after the
-    # interleaved peers and the roofline measurement.
+    # interleaved peers and the bounds' measurements.
     reference_fn = fns.pop("numpy", None)
     settle = case.threads > 1
     times = time_interleaved(fns, repeats, settle)
@@ -133,10 +134,13 @@ def run_bench(args) -> int:
         if not sys.stdout.isatty():  # the results go to a file: say it where the user looks
             print(f"fastrnn bench: warning: {core.warning}", file=sys.stderr, flush=True)
     print(
-        "columns: fastrnn median (min-max); roofline = time the case's GEMMs take on this "
-        "machine's BLAS (stream: its weight bytes at measured read bandwidth) / fastrnn's time; "
-        "<peer> x = peer time / fastrnn time (> 1: fastrnn faster; dropin x: what calling "
-        "fastrnn through fastrnn.torch from PyTorch costs over calling fastrnn.ops)",
+        "columns: fastrnn median (min-max); BLAS = time the case's GEMMs take on this "
+        "machine's BLAS at the case's shapes / fastrnn's time; limit = the machine's limit "
+        "for the case (its FLOPs at the peak large-sgemm rate, or its weight reads at the "
+        "read bandwidth of where the weights live, whichever is longer; same run, same "
+        "threads) / fastrnn's time; <peer> x = peer time / fastrnn time (> 1: fastrnn "
+        "faster; dropin x: what calling fastrnn through fastrnn.torch from PyTorch costs "
+        "over calling fastrnn.ops)",
         flush=True,
     )
     bar = Progress(len(cases))
