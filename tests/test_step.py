@@ -116,3 +116,25 @@ def test_weights_of_other_dtypes_are_refused():
         CellStep("lstm", np.zeros((16, 3), np.float32), np.zeros((16, 4)))
     with pytest.raises(TypeError, match="'w_hh' has dtype int64"):
         CellStep("lstm", np.zeros((16, 3)), np.zeros((16, 4), np.int64))
+
+
+def test_numpy_cells_step_on_a_cell_step_in_inference():
+    """fastrnn's NumPy cells run inference steps on a CellStep kept across steps; training
+    steps (which keep state for backward) still go through fastrnn.ops; both agree."""
+    import fastrnn
+
+    cell = fastrnn.GRUCell(3, 4, seed=0, reset_after=False)
+    x = np.random.default_rng(0).standard_normal((2, 3)).astype(np.float32)
+    trained = cell(x)
+    with fastrnn.no_grad():
+        first = cell(x)
+        kept = cell._cell_step
+        again = cell(x, first)
+    assert kept is not None and cell._cell_step is kept  # made once, reused
+    np.testing.assert_array_equal(first, trained)
+    np.testing.assert_array_equal(again, cell(x, first))  # training step, same numbers
+    cell.load_state_dict({k: v * 2 for k, v in cell.state_dict().items()})  # in place
+    with fastrnn.no_grad():
+        doubled = cell(x)
+    np.testing.assert_array_equal(doubled, cell(x))
+    assert not np.array_equal(doubled, first)

@@ -1,7 +1,9 @@
 """Single-step cells with torch.nn's Cell signatures and parameter names: RNNCell, LSTMCell,
 GRUCell. Each call is one time step (a T=1 call of the backend's kernels, which then skip
 packing the weights and run the BLAS, a GEMV at batch 1); ``backward`` differentiates the
-last step taken, accumulating parameter gradients into ``cell.grads``."""
+last step taken, accumulating parameter gradients into ``cell.grads``. An inference step on
+the CPU kernels runs a :class:`fastrnn.step.CellStep` kept while the cell holds the same
+parameter arrays (the weights checked once, not per step)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,9 @@ from typing import Optional, Tuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import ops
 from .layers import _Base, _check_dtype, _check_int, _host_array, get_backend
+from .step import CellStep
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
 
@@ -42,6 +46,7 @@ class _CellBase(_Base):
         )
         self._saved = None
         self._last = None  # "training" | "inference" | None
+        self._cell_step: Optional[Tuple[list, CellStep]] = None  # (weights, their CellStep)
 
     def _weights(self) -> list:
         return [self._params.get(n) for n in self._param_names]
@@ -75,12 +80,26 @@ class _CellBase(_Base):
         """One step from the checked x (1, B, I) and states (B, n) or None: the final states,
         squeezed back to the caller's batching."""
         x, un = x
+        training = self._grad_mode()
+        if self._impl is ops and not training:
+            finals = self._inference_step()(x[0], *(s for s in states if s is not None))
+            self._saved, self._last = None, "inference"
+            return finals if not un else tuple(f[0] for f in finals)
         # The backend's <cell>_forward, called directly: a streaming loop pays this per step.
-        out = self._forward(x, *states, *self._weights(), self._grad_mode(), **self._options)
+        out = self._forward(x, *states, *self._weights(), training, **self._options)
         saved = out[-1]
         self._saved = (saved, un) if saved is not None else None
         self._last = "inference" if saved is None else "training"
         return out[1:-1] if not un else tuple(f[0] for f in out[1:-1])
+
+    def _inference_step(self) -> CellStep:
+        """The CellStep over the current parameter arrays (made again when one was replaced;
+        in-place changes show through, as the step holds the arrays themselves)."""
+        weights = self._weights()
+        cached = self._cell_step
+        if cached is None or any(a is not b for a, b in zip(cached[0], weights)):
+            cached = self._cell_step = (weights, CellStep(self._cell, *weights, **self._options))
+        return cached[1]
 
     def _step_backward(self, dfinals: list) -> tuple:
         """Gradients of the last step: dx and the initial states' gradients; parameter
