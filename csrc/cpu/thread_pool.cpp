@@ -68,19 +68,20 @@ class Pool {
       ctx_ = ctx;
       n_ = n;
       parts_ = parts;
-      pending_.store(static_cast<int>(parts - 1), std::memory_order_relaxed);
+      for (int64_t k = 1; k < parts; ++k) claimed_[k] = false;
+      remaining_.store(static_cast<int>(parts - 1), std::memory_order_relaxed);
       generation_.fetch_add(1, std::memory_order_release);
     }
     cv_.notify_all();
-    try {
-      task(ctx, 0, n / parts);
-    } catch (...) {
-      keep(std::current_exception());
-    }
-    // Wait for the others, whatever happened in our part. When cores are oversubscribed (another
-    // library's pool spinning beside ours) a worker may not be running: yield now and then so it
-    // can.
-    for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    run_part(0);
+    // Part k belongs to worker k; one that has not taken it by now (asleep: on a VM a
+    // sleeping thread takes tens to hundreds of microseconds to run again) is run here
+    // instead of waited for, so a short job never costs more than running it alone.
+    for (int64_t k = 1; k < parts; ++k)
+      if (claim(k)) run_part(k);
+    // Wait for the parts the workers took. When cores are oversubscribed (another library's
+    // pool spinning beside ours) a worker may not be running: yield now and then so it can.
+    for (int spin = 1; remaining_.load(std::memory_order_acquire) != 0; ++spin) {
       if (spin % 64 == 0)
         sched_yield();
       else
@@ -99,6 +100,24 @@ class Pool {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+  }
+
+  // Takes part k (k >= 1) of the posted job for the calling thread, unless taken already.
+  bool claim(int64_t k) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (claimed_[k]) return false;
+    claimed_[k] = true;
+    return true;
+  }
+
+  // Runs part k of the posted job; parts other than the caller's count down remaining_.
+  void run_part(int64_t k) {
+    try {
+      task_(ctx_, n_ * k / parts_, n_ * (k + 1) / parts_);
+    } catch (...) {  // escaping std::thread would end the process (std::terminate)
+      keep(std::current_exception());
+    }
+    if (k > 0) remaining_.fetch_sub(1, std::memory_order_acq_rel);
   }
 
   // Keeps the first exception of a job's parts.
@@ -122,23 +141,18 @@ class Pool {
         std::unique_lock<std::mutex> lock(mu_);
         cv_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
       }
-      ThreadPool::Task task;
-      const void* ctx;
-      int64_t n, parts;
+      bool mine;
       {
         std::lock_guard<std::mutex> lock(mu_);
         if (stop_) return;
         seen = generation_.load(std::memory_order_acquire);
-        task = task_, ctx = ctx_, n = n_, parts = parts_;
+        // The job posted now (a later one than this thread woke for, if it slept through
+        // some: those were run by their callers); its fields stay fixed while a part of it
+        // is claimed and unfinished.
+        mine = k < parts_ && !claimed_[k];
+        if (mine) claimed_[k] = true;
       }
-      if (k < parts) {
-        try {
-          task(ctx, n * k / parts, n * (k + 1) / parts);
-        } catch (...) {  // escaping std::thread would end the process (std::terminate)
-          keep(std::current_exception());
-        }
-        pending_.fetch_sub(1, std::memory_order_acq_rel);
-      }
+      if (mine) run_part(k);
     }
   }
 
@@ -149,7 +163,8 @@ class Pool {
   bool stop_ = false;
   std::condition_variable cv_;
   std::atomic<uint64_t> generation_{0};
-  std::atomic<int> pending_{0};
+  std::atomic<int> remaining_{0};  // claimed or unclaimed parts 1.. of the job not yet done
+  std::vector<char> claimed_ = std::vector<char>(n_threads_, 0);  // part k taken (under mu_)
   ThreadPool::Task task_ = nullptr;
   const void* ctx_ = nullptr;
   int64_t n_ = 0, parts_ = 1;

@@ -1,6 +1,8 @@
-// fastrnn's one thread pool. Work is split statically: with n threads, thread k always gets
-// the k-th slice of a range, so a thread keeps touching the same weight panels step after
-// step (they stay in its core's L2) and results do not depend on scheduling.
+// fastrnn's one thread pool. Work is split statically: with n threads, thread k gets the k-th
+// slice of a range, so a thread keeps touching the same weight panels step after step (they
+// stay in its core's L2). A slice whose thread has not started it by the time the caller has
+// finished its own (the thread was asleep) is run by the caller instead of waited for. Results
+// never depend on which thread ran a slice.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +15,8 @@ class ThreadPool {
   using Task = void (*)(const void* ctx, int64_t begin, int64_t end);
 
   // Runs task(ctx, begin, end) over [0, n) split into at most num_threads() contiguous
-  // slices, the caller taking the first; returns when all are done. If slices throw, the
+  // slices, the caller taking the first (and any a sleeping worker has not taken); returns
+  // when all are done. If slices throw, the
   // first exception is rethrown here once all are done. Not reentrant.
   static void run(int64_t n, Task task, const void* ctx, int64_t min_per_thread);
 
