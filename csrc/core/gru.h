@@ -90,7 +90,7 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
   StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G3, a.x, a.w_ih,
                               a.b_ih, a.b_hh, a.reset_after ? 2 * H : G3);
   if (a.reset_after) {
-    const auto w = be.pack(times_transposed(a.w_hh, 3, H, H), T);
+    const auto w = be.pack(times_transposed(a.w_hh, 3, H, H), T, B);
     S* gh = be.alloc(B * G3);
     const S* b_hn = a.b_hh ? a.b_hh + 2 * H : nullptr;
     for (int64_t t = 0; t < T; ++t) {
@@ -101,8 +101,8 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
       be.step(w, M, M, h_prev, H, gh, G3, S(0), f);
     }
   } else {
-    const auto w_rz = be.pack(times_transposed(a.w_hh, 2, H, H), T);
-    const auto w_n = be.pack(times_transposed(a.w_hh + 2 * H * H, 1, H, H), T);
+    const auto w_rz = be.pack(times_transposed(a.w_hh, 2, H, H), T, B);
+    const auto w_n = be.pack(times_transposed(a.w_hh + 2 * H * H, 1, H, H), T, B);
     for (int64_t t = 0; t < T; ++t) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
       S* g = gates.at(t);
@@ -200,7 +200,7 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     auto f = [&](int64_t t) {
       return GruAfterBackStep<S>{gates(t), a.extra + t * BH, h_prev(t), a.dy + t * BH, a.dh0, H};
     };
-    const auto w = be.pack(times(a.w_hh, G3, H), T);
+    const auto w = be.pack(times(a.w_hh, G3, H), T, B);
     be.pointwise(rows(T - 1), H, f(T - 1));
     for (int64_t t = T - 2; t >= 0; --t)
       be.step(w, rows(t + 1), rows(t), gates(t + 1), G3, a.dh0, H, S(1), f(t));
@@ -217,8 +217,8 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     if (a.db_hh) be.colsum(TB, G3, a.gates, G3, a.db_hh);
   } else {
     const S* w_hn = a.w_hh + 2 * H * H;
-    const auto w_rz = be.pack(times(a.w_hh, 2 * H, H), T);  // d(h) from dr, dz
-    const auto w_n = be.pack(times(w_hn, H, H), T);         // d(r * h) from dn
+    const auto w_rz = be.pack(times(a.w_hh, 2 * H, H), T, B);  // d(h) from dr, dz
+    const auto w_n = be.pack(times(w_hn, H, H), T, B);         // d(r * h) from dn
     S* drh = be.alloc(BH);
     auto f_zn = [&](int64_t t) {
       return GruBeforeZnStep<S>{gates(t), h_prev(t), a.dy + t * BH, a.dh0, H};

@@ -55,10 +55,10 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
   }
   StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G4, a.x, a.w_ih,
                               a.b_ih, a.b_hh, G4);
-  const auto w = be.pack(times_transposed(a.w_hh, 4, H, P), T);
+  const auto w = be.pack(times_transposed(a.w_hh, 4, H, P), T, B);
   const bool proj = a.w_hr != nullptr;
   typename Backend::Packed w_r;
-  if (proj) w_r = be.pack(times_transposed(a.w_hr, 1, P, H), T);
+  if (proj) w_r = be.pack(times_transposed(a.w_hr, 1, P, H), T, B);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = gates.at(t);
@@ -133,7 +133,7 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
     return;
   }
   // dh = dgates W_hh (and, with a projection, dm = dh W_hr).
-  const auto w = be.pack(times(a.w_hh, G4, P), T);
+  const auto w = be.pack(times(a.w_hh, G4, P), T, B);
   auto gates = [&](int64_t t) { return a.gates + t * B * G4; };
   auto cell_step = [&](int64_t t, const S* dy, const S* dh_rec) {
     return LstmBackwardStep<S>{
@@ -149,7 +149,7 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
       be.step(w, rows(t + 1), rows(t), gates(t + 1), G4, a.dh0, H, S(0),
               cell_step(t, a.dy + t * BH, a.dh0));
   } else {
-    const auto w_r = be.pack(times(a.w_hr, P, H), T);
+    const auto w_r = be.pack(times(a.w_hr, P, H), T, B);
     S* dh = be.alloc(T * BP);  // dh_t for every step, for dW_hr
     S* dm = be.alloc(BH);
     S* zeros = be.alloc(BH);

@@ -40,7 +40,7 @@ void rnn_forward_loop(Backend& be, const RnnForwardArgs<S>& a) {
   }
   const bool is_tanh = a.act == Activation::Tanh;
   StepGates<S, Backend> gates(be, a.gates, T, B, a.I, H, a.x, a.w_ih, a.b_ih, a.b_hh, H);
-  const auto w = be.pack(times_transposed(a.w_hh, 1, H, H), T);
+  const auto w = be.pack(times_transposed(a.w_hh, 1, H, H), T, B);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = gates.at(t);
@@ -83,7 +83,7 @@ void rnn_backward_loop(Backend& be, const RnnBackwardArgs<S>& a) {
     return RnnBackwardStep<S>{a.gates + t * BH, a.y + t * BH, a.dy + t * BH, a.dh0, H, is_tanh};
   };
   auto rows = [&](int64_t t) { return rows_at(a.batch_sizes, B, t); };
-  const auto w = be.pack(times(a.w_hh, H, H), T);
+  const auto w = be.pack(times(a.w_hh, H, H), T, B);
   be.pointwise(rows(T - 1), H, f(T - 1));
   for (int64_t t = T - 2; t >= 0; --t)
     be.step(w, rows(t + 1), rows(t), a.gates + (t + 1) * BH, H, a.dh0, H, S(0), f(t));

@@ -3,10 +3,12 @@
 //              pool (the BLAS itself runs single-threaded: one pool in the process); a
 //              single row becomes a GEMV with its columns split over the pool
 //   pack       a RecurrentWeight (core/recurrent_weight.h) into panels, once per call, when
-//              more than one step will use it (packed_gemm.h); otherwise a handle on W as it is
+//              more than one step will use it with more than one row (packed_gemm.h);
+//              otherwise a handle on W as it is
 //   step       one time step: the packed recurrent GEMM with the pointwise cell update
-//              fused behind each panel, panels split over the pool (unpacked: the BLAS,
-//              then the pointwise pass)
+//              fused behind each panel, panels split over the pool (unpacked: one row, BLAS
+//              GEMVs over unit blocks with the pointwise update behind each; more rows, the
+//              BLAS, then the pointwise pass)
 //   pointwise  f(b, j) over a (M, N) range, rows split over the pool
 //   colsum     bias gradients: out[j] = sum_m A[m, j], in a fixed order
 //   alloc      workspace living as long as the backend object (one kernel call)
@@ -67,9 +69,12 @@ class CpuBackend {
 
   // Packs W for `step`, if it pays: packing reads and writes all of W once, so for a weight
   // used by one step only (T = 1: single-cell calls) the handle keeps W as it is and `step`
-  // calls the BLAS instead.
-  Packed pack(const RecurrentWeight<S>& w, int64_t uses) {
-    if (uses < 2) return unpacked_weights(w);
+  // calls the BLAS instead. Nor does it pay for steps of one row (batch 1): a step then
+  // reads each weight once, which the BLAS's GEMV does from W as it is at the packed
+  // kernel's speed, and packing (a strided gather of all of W) cost as much as 20-40 such
+  // steps (measured, LSTM, H = 256-1024: without it, a T = 100 forward ran 20-32% faster).
+  Packed pack(const RecurrentWeight<S>& w, int64_t uses, int64_t rows) {
+    if (uses < 2 || rows < 2) return unpacked_weights(w);
     return pack_weights(w);
   }
 
@@ -80,6 +85,10 @@ class CpuBackend {
   void step(const Packed& w, int64_t M, int64_t M_f, const S* A, int64_t lda, S* C, int64_t ldc,
             S beta, const F& f) {
     if (std::max(M, M_f) == 0) return;
+    if (!w.data && std::max(M, M_f) == 1) {  // one row: GEMVs fused with the pointwise pass
+      gemv_step(w.weight, M, A, C, beta, f);
+      return;
+    }
     if (!w.data) {  // not packed: one BLAS call over every column, then the pointwise pass
       if (M > 0) unpacked_gemm(w, M, A, lda, C, ldc, beta);
       if (M_f > 0) pointwise(M_f, w.weight.units, f);
@@ -151,6 +160,29 @@ class CpuBackend {
   static void run_row(const F& f, int64_t b, int64_t j0, int64_t j1) {
 #pragma omp simd
     for (int64_t j = j0; j < j1; ++j) f(b, j);
+  }
+
+  // One row: C (1, N) = A (1, K) Bm + beta C (if M = 1), then f(0, j) for every unit j, with
+  // the units split over the pool in blocks; a block runs one GEMV per group (gate) over its
+  // units' columns, then f on those units while their outputs are in cache.
+  template <typename F>
+  void gemv_step(const RecurrentWeight<S>& b, int64_t M, const S* A, S* C, S beta, const F& f) {
+    const int64_t units = b.units, K = b.K, ld = b.ld();
+    // A thread is worth waking for ~128K flops (as for the packed step).
+    const int64_t min_units =
+        std::max<int64_t>(16, (1 << 17) / std::max<int64_t>(1, 2 * b.groups * K));
+    parallel_for(
+        units,
+        [&](int64_t u0, int64_t u1) {
+          if (M > 0)
+            for (int g = 0; g < b.groups; ++g) {
+              const int64_t n0 = g * units + u0;
+              blas_gemv(b.transposed, K, u1 - u0, b.W + n0 * (b.transposed ? ld : 1), ld, A, beta,
+                        C + n0);
+            }
+          run_row(f, 0, u0, u1);
+        },
+        min_units);
   }
 
   // C (M, N) = A (M, K) Bm + beta C for an unpacked handle: one BLAS call.

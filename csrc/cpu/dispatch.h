@@ -1,6 +1,6 @@
 // The CPU side's controls beyond the public API (fastrnn/fastrnn.h), defined in dispatch.cpp
-// for the Python module (_C): the instruction set, for tests and benchmarks, and the GEMM the
-// benchmarks take as the kernels' roofline.
+// for the Python module (_C): the instruction set, for tests and benchmarks, the GEMM the
+// benchmarks take as the kernels' roofline, and the packed step for the kernel harness.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +13,13 @@ namespace fastrnn {
 // (BLAS, rows split over the pool).
 template <typename S>
 void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C);
+
+// The kernel harness (benchmarks/bench_step.py): seconds per step over `reps` runs of a time
+// loop's recurrent GEMM, C (M, groups * units) = A (M, K) W^T with W (groups * units, K)
+// packed once as a forward packs W_hh (groups = the cell's gates); C as the last step left it.
+template <typename S>
+double time_packed_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
+                        S* C, int64_t reps);
 
 // Selects the CPU kernels' instruction set ("generic", "avx2", "avx512") if this CPU has it;
 // returns false (and changes nothing) otherwise.

@@ -45,7 +45,7 @@ class CudaBackend {
     dev_.gemm(to_column_major(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc));
   }
 
-  Packed pack(const RecurrentWeight<S>& w, int64_t /*uses*/) { return w; }
+  Packed pack(const RecurrentWeight<S>& w, int64_t /*uses*/, int64_t /*rows*/) { return w; }
 
   // C[:M] = A (M, K) Bm + beta C, then f(b, j) for b < M_f, j < w.units.
   template <typename F>
