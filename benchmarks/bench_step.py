@@ -1,0 +1,74 @@
+"""The kernel harness: one recurrent step's GEMM, alone, at the suite's shapes.
+
+For each (batch B, hidden size H, gates G) it times the packed step the time loops run
+(``_C.time_packed_step``: C (B, G*H) = A (B, H) W^T with W packed once, timed in C++ over
+many steps) against the BLAS on the same product (``_C.gemm_nt``, which re-reads W as it is),
+checks the step's result against NumPy, and reports GFLOP/s, GB/s of weights read and the
+fraction of the peak large-sgemm rate measured in the same run. Kernel work is measured here
+in isolation before the suite measures whole calls.
+
+    python benchmarks/bench_step.py [--threads N] [--cells lstm,gru,rnn] [--reps 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+import fastrnn
+from fastrnn import _C
+from fastrnn.bench.roofline import peak_flops
+from fastrnn.cell_spec import spec
+
+import common  # noqa: F401  (sets NumPy's BLAS threads first)
+
+
+def blas_step_s(a: np.ndarray, w: np.ndarray, c: np.ndarray, reps: int) -> float:
+    """Seconds per c = a w^T through the kernels' BLAS path (median of `reps` calls)."""
+    _C.gemm_nt(a, w, c)
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        _C.gemm_nt(a, w, c)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--cells", default="lstm,gru,rnn")
+    p.add_argument("--reps", type=int, default=200)
+    args = p.parse_args()
+    fastrnn.set_num_threads(args.threads)
+    peak = peak_flops(5)
+    print(
+        f"{common.machine()}; kernels {fastrnn.cpu_isa()}; {args.threads} thread(s); "
+        f"peak sgemm {peak / 1e9:.0f} GFLOP/s; float32"
+    )
+    head = f"{'cell':5} {'B':>3} {'H':>5} {'packed us':>10} {'GFLOP/s':>8} {'% peak':>7}"
+    print(head + f" {'GB/s W':>7} {'BLAS us':>9} {'BLAS/packed':>11}")
+    rng = np.random.default_rng(0)
+    for cell in args.cells.split(","):
+        G = spec(cell).G
+        for B in (1, 16, 64):
+            for H in (256, 512, 1024):
+                a = rng.standard_normal((B, H)).astype(np.float32)
+                w = rng.uniform(-0.05, 0.05, (G * H, H)).astype(np.float32)
+                c = np.empty((B, G * H), np.float32)
+                reps = max(5, args.reps * 256 // H // max(1, B // 16))
+                packed = _C.time_packed_step(a=a, w=w, c=c, groups=G, reps=reps)
+                np.testing.assert_allclose(c, a @ w.T, rtol=1e-4, atol=1e-4)
+                blas = blas_step_s(a, w, c, reps)
+                flops = 2 * B * G * H * H
+                print(
+                    f"{cell:5} {B:3} {H:5} {packed * 1e6:10.1f} {flops / packed / 1e9:8.1f} "
+                    f"{flops / packed / peak:7.0%} {w.nbytes / packed / 1e9:7.1f} "
+                    f"{blas * 1e6:9.1f} {blas / packed:11.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
