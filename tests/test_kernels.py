@@ -17,7 +17,8 @@ from cells import (
     with_variants,
 )
 
-# (T, B, I, H): B=1, H not a multiple of any vector width, T=1, long T, wide panels.
+# (T, B, I, H): B=1, H not a multiple of any vector width, T=1, long T, wide panels; B=1
+# with W_hh over 64 KiB (read as it is, by GEMVs over unit blocks, not packed).
 SHAPES = [
     (1, 1, 1, 1),
     (3, 2, 5, 7),
@@ -27,6 +28,7 @@ SHAPES = [
     (2, 9, 64, 65),
     (50, 3, 4, 5),
     (5, 64, 24, 100),
+    (6, 1, 10, 140),
 ]
 
 
@@ -133,7 +135,8 @@ def test_thread_counts(v, threads):
         fastrnn.set_num_threads(before)
 
 
-# (T, B, I, H, lengths, proj): lengths unsorted with 0 and T; projections of LSTMs.
+# (T, B, I, H, lengths, proj): lengths unsorted with 0 and T; projections of LSTMs; batch 1
+# with unpacked weights (over 64 KiB) and steps past the sequence's end.
 OPTION_CASES = [
     (5, 4, 3, 7, [2, 0, 5, 1], 0),
     (6, 7, 4, 19, "random", 0),
@@ -142,6 +145,8 @@ OPTION_CASES = [
     (7, 6, 8, 33, "random", 16),
     (3, 4, 2, 9, [0, 0, 0, 0], 3),
     (3, 4, 2, 9, [3, 3, 3, 3], 0),
+    (6, 1, 9, 140, [4], 0),
+    (5, 1, 7, 136, [3], 40),
 ]
 
 

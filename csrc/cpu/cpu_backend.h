@@ -69,12 +69,15 @@ class CpuBackend {
 
   // Packs W for `step`, if it pays: packing reads and writes all of W once, so for a weight
   // used by one step only (T = 1: single-cell calls) the handle keeps W as it is and `step`
-  // calls the BLAS instead. Nor does it pay for steps of one row (batch 1): a step then
-  // reads each weight once, which the BLAS's GEMV does from W as it is at the packed
-  // kernel's speed, and packing (a strided gather of all of W) cost as much as 20-40 such
-  // steps (measured, LSTM, H = 256-1024: without it, a T = 100 forward ran 20-32% faster).
+  // calls the BLAS instead. Nor does it pay for steps of one row (batch 1) once W outgrows
+  // L1/L2 (> 64 KiB): a step then reads each weight once, which the BLAS's GEMV does from W
+  // as it is at the packed kernel's speed, and packing (a strided gather of all of W) cost
+  // 20-40 such steps (measured, LSTM, T = 100, H = 256-1024: forward 20-32% faster without
+  // it; training, T = 50: H = 256 1.8 vs 2.0 ms for GRU, 2.5 vs 2.8 for LSTM). Below that the
+  // packed kernel wins by a few per cent (GRU H = 64: 151 vs 160 us).
   Packed pack(const RecurrentWeight<S>& w, int64_t uses, int64_t rows) {
-    if (uses < 2 || rows < 2) return unpacked_weights(w);
+    const bool small = w.K * w.N() * static_cast<int64_t>(sizeof(S)) <= 64 * 1024;
+    if (uses < 2 || (rows < 2 && !small)) return unpacked_weights(w);
     return pack_weights(w);
   }
 
