@@ -598,19 +598,27 @@ def test_import_without_torch_names_the_extra():
     assert rc != 0 and "ImportError" in out and 'pip install "fastrnn[torch]"' in out, out
 
 
-def test_a_cell_step_sees_weights_changed_in_place_or_moved():
-    """Streaming steps keep NumPy views of the weights across calls: an in-place update shows
-    through them, and .double() (new memory, the same Parameter objects) replaces them."""
+@pytest.mark.parametrize("cls,shape", [("LSTMCell", (2, 3)), ("GRU", (5, 2, 3))])
+@pytest.mark.parametrize("grad", [False, True])
+def test_weights_changed_in_place_moved_or_swapped(cls, shape, grad):
+    """Layers and cells keep their checked weights' NumPy views across calls: an in-place
+    update shows through them; .double() (new memory, the same Parameter objects) and
+    functional_call (other tensors) replace them."""
     torch.manual_seed(0)
-    ours, theirs = ft.LSTMCell(3, 4), torch.nn.LSTMCell(3, 4)
+    ours, theirs = getattr(ft, cls)(3, 4), getattr(torch.nn, cls)(3, 4)
     ours.load_state_dict(theirs.state_dict())
-    x = torch.randn(2, 3)
-    with torch.no_grad():
+    x = torch.randn(shape)
+    with torch.set_grad_enabled(grad):
         ours(x)
-        for m in (ours, theirs):
-            m.weight_hh.mul_(2.0)
-        torch.testing.assert_close(ours(x), theirs(x))
+        with torch.no_grad():
+            for m in (ours, theirs):
+                m.weight_hh_l0.mul_(2.0) if cls == "GRU" else m.weight_hh.mul_(2.0)
+        torch.testing.assert_close(flat(ours(x)), flat(theirs(x)))
         ours.double(), theirs.double()
-        out = ours(x.double())
+        out = flat(ours(x.double()))
         assert out[0].dtype == torch.float64
-        torch.testing.assert_close(out, theirs(x.double()))
+        torch.testing.assert_close(out, flat(theirs(x.double())))
+        other = {k: v * 0.5 for k, v in theirs.state_dict().items()}
+        swapped = torch.func.functional_call(ours, other, (x.double(),))
+        theirs.load_state_dict(other)
+        torch.testing.assert_close(flat(swapped), flat(theirs(x.double())))

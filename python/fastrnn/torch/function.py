@@ -367,13 +367,13 @@ class _NoDoubleBackward(torch.autograd.Function):
 
 
 class _StackFunction(torch.autograd.Function):
-    """Inputs: the Run, x, the initial states, the flat weights. Outputs: y, the final
-    states."""
+    """Inputs: the Run, the weights as the route's arrays (or None), x, the initial states,
+    the flat weights. Outputs: y, the final states."""
 
     @staticmethod
-    def forward(ctx, plan: Run, x: torch.Tensor, *rest: torch.Tensor):
+    def forward(ctx, plan: Run, flat_arrays: Optional[list], x: torch.Tensor, *rest: torch.Tensor):
         ctx.set_materialize_grads(False)
-        y, finals, tape = plan.forward(plan.route.of_tensors((x, *rest)), training=True)
+        y, finals, tape = plan.forward(_arrays(plan, x, rest, flat_arrays), training=True)
         ctx.plan, ctx.tape = plan, tape
         ctx.save_for_backward(x, *rest)
         return plan.route.tensors([y, *finals])
@@ -385,7 +385,7 @@ class _StackFunction(torch.autograd.Function):
         tape = ctx.tape
         if tape.consumed:  # retain_graph: the kernels' records were used up; run again
             _, _, tape = plan.forward(plan.route.of_tensors(inputs), training=True)
-        needs = ctx.needs_input_grad[1:]
+        needs = ctx.needs_input_grad[2:]
         route = plan.route
         grads = plan.backward(
             tape,
@@ -403,17 +403,33 @@ class _StackFunction(torch.autograd.Function):
                 )
                 for i, g in zip(present, wrapped):
                     out[i] = g
-        return (None, *out)
+        return (None, None, *out)
 
 
-def run(plan: Run, x: torch.Tensor, hx: Sequence[torch.Tensor], flat: Sequence[torch.Tensor]):
+def _arrays(plan: Run, x: torch.Tensor, rest: Sequence[torch.Tensor], flat_arrays) -> list:
+    """x, the initial states and the weights (rest: states then weights) as the route's
+    arrays; the weights' from ``flat_arrays`` where given."""
+    if flat_arrays is None:
+        return plan.route.of_tensors((x, *rest))
+    return plan.route.of_tensors((x, *rest[: plan.n_hx])) + list(flat_arrays)
+
+
+def run(
+    plan: Run,
+    x: torch.Tensor,
+    hx: Sequence[torch.Tensor],
+    flat: Sequence[torch.Tensor],
+    flat_arrays: Optional[list] = None,
+):
     """Runs one call: through the autograd Function when a gradient may be asked for, else
-    in the kernels' inference mode (nothing kept). Returns (y, final states) as tensors."""
+    in the kernels' inference mode (nothing kept). ``flat_arrays``: the weights already as
+    the route's arrays (the module keeps their NumPy views), or None. Returns (y, final
+    states) as tensors."""
     if torch.is_grad_enabled() and (
         x.requires_grad or any(t.requires_grad for t in hx) or any(w.requires_grad for w in flat)
     ):
-        out = _StackFunction.apply(plan, x, *hx, *flat)
+        out = _StackFunction.apply(plan, flat_arrays, x, *hx, *flat)
     else:
-        y, finals, _ = plan.forward(plan.route.of_tensors((x, *hx, *flat)), training=False)
+        y, finals, _ = plan.forward(_arrays(plan, x, (*hx, *flat), flat_arrays), training=False)
         out = plan.route.tensors([y, *finals])
     return out[0], out[1:]

@@ -26,7 +26,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..cell_spec import spec
 from ..packed import PackedBatch
 from ..step import CellStep
-from .function import Run, route_of, run
+from .function import HOST, Run, route_of, run
 
 __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "fast_path_reason"]
 
@@ -104,6 +104,32 @@ class _Fast:
         the module's attributes of the same names (torch.nn's nonlinearity, reset_after)."""
         return tuple((name, getattr(self, name)) for name in spec(self._cell_name).options)
 
+    def _weights(self, x: Tensor) -> Optional["_CheckedWeights"]:
+        """The weight tensors (checked: plain tensors of x's dtype and device), or None to
+        fall back. Checked once while the module holds the same tensors with the same
+        memory."""
+        # Read as torch.nn's forward reads them, by name (functional_call swaps the entries of
+        # _parameters; a parametrization makes them properties).
+        names = self._weight_names()
+        params = self._parameters
+        flat = [params.get(n) for n in names]
+        if any(t is None for t in flat):
+            flat = [getattr(self, n) for n in names]
+        # The tensors' memory too: .to() / .double() give a Parameter new memory
+        # (param.data = ...) while it stays the same object.
+        key = (x.dtype, x.device) + tuple(t.data_ptr() for t in flat)
+        cached = _CHECKED.get(self)
+        if (
+            cached is not None
+            and cached.key == key
+            and all(a is b for a, b in zip(cached.tensors, flat))
+        ):
+            return cached
+        if not all(_plain(w, x) for w in flat):
+            return None
+        cached = _CHECKED[self] = _CheckedWeights(key, flat)
+        return cached
+
     def _fallback(self, input, hx):
         if not self.reset_after:
             raise RuntimeError(
@@ -141,13 +167,16 @@ class _Layer(_Fast):
         plan = self._plan(input, hx)
         if plan is None:
             return self._fallback(input, hx)
-        plan, x, states, flat = plan
-        y, finals = run(plan, x, states, flat)
+        plan, x, states, weights = plan
+        y, finals = run(plan, x, states, weights.tensors, weights.arrays(plan.route))
         if plan.layout == "packed":
             y = PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
         return y, (tuple(finals) if len(finals) > 1 else finals[0])
 
-    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list, list]]:
+    def _weight_names(self) -> List[str]:
+        return self._flat_weights_names
+
+    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list, "_CheckedWeights"]]:
         """The Run for this call with the tensors it takes, or None to fall back (any input
         torch.nn would reject falls back, so that torch.nn raises its own error)."""
         if fast_path_reason() is not None:
@@ -158,9 +187,8 @@ class _Layer(_Fast):
         route = _route(x)
         if route is None:
             return None
-        # Looked up by name, as torch.nn's forward does: functional_call swaps them.
-        flat = [getattr(self, n) for n in self._flat_weights_names]
-        if not all(_plain(w, x) for w in flat):
+        weights = self._weights(x)
+        if weights is None:
             return None
         states = _states(hx, len(cell.states))
         if states is None or not all(_plain(s, x) for s in states):
@@ -206,7 +234,7 @@ class _Layer(_Fast):
             plan = Run(cell, dict(self._options()), L, D, layout, *shape[2:],
                        batch_first=self.batch_first, unbatched=unbatched, packed=pk,
                        masks=masks, route=route)  # fmt: skip
-        return plan, x, states, flat
+        return plan, x, states, weights
 
     def _masks(self, x, pk, T: int, B: int, width: int, route) -> dict:
         """Dropout masks (T, B, width) in the kernels' layout and the route's kind of array,
@@ -251,15 +279,14 @@ class _Cell(_Fast):
             plan = _cell_run(
                 self._cell_name, self._options(), len(states), self.bias, input.dim() == 1, route
             )
-            _, finals = run(plan, input, states, flat)
+            _, finals = run(plan, input, states, flat, weights.arrays(route))
         return tuple(finals) if len(finals) > 1 else finals[0]
 
-    def _step(self, weights: "_CellWeights", input: Tensor, states: list) -> tuple:
+    def _step(self, weights: "_CheckedWeights", input: Tensor, states: list) -> tuple:
         """One inference step on the weights' :class:`fastrnn.step.CellStep`: input (B, I) or
         (I,), states (B, H) or (H,) (empty: zeros); returns the new states as tensors."""
         if weights.step is None:
-            views = [t.detach().numpy() for t in weights.tensors]
-            weights.step = CellStep(self._cell_name, *views, **dict(self._options()))
+            weights.step = CellStep(self._cell_name, *weights.arrays(HOST), **dict(self._options()))
         x = _numpy(input)
         h = [_numpy(s) for s in states]
         if input.dim() == 1:
@@ -267,32 +294,10 @@ class _Cell(_Fast):
             return tuple(torch.from_numpy(f[0]) for f in finals)
         return tuple(torch.from_numpy(f) for f in weights.step(x, *h))
 
-    def _weights(self, input: Tensor) -> Optional["_CellWeights"]:
-        """The weights (checked: plain tensors of input's dtype and device), or None to fall
-        back. Checked once while the module holds the same tensors with the same memory."""
-        # Read as torch.nn's forward reads them (functional_call swaps the entries of
-        # _parameters; a parametrization makes them properties).
-        params = self._parameters
-        names = _CELL_WEIGHTS if self.bias else _CELL_WEIGHTS[:2]
-        flat = [params.get(n) for n in names]
-        if any(t is None for t in flat):
-            flat = [getattr(self, n) for n in names]
-        # The tensors' memory too: .to() / .double() give a Parameter new memory
-        # (param.data = ...) while it stays the same object.
-        key = (input.dtype, input.device) + tuple(t.data_ptr() for t in flat)
-        cached = _CHECKED.get(self)
-        if (
-            cached is not None
-            and cached.key == key
-            and all(a is b for a, b in zip(cached.tensors, flat))
-        ):
-            return cached
-        if not all(_plain(w, input) for w in flat):
-            return None
-        cached = _CHECKED[self] = _CellWeights(key, flat)
-        return cached
+    def _weight_names(self) -> Tuple[str, ...]:
+        return _CELL_WEIGHTS if self.bias else _CELL_WEIGHTS[:2]
 
-    def _plan(self, input, hx) -> Optional[Tuple["_CellWeights", list, object]]:
+    def _plan(self, input, hx) -> Optional[Tuple["_CheckedWeights", list, object]]:
         """The weights, states and route of a call the kernels take, or None to fall back."""
         if fast_path_reason() is not None:
             return None
@@ -321,18 +326,28 @@ def _numpy(t: Tensor) -> np.ndarray:
     return t.detach().numpy() if t.requires_grad else t.numpy()
 
 
-class _CellWeights:
-    """A cell's weight tensors as checked for one dtype and device (``key``: those and the
-    tensors' data pointers), and the CellStep over them once an inference step made it (a
-    view shares the tensors' memory, so in-place updates -- optimizers, load_state_dict --
-    show through it)."""
+class _CheckedWeights:
+    """A module's weight tensors as checked for one dtype and device (``key``: those and the
+    tensors' data pointers), their NumPy views once a CPU call made them, and (cells) the
+    CellStep over them once an inference step made it. A view shares the tensor's memory,
+    so in-place updates -- optimizers, load_state_dict -- show through it."""
 
     def __init__(self, key: tuple, tensors: list) -> None:
         self.key, self.tensors = key, tensors
+        self.views: Optional[List[np.ndarray]] = None
         self.step: Optional[CellStep] = None
 
+    def arrays(self, route) -> Optional[list]:
+        """The weights as the route's kernels take them: NumPy views on the CPU route (made
+        once), None on the CUDA route (run() takes them through DLPack each call)."""
+        if route.device:
+            return None
+        if self.views is None:
+            self.views = [t.detach().numpy() for t in self.tensors]
+        return self.views
 
-# cell -> its _CellWeights, see _Cell._weights. Held beside the module rather than in it, so
+
+# module -> its _CheckedWeights, see _Fast._weights. Held beside the module rather than in it, so
 # that pickling and state dicts never see it.
 _CHECKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
