@@ -73,7 +73,6 @@ BAD_CALLS = {
     "x list": (lambda x, h: (x.tolist(), h), ValueError, "got list"),
     "h batch": (lambda x, h: (x, h[:1]), ValueError, r"state h must be .* \(2, 4\)"),
     "h dtype": (lambda x, h: (x, h.astype(np.float64)), ValueError, "state h"),
-    "empty batch": (lambda x, h: (x[:0], h[:0]), ValueError, "batch size 0"),
 }
 
 
@@ -138,3 +137,35 @@ def test_numpy_cells_step_on_a_cell_step_in_inference():
         doubled = cell(x)
     np.testing.assert_array_equal(doubled, cell(x))
     assert not np.array_equal(doubled, first)
+
+
+@pytest.mark.parametrize("case", ["batch 0", "c None", "h None"])
+def test_numpy_cell_inference_takes_what_training_takes(case):
+    """The inference steps (on a CellStep) accept what the training steps (on ops) do: an
+    empty batch, and an LSTM state with one part None (zeros)."""
+    import fastrnn
+
+    cell = fastrnn.LSTMCell(3, 4, seed=1)
+    rng = np.random.default_rng(0)
+    B = 0 if case == "batch 0" else 2
+    x = rng.standard_normal((B, 3)).astype(np.float32)
+    h, c = (rng.standard_normal((B, 4)).astype(np.float32) for _ in range(2))
+    state = {"batch 0": (h, c), "c None": (h, None), "h None": (None, c)}[case]
+    trained = cell(x, state)
+    with fastrnn.no_grad():
+        inferred = cell(x, state)
+    for a, b in zip(inferred, trained):
+        assert a.shape == (B, 4)
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_over_copied_weights_says_so():
+    """A CellStep holds the caller's arrays when it can (in-place changes show); otherwise
+    copies, and says so: callers that keep one across calls (the cells) use it only while it
+    holds views."""
+    v = next(v for v in VARIANTS if v.cell == "gru")
+    w = _weights(v, 3, 4, np.float32)
+    assert CellStep("gru", *w).holds_views
+    assert not CellStep("gru", np.asfortranarray(w[0]), *w[1:]).holds_views
+    strided_bias = np.repeat(w[2], 2)[::2]  # equal values, not C-contiguous
+    assert not CellStep("gru", w[0], w[1], strided_bias, w[3]).holds_views

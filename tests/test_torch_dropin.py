@@ -622,3 +622,27 @@ def test_weights_changed_in_place_moved_or_swapped(cls, shape, grad):
         swapped = torch.func.functional_call(ours, other, (x.double(),))
         theirs.load_state_dict(other)
         torch.testing.assert_close(flat(swapped), flat(theirs(x.double())))
+
+
+def test_cell_steps_follow_non_contiguous_weights_and_changed_options():
+    """Under no_grad a cell steps on a CellStep kept across calls; it must not hold a stale
+    copy of a non-contiguous weight, nor outlive a change of the cell's options."""
+    torch.manual_seed(0)
+    ours, theirs = ft.RNNCell(3, 4), torch.nn.RNNCell(3, 4)
+    ours.load_state_dict(theirs.state_dict())
+    for m in (ours, theirs):  # a transposed (non-contiguous) Parameter, as weight tying makes
+        m.weight_hh = torch.nn.Parameter(m.weight_hh.detach().t().contiguous().t())
+    assert not ours.weight_hh.is_contiguous()
+    x, h = torch.randn(2, 3), torch.randn(2, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, h), theirs(x, h))
+        for m in (ours, theirs):
+            m.weight_hh.mul_(2.0)
+        torch.testing.assert_close(ours(x, h), theirs(x, h))
+    ours, theirs = ft.RNNCell(3, 4), torch.nn.RNNCell(3, 4)  # contiguous: the kept step
+    ours.load_state_dict(theirs.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x, h), theirs(x, h))
+        for m in (ours, theirs):
+            m.nonlinearity = "relu"
+        torch.testing.assert_close(ours(x, h), theirs(x, h))

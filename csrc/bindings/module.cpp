@@ -29,21 +29,23 @@ void gemm_nt(py::object a, py::object b, py::object c) {
   fastrnn::gemm_nt(M, N, K, pa, pb, pc);
 }
 
-// Seconds per packed step (the kernel harness, benchmarks/bench_step.py): c (M, N) = a (M, K)
-// w (N, K)^T, w packed once with its N = groups * units columns in `groups` gate blocks.
+// Seconds per recurrent step (the kernel harness, benchmarks/bench_step.py): c (M, N) = a (M, K)
+// w (N, K)^T, w prepared once as the loops prepare W_hh, its N = groups * units columns in
+// `groups` gate blocks.
 template <typename S>
-double time_packed_step(const py::array& a, const py::array& w, const py::array& c, int groups,
-                        int64_t reps) {
-  const char* fn = "time_packed_step";
-  if (a.ndim() != 2 || w.ndim() != 2) throw py::value_error("time_packed_step: a, w must be 2-D");
+double time_recurrent_step(const py::array& a, const py::array& w, const py::array& c, int groups,
+                           int64_t reps) {
+  const char* fn = "time_recurrent_step";
+  if (a.ndim() != 2 || w.ndim() != 2)
+    throw py::value_error("time_recurrent_step: a, w must be 2-D");
   const int64_t M = a.shape(0), K = a.shape(1), N = w.shape(0);
   if (groups < 1 || N % groups != 0)
-    throw py::value_error("time_packed_step: w's rows must split into `groups` equal blocks");
+    throw py::value_error("time_recurrent_step: w's rows must split into `groups` equal blocks");
   const S* pa = numpy_arg<S>(fn, "a", a, {M, K}, false);
   const S* pw = numpy_arg<S>(fn, "w", w, {N, K}, false);
   S* pc = numpy_arg<S>(fn, "c", c, {M, N}, true);
   py::gil_scoped_release release;
-  return fastrnn::time_packed_step(M, groups, N / groups, K, pa, pw, pc, reps);
+  return fastrnn::time_recurrent_step(M, groups, N / groups, K, pa, pw, pc, reps);
 }
 
 }  // namespace
@@ -57,14 +59,15 @@ PYBIND11_MODULE(_C, m) {
   bind_kernel<NumpyArrays>(m, "gemm_nt", &gemm_nt<double>, &gemm_nt<float>, gemm_nt_params,
                            "c (M, N) = a (M, K) b (N, K)^T on the kernels' BLAS path", false);
   m.def(
-      "time_packed_step",
+      "time_recurrent_step",
       [](const py::array& a, const py::array& w, const py::array& c, int groups, int64_t reps) {
-        return numpy_is_f64("time_packed_step", "a", a)
-                   ? time_packed_step<double>(a, w, c, groups, reps)
-                   : time_packed_step<float>(a, w, c, groups, reps);
+        return numpy_is_f64("time_recurrent_step", "a", a)
+                   ? time_recurrent_step<double>(a, w, c, groups, reps)
+                   : time_recurrent_step<float>(a, w, c, groups, reps);
       },
       py::kw_only(), py::arg("a"), py::arg("w"), py::arg("c"), py::arg("groups"), py::arg("reps"),
-      "The kernel harness: seconds per packed recurrent step c = a w^T (w packed once).");
+      "The kernel harness: seconds per recurrent step c = a w^T (w prepared once, as the time "
+      "loops prepare W_hh).");
   m.def("set_num_threads", &fastrnn::set_num_threads, py::arg("n"),
         "Threads for every kernel; 0 restores the default (the cores this process may use).");
   m.def("get_num_threads", &fastrnn::get_num_threads);

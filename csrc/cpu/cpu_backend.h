@@ -89,7 +89,7 @@ class CpuBackend {
             S beta, const F& f) {
     if (std::max(M, M_f) == 0) return;
     if (!w.data && std::max(M, M_f) == 1) {  // one row: GEMVs fused with the pointwise pass
-      gemv_step(w.weight, M, A, C, beta, f);
+      gemv_step(w.weight, M, M_f, A, C, beta, f);
       return;
     }
     if (!w.data) {  // not packed: one BLAS call over every column, then the pointwise pass
@@ -165,11 +165,12 @@ class CpuBackend {
     for (int64_t j = j0; j < j1; ++j) f(b, j);
   }
 
-  // One row: C (1, N) = A (1, K) Bm + beta C (if M = 1), then f(0, j) for every unit j, with
-  // the units split over the pool in blocks; a block runs one GEMV per group (gate) over its
-  // units' columns, then f on those units while their outputs are in cache.
+  // One row: C (1, N) = A (1, K) Bm + beta C (if M = 1), then f(0, j) (if M_f = 1) for every unit
+  // j, with the units split over the pool in blocks; a block runs one GEMV per group (gate) over
+  // its units' columns, then f on those units while their outputs are in cache.
   template <typename F>
-  void gemv_step(const RecurrentWeight<S>& b, int64_t M, const S* A, S* C, S beta, const F& f) {
+  void gemv_step(const RecurrentWeight<S>& b, int64_t M, int64_t M_f, const S* A, S* C, S beta,
+                 const F& f) {
     const int64_t units = b.units, K = b.K, ld = b.ld();
     // A thread is worth waking for ~128K flops (as for the packed step).
     const int64_t min_units =
@@ -183,7 +184,7 @@ class CpuBackend {
               blas_gemv(b.transposed, K, u1 - u0, b.W + n0 * (b.transposed ? ld : 1), ld, A, beta,
                         C + n0);
             }
-          run_row(f, 0, u0, u1);
+          if (M_f > 0) run_row(f, 0, u0, u1);
         },
         min_units);
   }

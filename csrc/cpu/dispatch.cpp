@@ -16,15 +16,15 @@
 #define FASTRNN_DECLARE_ISA_KERNEL(name, Args) \
   template <typename S>                        \
   void name(const Args<S>&);
-#define FASTRNN_DECLARE_ISA(isa)                                                            \
-  namespace fastrnn {                                                                       \
-  namespace isa {                                                                           \
-  FASTRNN_FOR_EACH_KERNEL(FASTRNN_DECLARE_ISA_KERNEL)                                       \
-  template <typename S>                                                                     \
-  void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*);                          \
-  template <typename S>                                                                     \
-  double time_packed_step(int64_t, int, int64_t, int64_t, const S*, const S*, S*, int64_t); \
-  }                                                                                         \
+#define FASTRNN_DECLARE_ISA(isa)                                                               \
+  namespace fastrnn {                                                                          \
+  namespace isa {                                                                              \
+  FASTRNN_FOR_EACH_KERNEL(FASTRNN_DECLARE_ISA_KERNEL)                                          \
+  template <typename S>                                                                        \
+  void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*);                             \
+  template <typename S>                                                                        \
+  double time_recurrent_step(int64_t, int, int64_t, int64_t, const S*, const S*, S*, int64_t); \
+  }                                                                                            \
   }
 
 FASTRNN_DECLARE_ISA(generic)
@@ -127,13 +127,13 @@ template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, flo
 template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*);
 
 template <typename S>
-double time_packed_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
-                        S* C, int64_t reps) {
-  FASTRNN_DISPATCH(time_packed_step, M, groups, units, K, A, W, C, reps)
+double time_recurrent_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
+                           S* C, int64_t reps) {
+  FASTRNN_DISPATCH(time_recurrent_step, M, groups, units, K, A, W, C, reps)
 }
-template double time_packed_step(int64_t, int, int64_t, int64_t, const float*, const float*, float*,
-                                 int64_t);
-template double time_packed_step(int64_t, int, int64_t, int64_t, const double*, const double*,
-                                 double*, int64_t);
+template double time_recurrent_step(int64_t, int, int64_t, int64_t, const float*, const float*,
+                                    float*, int64_t);
+template double time_recurrent_step(int64_t, int, int64_t, int64_t, const double*, const double*,
+                                    double*, int64_t);
 
 }  // namespace fastrnn

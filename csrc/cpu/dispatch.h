@@ -16,10 +16,11 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C);
 
 // The kernel harness (benchmarks/bench_step.py): seconds per step over `reps` runs of a time
 // loop's recurrent GEMM, C (M, groups * units) = A (M, K) W^T with W (groups * units, K)
-// packed once as a forward packs W_hh (groups = the cell's gates); C as the last step left it.
+// prepared once as a forward prepares W_hh (groups = the cell's gates): packed, or for one
+// row with W over 64 KiB read as it is by GEMVs; C as the last step left it.
 template <typename S>
-double time_packed_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
-                        S* C, int64_t reps);
+double time_recurrent_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
+                           S* C, int64_t reps);
 
 // Selects the CPU kernels' instruction set ("generic", "avx2", "avx512") if this CPU has it;
 // returns false (and changes nothing) otherwise.

@@ -32,11 +32,11 @@ void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C) {
 template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, float*);
 template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*);
 
-// The packed recurrent GEMM of a forward step, alone (see dispatch.h): packed once, then
-// `reps` steps with nothing fused.
+// The recurrent GEMM of a forward step, alone (see dispatch.h): W prepared once as the loops
+// prepare it (CpuBackend::pack), then `reps` steps with nothing fused.
 template <typename S>
-double time_packed_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
-                        S* C, int64_t reps) {
+double time_recurrent_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
+                           S* C, int64_t reps) {
   CpuBackend<S> be;
   const auto w = be.pack(times_transposed(W, groups, units, K), 2, M);
   be.step(w, M, A, K, C, groups * units, S(0));  // warm-up
@@ -45,9 +45,9 @@ double time_packed_step(int64_t M, int groups, int64_t units, int64_t K, const S
   const std::chrono::duration<double> dt = std::chrono::steady_clock::now() - t0;
   return dt.count() / static_cast<double>(std::max<int64_t>(reps, 1));
 }
-template double time_packed_step(int64_t, int, int64_t, int64_t, const float*, const float*, float*,
-                                 int64_t);
-template double time_packed_step(int64_t, int, int64_t, int64_t, const double*, const double*,
-                                 double*, int64_t);
+template double time_recurrent_step(int64_t, int, int64_t, int64_t, const float*, const float*,
+                                    float*, int64_t);
+template double time_recurrent_step(int64_t, int, int64_t, int64_t, const double*, const double*,
+                                    double*, int64_t);
 
 FASTRNN_NS_END

@@ -81,8 +81,12 @@ class _CellBase(_Base):
         squeezed back to the caller's batching."""
         x, un = x
         training = self._grad_mode()
-        if self._impl is ops and not training:
-            finals = self._inference_step()(x[0], *(s for s in states if s is not None))
+        step = self._inference_step() if self._impl is ops and not training else None
+        if step is not None:
+            B = x.shape[1]
+            if any(s is not None for s in states):  # a None beside given states: zeros
+                states = [np.zeros((B, step.H), step.dtype) if s is None else s for s in states]
+            finals = step(x[0], *(s for s in states if s is not None))
             self._saved, self._last = None, "inference"
             return finals if not un else tuple(f[0] for f in finals)
         # The backend's <cell>_forward, called directly: a streaming loop pays this per step.
@@ -92,14 +96,15 @@ class _CellBase(_Base):
         self._last = "inference" if saved is None else "training"
         return out[1:-1] if not un else tuple(f[0] for f in out[1:-1])
 
-    def _inference_step(self) -> CellStep:
+    def _inference_step(self) -> Optional[CellStep]:
         """The CellStep over the current parameter arrays (made again when one was replaced;
-        in-place changes show through, as the step holds the arrays themselves)."""
+        in-place changes show through, as the step holds the arrays themselves), or None if
+        it would hold a copy (a parameter that is not a C-contiguous array of the dtype)."""
         weights = self._weights()
         cached = self._cell_step
         if cached is None or any(a is not b for a, b in zip(cached[0], weights)):
             cached = self._cell_step = (weights, CellStep(self._cell, *weights, **self._options))
-        return cached[1]
+        return cached[1] if cached[1].holds_views else None
 
     def _step_backward(self, dfinals: list) -> tuple:
         """Gradients of the last step: dx and the initial states' gradients; parameter

@@ -78,7 +78,7 @@ class Tape:
     def __init__(self, impl, cell: CellSpec, packed, D: int, L: int, T: int, B: int, x, arrays):
         self.impl, self.cell, self.packed, self.arrays = impl, cell, packed, arrays
         self.D, self.L, self.T, self.B = D, L, T, B
-        self.like = x[:0]  # an empty array of x's kind, dtype and device
+        self.like = arrays.empty((0,), x)  # x's kind, dtype and device (not x's memory)
         self.saved: Dict[int, Any] = {}
         self.masks: Dict[int, np.ndarray] = {}
         self.P = 0  # the width of one direction's output

@@ -8,8 +8,10 @@ kernel and 12 us through ``ops.lstm_forward``). :class:`CellStep` checks the wei
 is made and, per call, only x's and the states' dtype and shapes, then calls the CPU kernel
 for one step (T = 1) by keyword.
 
-The weights are held, not copied: changing them in place shows in the next step; a CellStep
-made from other arrays is needed after replacing them.
+The weights are held, not copied, when they are C-contiguous arrays of the dtype (then
+changing them in place shows in the next step; :attr:`CellStep.holds_views` says so);
+others are copied once, a snapshot. A CellStep made from other arrays is needed after
+replacing them.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ class CellStep:
       or float64, the dtype of every call; options as the cell's forward takes them
       (``reset_after`` for "gru", ``nonlinearity`` for "rnn").
     - A call takes x (B, I) and the cell's states (B, H) each (``h``; ``h, c`` for "lstm"),
-      or no states (zeros), and returns the new states as new arrays (B, H).
+      or no states (zeros), and returns the new states as new arrays (B, H); B = 0 gives
+      the (empty) states back.
     """
 
     def __init__(
@@ -58,6 +61,7 @@ class CellStep:
         fn = "CellStep"
         self.cell = spec(cell)
         G = self.cell.G
+        given = (w_ih, w_hh, b_ih, b_hh)
         w_hh = _as_float_array(fn, "w_hh", w_hh)
         if w_hh.ndim != 2 or w_hh.shape[0] != G * w_hh.shape[1] or w_hh.shape[1] == 0:
             raise ValueError(
@@ -76,17 +80,19 @@ class CellStep:
             if b is not None:
                 b = _as_float_array(fn, name, b, self.dtype, of="w_hh")
                 _check_shape(fn, name, b, (G * H,), f"({G}*H,) with H={H}")
-                b = np.ascontiguousarray(b)
             biases.append(b)
         self.H, self.I = H, w_ih.shape[1]
         options = self.cell.check_options(fn, options)
         self._kernel = getattr(_C, self.cell.forward_name)
+        held = [None if a is None else np.ascontiguousarray(a) for a in (w_ih, w_hh, *biases)]
+        # Whether the step holds the caller's own arrays (in-place changes show) or copies.
+        self.holds_views = all(h is g for h, g in zip(held, given))
         self._static = dict(
             _STATIC[self.cell.name],
-            w_ih=np.ascontiguousarray(w_ih),
-            w_hh=np.ascontiguousarray(w_hh),
-            b_ih=biases[0],
-            b_hh=biases[1],
+            w_ih=held[0],
+            w_hh=held[1],
+            b_ih=held[2],
+            b_hh=held[3],
             batch_sizes=None,
             H=H,
             **options,
@@ -107,8 +113,6 @@ class CellStep:
                 f"{getattr(x, 'dtype', type(x).__name__)} {getattr(x, 'shape', '')}"
             )
         B = x.shape[0]
-        if B == 0:
-            raise ValueError(f"{fn}: x has batch size 0")
         if states and len(states) != len(self._states):
             raise ValueError(
                 f"{fn}: a {self.cell.name} step takes {len(self._states)} states "

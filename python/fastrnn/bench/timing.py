@@ -13,21 +13,23 @@ def time_interleaved(
     fns: Dict[str, Callable[[], None]], repeats: int, settle: bool, warm_up: bool = True
 ) -> Dict[str, List[float]]:
     """Times each callable `repeats` times, interleaved (a, b, a, b, ...) so that the slow
-    drifts of a shared machine hit every peer alike, after one warm-up call each (JAX compiles
-    then). Returns name -> list of ms.
+    drifts of a shared machine hit every peer alike, after two warm-up calls each (JAX compiles
+    in the first). Returns name -> list of ms.
 
     With more than one thread (`settle`), every peer's pool spins for a while after a call
     (torch's OpenMP for milliseconds, fastrnn's briefly) and would steal cores from the peer
     timed next: a pause before each timing lets them go to sleep, as they would in a program
     that uses one library. The pause busy-waits: a sleeping core would wake up slow.
 
-    A short call (under RE_WARM_MS in the warm-up) is timed right after an untimed call of
-    its own: measured, a 100 us call ran 2-3x slower right after a 30 ms pause (busy or
-    asleep) or another library's call, at 1 and 2 threads alike, which is the state of the
-    machine, not the speed of the peer; a program calling it in a loop sees the warm time."""
+    A short call (under RE_WARM_MS in the second warm-up call) is timed right after an
+    untimed call of its own: measured, a 100 us call ran 2-3x slower right after a 30 ms
+    pause (busy or asleep) or another library's call, at 1 and 2 threads alike, which is the
+    state of the machine, not the speed of the peer; a program calling it in a loop sees the
+    warm time."""
     short = {k: False for k in fns}  # unknown without a warm-up: no re-warming
     if warm_up:
         for name, fn in fns.items():
+            fn()  # the first call may compile (JAX) or fault its memory in
             t0 = time.perf_counter()
             fn()
             short[name] = (time.perf_counter() - t0) * 1e3 < RE_WARM_MS

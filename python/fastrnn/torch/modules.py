@@ -117,7 +117,7 @@ class _Fast:
             flat = [getattr(self, n) for n in names]
         # The tensors' memory too: .to() / .double() give a Parameter new memory
         # (param.data = ...) while it stays the same object.
-        key = (x.dtype, x.device) + tuple(t.data_ptr() for t in flat)
+        key = (x.dtype, x.device) + tuple((t.data_ptr(), t.dtype) for t in flat)
         cached = _CHECKED.get(self)
         if (
             cached is not None
@@ -131,6 +131,7 @@ class _Fast:
         return cached
 
     def _fallback(self, input, hx):
+        _CHECKED.pop(self, None)  # views of weights this call did not take: not kept alive
         if not self.reset_after:
             raise RuntimeError(
                 f"fastrnn.torch.{type(self).__name__}(reset_after=False) runs on fastrnn's "
@@ -271,10 +272,13 @@ class _Cell(_Fast):
             return self._fallback(input, hx)
         weights, states, route = checked
         flat = weights.tensors
+        step = None
         if not route.device and (
             not torch.is_grad_enabled() or not any(t.requires_grad for t in (input, *states, *flat))
         ):
-            finals = self._step(weights, input, states)  # a CPU streaming step: the short way
+            step = self._cell_step(weights)
+        if step is not None:
+            finals = self._step(step, input, states)  # a CPU streaming step: the short way
         else:
             plan = _cell_run(
                 self._cell_name, self._options(), len(states), self.bias, input.dim() == 1, route
@@ -282,17 +286,27 @@ class _Cell(_Fast):
             _, finals = run(plan, input, states, flat, weights.arrays(route))
         return tuple(finals) if len(finals) > 1 else finals[0]
 
-    def _step(self, weights: "_CheckedWeights", input: Tensor, states: list) -> tuple:
-        """One inference step on the weights' :class:`fastrnn.step.CellStep`: input (B, I) or
-        (I,), states (B, H) or (H,) (empty: zeros); returns the new states as tensors."""
-        if weights.step is None:
-            weights.step = CellStep(self._cell_name, *weights.arrays(HOST), **dict(self._options()))
+    def _cell_step(self, weights: "_CheckedWeights") -> Optional[CellStep]:
+        """The CellStep over the weights' NumPy views, kept with them (made again when the
+        options changed), or None where it would hold copies (weights that are not
+        C-contiguous: an in-place update would not reach it)."""
+        options = self._options()
+        if weights.step is None or weights.step[0] != options:
+            step = CellStep(self._cell_name, *weights.arrays(HOST), **dict(options))
+            weights.step = (options, step)
+        step = weights.step[1]
+        return step if step.holds_views else None
+
+    @staticmethod
+    def _step(step: CellStep, input: Tensor, states: list) -> tuple:
+        """One inference step: input (B, I) or (I,), states (B, H) or (H,) (empty: zeros);
+        returns the new states as tensors."""
         x = _numpy(input)
         h = [_numpy(s) for s in states]
         if input.dim() == 1:
-            finals = weights.step(x[None], *(a[None] for a in h))
+            finals = step(x[None], *(a[None] for a in h))
             return tuple(torch.from_numpy(f[0]) for f in finals)
-        return tuple(torch.from_numpy(f) for f in weights.step(x, *h))
+        return tuple(torch.from_numpy(f) for f in step(x, *h))
 
     def _weight_names(self) -> Tuple[str, ...]:
         return _CELL_WEIGHTS if self.bias else _CELL_WEIGHTS[:2]
@@ -328,14 +342,14 @@ def _numpy(t: Tensor) -> np.ndarray:
 
 class _CheckedWeights:
     """A module's weight tensors as checked for one dtype and device (``key``: those and the
-    tensors' data pointers), their NumPy views once a CPU call made them, and (cells) the
-    CellStep over them once an inference step made it. A view shares the tensor's memory,
-    so in-place updates -- optimizers, load_state_dict -- show through it."""
+    tensors' data pointers and dtypes), their NumPy views once a CPU call made them, and
+    (cells) the CellStep over them once an inference step made it. A view shares the
+    tensor's memory, so in-place updates -- optimizers, load_state_dict -- show through it."""
 
     def __init__(self, key: tuple, tensors: list) -> None:
         self.key, self.tensors = key, tensors
         self.views: Optional[List[np.ndarray]] = None
-        self.step: Optional[CellStep] = None
+        self.step: Optional[Tuple[tuple, CellStep]] = None  # (the options it was made for, it)
 
     def arrays(self, route) -> Optional[list]:
         """The weights as the route's kernels take them: NumPy views on the CPU route (made
