@@ -179,6 +179,7 @@ def test_binding_checks_shapes_itself():
             training=True,
             reset_after=False,
             H=H,
+            bf16=False,
         )
     with pytest.raises(TypeError, match="argument 'w_hh' has dtype float64, expected float32"):
         _C.gru_forward(
@@ -196,6 +197,7 @@ def test_binding_checks_shapes_itself():
             training=True,
             reset_after=False,
             H=H,
+            bf16=False,
         )
     with pytest.raises(ValueError, match="argument 'y' must be C-contiguous"):
         _C.gru_forward(
@@ -213,6 +215,7 @@ def test_binding_checks_shapes_itself():
             training=True,
             reset_after=False,
             H=H,
+            bf16=False,
         )
 
 
@@ -236,4 +239,5 @@ def test_binding_checks_batch_sizes():
                 gates=out(T, B, H),
                 nonlinearity="tanh",
                 H=H,
+                bf16=False,
             )

@@ -419,6 +419,7 @@ def test_kernel_binding_checks_device_arguments():
             gates=gates,
             nonlinearity="tanh",
             H=H,
+            bf16=False,
         )
         args.update(changes)
         EMU.rnn_forward(**args)

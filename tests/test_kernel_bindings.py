@@ -14,15 +14,16 @@ from cells import TOL, assert_close
 # The parameters of each kernel, in order: the C++ names (fastrnn/{lstm,gru,rnn}.h fields).
 PARAMS = {
     "lstm_forward": "x h0 c0 w_ih w_hh b_ih b_hh w_hr batch_sizes y h_n c_n gates cells m "
-    "training H P",
+    "training H P bf16",
     "lstm_backward": "x h0 y w_ih w_hh w_hr batch_sizes gates cells m dy dh_n dc_n dx dh0 dc0 "
-    "dw_ih dw_hh dw_hr db_ih db_hh H P",
-    "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after H",
+    "dw_ih dw_hh dw_hr db_ih db_hh H P bf16",
+    "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after "
+    "H bf16",
     "gru_backward": "x h0 y w_ih w_hh batch_sizes gates extra dy dh_n dx dh0 dw_ih dw_hh db_ih "
-    "db_hh reset_after H",
-    "rnn_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates nonlinearity H",
+    "db_hh reset_after H bf16",
+    "rnn_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates nonlinearity H bf16",
     "rnn_backward": "x h0 y w_ih w_hh batch_sizes gates dy dh_n dx dh0 dw_ih dw_hh db_ih db_hh "
-    "nonlinearity H",
+    "nonlinearity H bf16",
 }
 MODULES = [_C, _testing.cuda_emulation] + ([cuda._cuda] if cuda._cuda is not None else [])
 MODULE_IDS = [m.__name__ for m in MODULES]
@@ -68,6 +69,7 @@ def test_keyword_call_runs_the_kernel(dtype):
     y, h_n = np.empty((T, B, H), dtype), np.empty((B, H), dtype)
     _C.rnn_forward(
         H=H,
+        bf16=False,
         nonlinearity="tanh",
         gates=None,
         h_n=h_n,
@@ -106,6 +108,7 @@ def test_keyword_call_on_the_emulated_device():
         gates=None,
         nonlinearity="tanh",
         H=H,
+        bf16=False,
     )
     want_y, _, _ = reference.rnn_forward(
         a["x"], a["h0"], a["w_ih"], a["w_hh"], a["b_ih"], a["b_hh"], training=False
@@ -124,6 +127,7 @@ def test_missing_or_unknown_keyword_is_a_type_error():
         gates=None,
         nonlinearity="tanh",
         H=H,
+        bf16=False,
     )
     with pytest.raises(TypeError):
         _C.rnn_forward(**{k: v for k, v in args.items() if k != "x"})

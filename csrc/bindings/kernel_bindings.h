@@ -107,6 +107,7 @@ struct NumpyArrays {
     return numpy_is_f64(fn, name, x);
   }
   static int64_t dim(const py::object& x, int i) { return numpy_dim(x, i); }
+  static constexpr bool bf16_products = true;
 #define FASTRNN_RUN_ON_CPU(name, Args)         \
   template <typename S>                        \
   static void run(const fastrnn::Args<S>& a) { \
@@ -119,13 +120,13 @@ struct NumpyArrays {
 // ---------------------------------------------------------------------------- LSTM
 
 inline constexpr const char* lstm_forward_params[] = {
-    "x", "h0",  "c0",  "w_ih",  "w_hh",  "b_ih", "b_hh",     "w_hr", "batch_sizes",
-    "y", "h_n", "c_n", "gates", "cells", "m",    "training", "H",    "P"};
+    "x",   "h0",  "c0",    "w_ih",  "w_hh", "b_ih",     "b_hh", "w_hr", "batch_sizes", "y",
+    "h_n", "c_n", "gates", "cells", "m",    "training", "H",    "P",    "bf16"};
 template <typename Arrays, typename S>
 void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, py::object w_hh,
                   py::object b_ih, py::object b_hh, py::object w_hr, py::object batch_sizes,
                   py::object y, py::object h_n, py::object c_n, py::object gates, py::object cells,
-                  py::object m, bool training, int64_t H, int64_t P) {
+                  py::object m, bool training, int64_t H, int64_t P, bool bf16) {
   const char* fn = "lstm_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
   fastrnn::LstmForwardArgs<S> a{};
@@ -152,20 +153,24 @@ void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, p
     state[0] -= training ? 1 : 0;
     a.m = Arrays::template arg<S>(fn, "m", m, state, true);
   }
+  a.bf16 = bf16;
+  if (bf16 && !Arrays::bf16_products)
+    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
 inline constexpr const char* lstm_backward_params[] = {
-    "x",     "h0",    "y",     "w_ih", "w_hh", "w_hr", "batch_sizes", "gates", "cells",
-    "m",     "dy",    "dh_n",  "dc_n", "dx",   "dh0",  "dc0",         "dw_ih", "dw_hh",
-    "dw_hr", "db_ih", "db_hh", "H",    "P"};
+    "x",     "h0",    "y",     "w_ih",  "w_hh",  "w_hr", "batch_sizes", "gates",
+    "cells", "m",     "dy",    "dh_n",  "dc_n",  "dx",   "dh0",         "dc0",
+    "dw_ih", "dw_hh", "dw_hr", "db_ih", "db_hh", "H",    "P",           "bf16"};
 template <typename Arrays, typename S>
 void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                    py::object w_hr, py::object batch_sizes, py::object gates, py::object cells,
                    py::object m, py::object dy, py::object dh_n, py::object dc_n, py::object dx,
                    py::object dh0, py::object dc0, py::object dw_ih, py::object dw_hh,
-                   py::object dw_hr, py::object db_ih, py::object db_hh, int64_t H, int64_t P) {
+                   py::object dw_hr, py::object db_ih, py::object db_hh, int64_t H, int64_t P,
+                   bool bf16) {
   const char* fn = "lstm_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
   fastrnn::LstmBackwardArgs<S> a{};
@@ -195,6 +200,9 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
   a.db_ih = Arrays::template arg<S>(fn, "db_ih", db_ih, {G}, true, true);
   a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {G}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("lstm_backward: db_ih and db_hh go together");
+  a.bf16 = bf16;
+  if (bf16 && !Arrays::bf16_products)
+    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -202,12 +210,13 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
 // ---------------------------------------------------------------------------- GRU
 
 inline constexpr const char* gru_forward_params[] = {
-    "x", "h0",  "w_ih",  "w_hh",  "b_ih",     "b_hh",        "batch_sizes",
-    "y", "h_n", "gates", "extra", "training", "reset_after", "H"};
+    "x",   "h0",    "w_ih",  "w_hh",     "b_ih",        "b_hh", "batch_sizes", "y",
+    "h_n", "gates", "extra", "training", "reset_after", "H",    "bf16"};
 template <typename Arrays, typename S>
 void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
                  py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
-                 py::object gates, py::object extra, bool training, bool reset_after, int64_t H) {
+                 py::object gates, py::object extra, bool training, bool reset_after, int64_t H,
+                 bool bf16) {
   const char* fn = "gru_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
   fastrnn::GruForwardArgs<S> a{};
@@ -226,19 +235,22 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, G}, true, !training);
   a.extra = training ? Arrays::template arg<S>(fn, "extra", extra, {T, B, H}, true)
                      : Arrays::template arg<S>(fn, "extra", extra, {B, H}, true);
+  a.bf16 = bf16;
+  if (bf16 && !Arrays::bf16_products)
+    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
 inline constexpr const char* gru_backward_params[] = {
-    "x",    "h0", "y",   "w_ih",  "w_hh",  "batch_sizes", "gates", "extra",       "dy",
-    "dh_n", "dx", "dh0", "dw_ih", "dw_hh", "db_ih",       "db_hh", "reset_after", "H"};
+    "x",  "h0",  "y",     "w_ih",  "w_hh",  "batch_sizes", "gates",       "extra", "dy",  "dh_n",
+    "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh",       "reset_after", "H",     "bf16"};
 template <typename Arrays, typename S>
 void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                   py::object batch_sizes, py::object gates, py::object extra, py::object dy,
                   py::object dh_n, py::object dx, py::object dh0, py::object dw_ih,
-                  py::object dw_hh, py::object db_ih, py::object db_hh, bool reset_after,
-                  int64_t H) {
+                  py::object dw_hh, py::object db_ih, py::object db_hh, bool reset_after, int64_t H,
+                  bool bf16) {
   const char* fn = "gru_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
   fastrnn::GruBackwardArgs<S> a{};
@@ -261,6 +273,9 @@ void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   a.db_ih = Arrays::template arg<S>(fn, "db_ih", db_ih, {G}, true, true);
   a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {G}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("gru_backward: db_ih and db_hh go together");
+  a.bf16 = bf16;
+  if (bf16 && !Arrays::bf16_products)
+    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -273,13 +288,13 @@ inline Activation activation(const std::string& name) {
   throw py::value_error("nonlinearity must be 'tanh' or 'relu', got '" + name + "'");
 }
 
-inline constexpr const char* rnn_forward_params[] = {"x",    "h0",    "w_ih",         "w_hh",
-                                                     "b_ih", "b_hh",  "batch_sizes",  "y",
-                                                     "h_n",  "gates", "nonlinearity", "H"};
+inline constexpr const char* rnn_forward_params[] = {
+    "x", "h0",  "w_ih",  "w_hh",         "b_ih", "b_hh", "batch_sizes",
+    "y", "h_n", "gates", "nonlinearity", "H",    "bf16"};
 template <typename Arrays, typename S>
 void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
                  py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
-                 py::object gates, const std::string& nonlinearity, int64_t H) {
+                 py::object gates, const std::string& nonlinearity, int64_t H, bool bf16) {
   const char* fn = "rnn_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2);
   fastrnn::RnnForwardArgs<S> a{};
@@ -295,18 +310,22 @@ void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.h_n = Arrays::template arg<S>(fn, "h_n", h_n, {B, H}, true);
   a.act = activation(nonlinearity);
   a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, H}, true, true);
+  a.bf16 = bf16;
+  if (bf16 && !Arrays::bf16_products)
+    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
 inline constexpr const char* rnn_backward_params[] = {
     "x",  "h0",  "y",     "w_ih",  "w_hh",  "batch_sizes", "gates",        "dy", "dh_n",
-    "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh",       "nonlinearity", "H"};
+    "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh",       "nonlinearity", "H",  "bf16"};
 template <typename Arrays, typename S>
 void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                   py::object batch_sizes, py::object gates, py::object dy, py::object dh_n,
                   py::object dx, py::object dh0, py::object dw_ih, py::object dw_hh,
-                  py::object db_ih, py::object db_hh, const std::string& nonlinearity, int64_t H) {
+                  py::object db_ih, py::object db_hh, const std::string& nonlinearity, int64_t H,
+                  bool bf16) {
   const char* fn = "rnn_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2);
   fastrnn::RnnBackwardArgs<S> a{};
@@ -328,6 +347,9 @@ void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   a.db_ih = Arrays::template arg<S>(fn, "db_ih", db_ih, {H}, true, true);
   a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {H}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("rnn_backward: db_ih and db_hh go together");
+  a.bf16 = bf16;
+  if (bf16 && !Arrays::bf16_products)
+    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
   py::gil_scoped_release release;
   Arrays::run(a);
 }

@@ -12,6 +12,9 @@
 //   pointwise  f(b, j) over a (M, N) range, rows split over the pool
 //   colsum     bias gradients: out[j] = sum_m A[m, j], in a fixed order
 //   alloc      workspace living as long as the backend object (one kernel call)
+// With `bf16` set, every product takes bf16-rounded operands and accumulates in fp32 (the
+// portable form of bf16 kernels, the same results class): gemm and step round their A and
+// B operands into scratch copies, pack rounds W once.
 #pragma once
 
 #include <algorithm>
@@ -30,10 +33,26 @@
 
 FASTRNN_NS_BEGIN
 
+// x rounded to the nearest bf16 (ties to even) and back: the 16 high bits of its float.
+// NaN stays NaN (rounding its payload could make it Inf); float64 goes through float.
+template <typename S>
+inline S round_to_bf16(S x) {
+  const float f = static_cast<float>(x);
+  if (f != f) return x;
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
+  float r;
+  std::memcpy(&r, &u, sizeof r);
+  return static_cast<S>(r);
+}
+
 template <typename S>
 class CpuBackend {
  public:
   using Packed = PackedWeights<S>;
+
+  bool bf16 = false;  // products on bf16-rounded operands (see above)
 
   // Row-major C (M, N) = alpha op(A) op(B) + beta C, op(A) (M, K), op(B) (K, N).
   void gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, S alpha, const S* A,
@@ -42,6 +61,12 @@ class CpuBackend {
     if (K == 0) {
       scale_rows(M, N, beta, C, ldc);
       return;
+    }
+    if (bf16) {  // the operands, as op() reads them, into rounded dense copies
+      A = rounded(scratch_a_, A, trans_a ? K : M, trans_a ? M : K, lda);
+      lda = trans_a ? M : K;
+      B = rounded(scratch_b_, B, trans_b ? N : K, trans_b ? K : N, ldb);
+      ldb = trans_b ? K : N;
     }
     check_blas_ints({M, N, K, lda, ldb, ldc});
     if (M == 1 && !trans_a && alpha == S(1)) {  // one row: a GEMV, columns split over the pool
@@ -76,6 +101,17 @@ class CpuBackend {
   // it; training, T = 50: H = 256 1.8 vs 2.0 ms for GRU, 2.5 vs 2.8 for LSTM). Below that the
   // packed kernel wins by a few per cent (GRU H = 64: 151 vs 160 us).
   Packed pack(const RecurrentWeight<S>& w, int64_t uses, int64_t rows) {
+    if (bf16) {  // pack (or hold) a rounded copy of W
+      RecurrentWeight<S> r = w;
+      std::vector<S> copy(w.W, w.W + w.K * w.N());
+      for (S& v : copy) v = round_to_bf16(v);
+      r.W = copy.data();
+      bf16 = false;
+      Packed p = pack(r, uses, rows);
+      bf16 = true;
+      p.rounded = std::move(copy);  // a vector's move keeps its data where r.W points
+      return p;
+    }
     const bool small = w.K * w.N() * static_cast<int64_t>(sizeof(S)) <= 64 * 1024;
     if (uses < 2 || (rows < 2 && !small)) return unpacked_weights(w);
     return pack_weights(w);
@@ -88,6 +124,10 @@ class CpuBackend {
   void step(const Packed& w, int64_t M, int64_t M_f, const S* A, int64_t lda, S* C, int64_t ldc,
             S beta, const F& f) {
     if (std::max(M, M_f) == 0) return;
+    if (bf16 && M > 0) {  // the step's rows of A, rounded (W was rounded by pack)
+      A = rounded(scratch_step_, A, M, w.weight.K, lda);
+      lda = w.weight.K;
+    }
     if (!w.data && std::max(M, M_f) == 1) {  // one row: GEMVs fused with the pointwise pass
       gemv_step(w.weight, M, M_f, A, C, beta, f);
       return;
@@ -196,12 +236,22 @@ class CpuBackend {
     gemm(false, b.transposed, M, b.N(), b.K, S(1), A, lda, b.W, b.ld(), beta, C, ldc);
   }
 
+  // rows x cols of src (row stride ld), rounded to bf16, densely into buf; returns buf's data.
+  static const S* rounded(std::vector<S>& buf, const S* src, int64_t rows, int64_t cols,
+                          int64_t ld) {
+    buf.resize(static_cast<size_t>(rows * cols));
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) buf[r * cols + c] = round_to_bf16(src[r * ld + c]);
+    return buf.data();
+  }
+
   static void scale_rows(int64_t M, int64_t N, S beta, S* C, int64_t ldc) {
     for (int64_t m = 0; m < M; ++m)
       for (int64_t n = 0; n < N; ++n) C[m * ldc + n] = beta == S(0) ? S(0) : beta * C[m * ldc + n];
   }
 
   std::vector<std::unique_ptr<S[]>> buffers_;
+  std::vector<S> scratch_a_, scratch_b_, scratch_step_;  // rounded operands (bf16)
 };
 
 FASTRNN_NS_END

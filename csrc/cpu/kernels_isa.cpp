@@ -15,6 +15,7 @@ FASTRNN_NS_BEGIN
   template <typename S>                   \
   void name(const Args<S>& a) {           \
     CpuBackend<S> be;                     \
+    be.bf16 = a.bf16;                     \
     name##_loop(be, a);                   \
   }                                       \
   template void name(const Args<float>&); \

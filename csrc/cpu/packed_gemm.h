@@ -76,6 +76,7 @@ struct PackedWeights {
   RecurrentWeight<S> weight;  // the source
   std::vector<Panel> panels;
   std::unique_ptr<S, AlignedFree> data;
+  std::vector<S> rounded;  // with bf16 products: W rounded to bf16, the source of the above
 };
 
 template <typename S>

@@ -22,6 +22,13 @@ before backward gives the gradients of the modified values.
 Every function takes ``backend``: "cpu" (the C++ kernels on NumPy arrays), "cuda" (the same
 kernels on a GPU; see :mod:`fastrnn.cuda` for which arrays it takes and returns), or "auto"
 (the default: "cuda" for GPU-resident x, "cpu" otherwise).
+
+The forwards take ``precision``: "fp32" (the default: products in the arrays' dtype) or
+"bf16" (float32 arrays, CPU backend): every matrix product takes bf16-rounded operands
+(round to nearest even) and accumulates in float32, as oneDNN's bf16 fpmath mode and
+torch's fp32_precision="bf16" do; states, the LSTM cell, activations and gradients stay
+float32, and the backward of such a forward runs the same way. Today this is the portable
+form (the float32 kernels on rounded copies: the results of bf16 hardware, not its speed).
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ __all__ = [
 ]
 
 _FLOATS = (np.float32, np.float64)
+PRECISIONS = ("fp32", "bf16")
 _INT32_MAX = 2**31 - 1  # the BLAS takes 32-bit dimensions
 
 # What the functions return: NumPy arrays for host input (NumPy arrays, lists, ...); for GPU
@@ -163,6 +171,7 @@ class _Call:
         b_hh,
         w_hr,
         lengths: Lengths,
+        precision: str = "fp32",
     ):
         xp = self.xp = _array_ops(fn, backend, x)
         G = cell.G
@@ -227,6 +236,7 @@ class _Call:
         self.b_hh = None if b_hh is None else c(b_hh)
         self.w_hr = None if w_hr is None else c(w_hr)
         self.T, self.B, self.I, self.H, self.P, self.dtype = T, B, I, H, P, dtype
+        self.precision = _check_precision(fn, precision, dtype, xp)
         self.packed = as_packed(fn, lengths, T, B)
         pk = self.packed
         if pk is None:
@@ -253,6 +263,7 @@ class _Call:
             b_ih=self.b_ih,
             b_hh=self.b_hh,
             batch_sizes=self.batch_sizes,
+            bf16=self.precision == "bf16",
             **self.states,
         )
 
@@ -269,6 +280,7 @@ class _Call:
             has_bias=self.b_ih is not None,
             gates=gates,
             packed=self.packed,
+            precision=self.precision,
             array_ops=self.xp,
         )
 
@@ -277,6 +289,19 @@ class _Call:
 
     def empty(self, *shape: int):
         return self.xp.empty(shape, self.dtype)
+
+
+def _check_precision(fn: str, precision: str, dtype, xp) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"{fn}: precision must be one of {list(PRECISIONS)}, got {precision!r}")
+    if precision == "bf16":
+        if dtype != np.float32:
+            raise TypeError(
+                f"{fn}: precision='bf16' rounds float32 operands to bf16; x has dtype {dtype}"
+            )
+        if xp is not _HOST:
+            raise ValueError(f"{fn}: precision='bf16' is not on the CUDA backend yet")
+    return precision
 
 
 def _rows(xp, pk: Optional[PackedBatch], a, axis: int, unsort: bool = False):
@@ -384,6 +409,7 @@ class _Backward:
             db_ih=self.db_ih,
             db_hh=self.db_hh,
             H=self.H,
+            bf16=s.precision == "bf16",
             **self.finals,
             **self.dstates,
         )
@@ -414,10 +440,12 @@ def lstm_forward(
     w_hr: Optional[ArrayLike] = None,
     lengths: Lengths = None,
     backend: str = "auto",
+    precision: str = "fp32",
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Result[DeviceArrayT], Optional[LstmSaved]]:
     """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
     ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
-    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
+    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only;
+    ``precision`` "fp32" or "bf16" (see the module's doc)."""
     a = _Call(
         "lstm_forward",
         spec("lstm"),
@@ -430,6 +458,7 @@ def lstm_forward(
         b_hh,
         w_hr,
         lengths,
+        precision,
     )
     T, B, H, P = a.T, a.B, a.H, a.P
     y, h_n, c_n = a.empty(T, B, P), a.empty(B, P), a.empty(B, H)
@@ -496,13 +525,16 @@ def gru_forward(
     *,
     lengths: Lengths = None,
     backend: str = "auto",
+    precision: str = "fp32",
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[GruSaved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
     reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
-    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
+    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only;
+    ``precision`` "fp32" or "bf16" (see the module's doc)."""
     a = _Call(
-        "gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths
-    )
+        "gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths,
+        precision,
+    )  # fmt: skip
     T, B, H = a.T, a.B, a.H
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, 3 * H) if training else None  # inference: chunked in C++
@@ -553,13 +585,17 @@ def rnn_forward(
     *,
     lengths: Lengths = None,
     backend: str = "auto",
+    precision: str = "fp32",
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[RnnSaved]]:
     """Elman RNN over T steps, act in {"tanh", "relu"}: ``(y (T,B,H), h_n (B,H), saved)``.
-    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only."""
+    ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only;
+    ``precision`` "fp32" or "bf16" (see the module's doc)."""
     fn = "rnn_forward"
     if nonlinearity not in ("tanh", "relu"):
         raise ValueError(f"{fn}: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
-    a = _Call(fn, spec("rnn"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths)
+    a = _Call(
+        fn, spec("rnn"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths, precision
+    )
     T, B, H = a.T, a.B, a.H
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, H) if training else None  # inference: chunked in C++

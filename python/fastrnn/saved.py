@@ -37,6 +37,7 @@ class SavedState:
     has_bias: bool
     gates: Any  # (T, B, G*H): forward values in, gradients out (see each cell)
     packed: Optional[PackedBatch]  # variable lengths, or None: every row runs every step
+    precision: str = "fp32"  # the forward's products ("bf16": bf16 operands); backward's too
     array_ops: Any = dataclasses.field(default=None, repr=False)  # the backend's array ops
     consumed: bool = False
 

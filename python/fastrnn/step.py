@@ -95,6 +95,7 @@ class CellStep:
             b_hh=held[3],
             batch_sizes=None,
             H=H,
+            bf16=False,
             **options,
         )
         if self.cell.name == "lstm":

@@ -28,6 +28,9 @@ struct GruForwardArgs {
   // steps at a time, so memory does not grow with T), extra (B, H) workspace.
   S* gates;  // (T, B, 3H) activated r, z, n
   S* extra;  // training (T, B, H): reset_after: W_hn h + b_hn; reset_before: r * h
+  // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
+  // S); the backward of a bf16 forward runs in bf16 too.
+  bool bf16 = false;
 };
 
 template <typename S>
@@ -50,6 +53,9 @@ struct GruBackwardArgs {
   S* dw_hh;       // (3H, H) out
   S* db_ih;       // (3H) out, or null
   S* db_hh;       // (3H) out, or null
+  // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
+  // S); the backward of a bf16 forward runs in bf16 too.
+  bool bf16 = false;
 };
 
 }  // namespace fastrnn

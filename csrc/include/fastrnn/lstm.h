@@ -30,6 +30,9 @@ struct LstmForwardArgs {
   S* gates;  // (T, B, 4H) activated gates
   S* cells;  // training (T + 1, B, H): c_0 .. c_T; inference (B, H)
   S* m;      // with w_hr: o * tanh(c), training (T, B, H), inference (B, H); else null
+  // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
+  // S); the backward of a bf16 forward runs in bf16 too.
+  bool bf16 = false;
 };
 
 template <typename S>
@@ -56,6 +59,9 @@ struct LstmBackwardArgs {
   S* dw_hr;                    // (P, H) out with w_hr, else null
   S* db_ih;                    // (4H) out, or null (no bias)
   S* db_hh;                    // (4H) out, or null (no bias)
+  // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
+  // S); the backward of a bf16 forward runs in bf16 too.
+  bool bf16 = false;
 };
 
 }  // namespace fastrnn

@@ -24,6 +24,9 @@ struct RnnForwardArgs {
   Activation act;
   S* gates;  // (T, B, H) workspace for the input projection (training: backward reuses it),
              // or null: the kernel then projects a few steps at a time (memory flat in T)
+  // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
+  // S); the backward of a bf16 forward runs in bf16 too.
+  bool bf16 = false;
 };
 
 template <typename S>
@@ -45,6 +48,9 @@ struct RnnBackwardArgs {
   S* dw_hh;       // (H, H) out
   S* db_ih;       // (H) out, or null
   S* db_hh;       // (H) out, or null
+  // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
+  // S); the backward of a bf16 forward runs in bf16 too.
+  bool bf16 = false;
 };
 
 }  // namespace fastrnn

@@ -14,6 +14,10 @@ only those still going.
 
 A training forward returns the same typed record as the kernels (:mod:`fastrnn.saved`),
 with the same arrays: the activated gates, the cell states, the outputs.
+
+``precision="bf16"`` rounds both operands of every matrix product to bf16 (to nearest, ties
+to even) and multiplies in float32, as :mod:`fastrnn.ops` does; the backward follows its
+forward.
 """
 
 from __future__ import annotations
@@ -43,12 +47,30 @@ def _sigmoid(v: Array) -> Array:
     return np.where(v >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(v.dtype, copy=False)
 
 
+def to_bf16(a: Array) -> Array:
+    """float32 a rounded to the nearest bf16 (ties to even), as float32; NaN stays NaN."""
+    bits = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    return np.where(np.isnan(a), a, rounded.view(np.float32))
+
+
+def _products(precision: str):
+    """(matmul, einsum) taking the precision's operands: as given ("fp32"), or rounded to
+    bf16 ("bf16")."""
+    if precision == "fp32":
+        return np.matmul, np.einsum
+    return (
+        lambda a, b: to_bf16(a) @ to_bf16(b),
+        lambda spec, a, b: np.einsum(spec, to_bf16(a), to_bf16(b)),
+    )
+
+
 def _zeros_if_none(a: Optional[Array], shape: tuple, dtype) -> Array:
     return np.zeros(shape, dtype) if a is None else a
 
 
-def _input_projection(x: Array, w_ih: Array, b_ih: Optional[Array]) -> Array:
-    gx = x @ w_ih.T  # (T, B, G*H)
+def _input_projection(x: Array, w_ih: Array, b_ih: Optional[Array], mm=np.matmul) -> Array:
+    gx = mm(x, w_ih.T)  # (T, B, G*H)
     return gx if b_ih is None else gx + b_ih
 
 
@@ -83,12 +105,14 @@ def _h_prev(saved) -> Array:
 
 
 def lstm_forward(
-    x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None, lengths=None
-) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:
+    x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None, lengths=None,
+    precision: str = "fp32",
+) -> Tuple[Array, Array, Array, Optional[LstmSaved]]:  # fmt: skip
     """LSTM over T steps. Returns ``(y (T,B,P), h_n (B,P), c_n (B,H), saved or None)``.
 
     With ``w_hr`` (P, H) (a projection, LSTMP): h' = W_hr (o * tanh(c')); else P = H.
     """
+    mm, _ = _products(precision)
     T, B, _ = x.shape
     H = w_ih.shape[0] // 4
     P = w_hh.shape[1]
@@ -98,17 +122,17 @@ def lstm_forward(
     packed = as_packed("reference", lengths, T, B)
     masks = _masks(packed, T, B, x.dtype)
     x = x if packed is None else _zero_padding(x, masks)
-    gx = _input_projection(x, w_ih, b_ih)
+    gx = _input_projection(x, w_ih, b_ih, mm)
     ys, cs, ms, gates = [], [c], [], []
     for t in range(T):
-        a = gx[t] + h @ w_hh.T
+        a = gx[t] + mm(h, w_hh.T)
         if b_hh is not None:
             a = a + b_hh
         i, f, g, o = np.split(a, 4, axis=1)
         i, f, g, o = _sigmoid(i), _sigmoid(f), np.tanh(g), _sigmoid(o)
         c_new = f * c + i * g
         m = o * np.tanh(c_new)
-        h_new = m if w_hr is None else m @ w_hr.T
+        h_new = m if w_hr is None else mm(m, w_hr.T)
         run = masks[t]
         h = np.where(run > 0, h_new, h)
         c = np.where(run > 0, c_new, c)
@@ -132,6 +156,7 @@ def lstm_forward(
             cells=np.stack(cs),
             w_hr=w_hr,
             m=None if w_hr is None else _stack(ms, (0, B, H), x.dtype),
+            precision=precision,
         )
     return y, h, c, saved
 
@@ -141,6 +166,7 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
     db_hh)``, and ``dw_hr`` last when the forward had a projection."""
     x, w_ih, w_hh, w_hr = saved.x, saved.w_ih, saved.w_hh, saved.w_hr
     cells, gates = saved.cells, saved.gates
+    mm, einsum = _products(saved.precision)
     T, B, _ = x.shape
     H, P = saved.H, saved.P
     masks = _masks(saved.packed, T, B, x.dtype)
@@ -154,9 +180,9 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
         i, f, g, o = np.split(gates[t], 4, axis=1)
         tc = np.tanh(cells[t + 1])  # rows not running at t are masked out below
         dh_t = np.where(run > 0, dh + dy[t], 0)
-        dm = dh_t if w_hr is None else dh_t @ w_hr
+        dm = dh_t if w_hr is None else mm(dh_t, w_hr)
         if w_hr is not None:
-            dw_hr += dh_t.T @ saved.m[t]
+            dw_hr += mm(dh_t.T, saved.m[t])
         do = dm * tc
         dc_t = dc + dm * o * (1 - tc * tc)
         di, df, dg = dc_t * g, dc_t * cells[t], dc_t * i
@@ -168,10 +194,10 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
             0,
         )
         dc = np.where(run > 0, dc_t * f, dc)
-        dh = np.where(run > 0, dg_all[t] @ w_hh, dh)
-    dx = dg_all @ w_ih
-    dw_ih = np.einsum("tbg,tbi->gi", dg_all, x)
-    dw_hh = np.einsum("tbg,tbh->gh", dg_all, _h_prev(saved))
+        dh = np.where(run > 0, mm(dg_all[t], w_hh), dh)
+    dx = mm(dg_all, w_ih)
+    dw_ih = einsum("tbg,tbi->gi", dg_all, x)
+    dw_hh = einsum("tbg,tbh->gh", dg_all, _h_prev(saved))
     db = _bias_grads(dg_all, saved.has_bias)
     saved.consume()
     grads = (dx, dh, dc, dw_ih, dw_hh, db, None if db is None else db.copy())
@@ -182,14 +208,16 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
 
 
 def gru_forward(
-    x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True, *, lengths=None
-) -> Tuple[Array, Array, Optional[GruSaved]]:
+    x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True, *,
+    lengths=None, precision: str = "fp32",
+) -> Tuple[Array, Array, Optional[GruSaved]]:  # fmt: skip
     """GRU over T steps. Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
 
     reset_after=True:  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))   (cuDNN, PyTorch)
     reset_after=False: n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)   (Cho et al. 2014)
     h' = (1 - z) * n + z * h in both.
     """
+    mm, _ = _products(precision)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
@@ -197,25 +225,25 @@ def gru_forward(
     packed = as_packed("reference", lengths, T, B)
     masks = _masks(packed, T, B, x.dtype)
     x = x if packed is None else _zero_padding(x, masks)
-    gx = _input_projection(x, w_ih, b_ih)
+    gx = _input_projection(x, w_ih, b_ih, mm)
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
     b_hrz = None if b_hh is None else b_hh[: 2 * H]
     b_hn = None if b_hh is None else b_hh[2 * H :]
     ys, gates, extra = [], [], []
     for t in range(T):
-        a_rz = gx[t, :, : 2 * H] + h @ w_hrz.T
+        a_rz = gx[t, :, : 2 * H] + mm(h, w_hrz.T)
         if b_hrz is not None:
             a_rz = a_rz + b_hrz
         r, z = np.split(_sigmoid(a_rz), 2, axis=1)
         if reset_after:
-            hn = h @ w_hn.T  # W_hn h + b_hn, kept for backward
+            hn = mm(h, w_hn.T)  # W_hn h + b_hn, kept for backward
             if b_hn is not None:
                 hn = hn + b_hn
             n = np.tanh(gx[t, :, 2 * H :] + r * hn)
             extra.append(hn)
         else:
             rh = r * h  # kept for backward (the input of W_hn)
-            a_n = gx[t, :, 2 * H :] + rh @ w_hn.T
+            a_n = gx[t, :, 2 * H :] + mm(rh, w_hn.T)
             if b_hn is not None:
                 a_n = a_n + b_hn
             n = np.tanh(a_n)
@@ -240,6 +268,7 @@ def gru_forward(
             packed=packed,
             extra=_stack(extra, (0, B, H), x.dtype),
             reset_after=bool(reset_after),
+            precision=precision,
         )
     return y, h, saved
 
@@ -248,6 +277,7 @@ def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`gru_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
     gates, extra, reset_after = saved.gates, saved.extra, saved.reset_after
+    mm, einsum = _products(saved.precision)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     w_hrz, w_hn = w_hh[: 2 * H], w_hh[2 * H :]
@@ -271,20 +301,20 @@ def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
             hn = extra[t]
             dr_pre = dn_pre * hn * r * (1 - r)
             dgh_n = dn_pre * r
-            dh_prev = dh_prev + dgh_n @ w_hn
+            dh_prev = dh_prev + mm(dgh_n, w_hn)
         else:
-            drh = dn_pre @ w_hn
+            drh = mm(dn_pre, w_hn)
             dr_pre = drh * h_prev * r * (1 - r)
             dgh_n = dn_pre
             dh_prev = dh_prev + drh * r
         dgx[t] = np.where(run > 0, np.concatenate([dr_pre, dz_pre, dn_pre], axis=1), 0)
         dgh[t] = np.where(run > 0, np.concatenate([dr_pre, dz_pre, dgh_n], axis=1), 0)
-        dw_hh[: 2 * H] += dgx[t, :, : 2 * H].T @ h_prev
+        dw_hh[: 2 * H] += mm(dgx[t, :, : 2 * H].T, h_prev)
         # W_hn multiplies h (reset after) or r * h (reset before).
-        dw_hh[2 * H :] += dgh[t, :, 2 * H :].T @ (h_prev if reset_after else extra[t])
-        dh = np.where(run > 0, dh_prev + dgx[t, :, : 2 * H] @ w_hrz, dh_in)
-    dx = dgx @ w_ih
-    dw_ih = np.einsum("tbg,tbi->gi", dgx, x)
+        dw_hh[2 * H :] += mm(dgh[t, :, 2 * H :].T, h_prev if reset_after else extra[t])
+        dh = np.where(run > 0, dh_prev + mm(dgx[t, :, : 2 * H], w_hrz), dh_in)
+    dx = mm(dgx, w_ih)
+    dw_ih = einsum("tbg,tbi->gi", dgx, x)
     saved.consume()
     return (
         dx,
@@ -310,11 +340,13 @@ def rnn_forward(
     nonlinearity: str = "tanh",
     *,
     lengths=None,
+    precision: str = "fp32",
 ) -> Tuple[Array, Array, Optional[RnnSaved]]:
     """Elman RNN over T steps, h' = act(W_ih x + b_ih + W_hh h + b_hh), act in {tanh, relu}.
 
     Returns ``(y (T,B,H), h_n (B,H), saved or None)``.
     """
+    mm, _ = _products(precision)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     h0 = _zeros_if_none(h0, (B, H), x.dtype)
@@ -322,11 +354,11 @@ def rnn_forward(
     packed = as_packed("reference", lengths, T, B)
     masks = _masks(packed, T, B, x.dtype)
     x = x if packed is None else _zero_padding(x, masks)
-    gx = _input_projection(x, w_ih, b_ih)
+    gx = _input_projection(x, w_ih, b_ih, mm)
     act = np.tanh if nonlinearity == "tanh" else (lambda v: np.maximum(v, 0))
     ys, pre = [], []
     for t in range(T):
-        a = gx[t] + h @ w_hh.T
+        a = gx[t] + mm(h, w_hh.T)
         if b_hh is not None:
             a = a + b_hh
         h_new = act(a)
@@ -348,6 +380,7 @@ def rnn_forward(
             gates=_stack(pre, (0, B, H), x.dtype),
             packed=packed,
             nonlinearity=nonlinearity,
+            precision=precision,
         )
     return y, h, saved
 
@@ -355,6 +388,7 @@ def rnn_forward(
 def rnn_backward(saved: RnnSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`rnn_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     x, w_ih, w_hh, y = saved.x, saved.w_ih, saved.w_hh, saved.y
+    mm, einsum = _products(saved.precision)
     T, B, _ = x.shape
     H = w_hh.shape[1]
     dy = _zeros_if_none(dy, (T, B, H), x.dtype)
@@ -368,10 +402,10 @@ def rnn_backward(saved: RnnSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
         # Derivatives from the saved output: tanh' = 1 - h^2, relu' = [h > 0].
         da = dh_t * (1 - h * h) if saved.nonlinearity == "tanh" else dh_t * (h > 0)
         da_all[t] = np.where(run > 0, da, 0)
-        dh = np.where(run > 0, da @ w_hh, dh)
-    dx = da_all @ w_ih
-    dw_ih = np.einsum("tbg,tbi->gi", da_all, x)
-    dw_hh = np.einsum("tbg,tbh->gh", da_all, _h_prev(saved))
+        dh = np.where(run > 0, mm(da, w_hh), dh)
+    dx = mm(da_all, w_ih)
+    dw_ih = einsum("tbg,tbi->gi", da_all, x)
+    dw_hh = einsum("tbg,tbh->gh", da_all, _h_prev(saved))
     db = _bias_grads(da_all, saved.has_bias)
     saved.consume()
     return dx, dh, dw_ih, dw_hh, db, None if db is None else db.copy()
