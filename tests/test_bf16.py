@@ -154,3 +154,53 @@ def test_to_bf16_rounds_to_nearest_even():
     want = [0x3F800000, 0x3F800000, 0x3F820000, 0x3F810000, 0x7F800000, 0xFF800000]
     assert got[:-1].tolist() == want  # 1, a tie down, a tie up, above a tie, overflow, -inf
     assert np.isnan(got.view(np.float32)[-1])  # NaN stays NaN
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN"])
+def test_layers_take_precision(cls):
+    """A stacked bidirectional layer with precision="bf16" on the kernels agrees with the
+    same layer on the reference in bf16, and differs from float32."""
+    import fastrnn
+
+    x = np.random.default_rng(0).standard_normal((6, 3, 5)).astype(np.float32)
+    kw = dict(num_layers=2, bidirectional=True, seed=1)
+    runs = {}
+    for backend, precision in (("cpu", "bf16"), ("numpy", "bf16"), ("cpu", "fp32")):
+        layer = getattr(fastrnn, cls)(5, 7, backend=backend, precision=precision, **kw)
+        y = layer(x)[0]
+        dx = layer.backward(np.ones_like(y))[0]
+        runs[backend, precision] = (y, dx, layer.grads["weight_hh_l0"])
+    for got, want in zip(runs["cpu", "bf16"], runs["numpy", "bf16"]):
+        assert _rel(got, want) < 1e-3
+    assert _rel(runs["cpu", "bf16"][0], runs["cpu", "fp32"][0]) > 1e-5
+
+
+@pytest.mark.parametrize("cls", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_cells_take_precision(cls):
+    import fastrnn
+
+    x = np.random.default_rng(0).standard_normal((3, 5)).astype(np.float32)
+    outs = {}
+    for backend, precision, grad in (("cpu", "bf16", False), ("cpu", "bf16", True),
+                                     ("numpy", "bf16", False), ("cpu", "fp32", False)):  # fmt: skip
+        cell = getattr(fastrnn, cls)(5, 7, seed=2, backend=backend, precision=precision)
+        if grad:
+            outs[backend, precision, grad] = cell(x)
+        else:
+            with fastrnn.no_grad():
+                outs[backend, precision, grad] = cell(x)
+    flat = {k: v if isinstance(v, tuple) else (v,) for k, v in outs.items()}
+    for a, b, c in zip(flat["cpu", "bf16", False], flat["cpu", "bf16", True],
+                       flat["numpy", "bf16", False]):  # fmt: skip
+        np.testing.assert_array_equal(a, b)
+        assert _rel(a, c) < 1e-3
+    assert _rel(flat["cpu", "bf16", False][0], flat["cpu", "fp32", False][0]) > 1e-5
+
+
+def test_layers_and_cells_refuse_bf16_where_it_does_not_run():
+    import fastrnn
+
+    with pytest.raises(TypeError, match="precision='bf16' rounds float32 operands"):
+        fastrnn.GRU(3, 4, dtype=np.float64, precision="bf16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        fastrnn.LSTMCell(3, 4, precision="int8")

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import ops
-from .layers import _Base, _check_dtype, _check_int, _host_array, get_backend
+from .layers import _Base, _check_dtype, _check_int, _check_precision, _host_array, get_backend
 from .step import CellStep
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
@@ -28,6 +28,7 @@ class _CellBase(_Base):
         dtype=np.float32,
         backend: str = "auto",
         seed: Optional[int] = None,
+        precision: str = "fp32",
         **options,
     ):
         self.input_size = _check_int("input_size", input_size, 1)
@@ -38,6 +39,7 @@ class _CellBase(_Base):
         self._impl = get_backend(backend)
         self._forward = getattr(self._impl, self._spec.forward_name)
         self._options = self._spec.check_options(type(self).__name__, options)
+        self.precision = _check_precision(type(self).__name__, precision, self.dtype, backend)
         self._param_names = self._spec.param_names()
         self._init_params(
             self._spec.param_shapes(self.input_size, self.hidden_size, bias=self.bias),
@@ -81,7 +83,8 @@ class _CellBase(_Base):
         squeezed back to the caller's batching."""
         x, un = x
         training = self._grad_mode()
-        step = self._inference_step() if self._impl is ops and not training else None
+        fp32_kernels = self._impl is ops and self.precision == "fp32"
+        step = self._inference_step() if fp32_kernels and not training else None
         if step is not None:
             B = x.shape[1]
             if any(s is not None for s in states):  # a None beside given states: zeros
@@ -90,7 +93,9 @@ class _CellBase(_Base):
             self._saved, self._last = None, "inference"
             return finals if not un else tuple(f[0] for f in finals)
         # The backend's <cell>_forward, called directly: a streaming loop pays this per step.
-        out = self._forward(x, *states, *self._weights(), training, **self._options)
+        out = self._forward(
+            x, *states, *self._weights(), training, precision=self.precision, **self._options
+        )
         saved = out[-1]
         self._saved = (saved, un) if saved is not None else None
         self._last = "inference" if saved is None else "training"
@@ -150,6 +155,7 @@ class RNNCell(_CellBase):
         dtype=np.float32,
         backend: str = "auto",
         seed: Optional[int] = None,
+        precision: str = "fp32",
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(
@@ -157,8 +163,9 @@ class RNNCell(_CellBase):
             )
         self.nonlinearity = nonlinearity
         super().__init__(
-            input_size, hidden_size, bias, dtype, backend, seed, nonlinearity=nonlinearity
-        )
+            input_size, hidden_size, bias, dtype, backend, seed, precision,
+            nonlinearity=nonlinearity,
+        )  # fmt: skip
 
     def __call__(self, x: ArrayLike, hx: Optional[ArrayLike] = None) -> np.ndarray:
         x = self._x(x)
@@ -187,11 +194,13 @@ class GRUCell(RNNCell):
         backend: str = "auto",
         seed: Optional[int] = None,
         reset_after: bool = True,
+        precision: str = "fp32",
     ):
         self.reset_after = bool(reset_after)
         _CellBase.__init__(
-            self, input_size, hidden_size, bias, dtype, backend, seed, reset_after=self.reset_after
-        )
+            self, input_size, hidden_size, bias, dtype, backend, seed, precision,
+            reset_after=self.reset_after,
+        )  # fmt: skip
 
 
 class LSTMCell(_CellBase):

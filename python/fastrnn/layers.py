@@ -118,6 +118,20 @@ def _check_dtype(dtype) -> np.dtype:
     return dt
 
 
+def _check_precision(name: str, precision: str, dtype: np.dtype, backend: str) -> str:
+    """precision="fp32" | "bf16" (see fastrnn.ops); bf16 takes float32 and the CPU kernels or
+    the NumPy reference."""
+    if precision not in ops.PRECISIONS:
+        raise ValueError(
+            f"{name}: precision must be one of {list(ops.PRECISIONS)}, got {precision!r}"
+        )
+    if precision == "bf16" and dtype != np.float32:
+        raise TypeError(f"{name}: precision='bf16' rounds float32 operands; dtype is {dtype}")
+    if precision == "bf16" and backend == "cuda":
+        raise ValueError(f"{name}: precision='bf16' is not on the CUDA backend yet")
+    return precision
+
+
 class _Base:
     """What the layers and the cells share: parameters, gradients, modes, state dicts."""
 
@@ -211,6 +225,7 @@ class _RNNBase(_Base):
         dtype=np.float32,
         backend: str = "auto",
         seed: Optional[int] = None,
+        precision: str = "fp32",
         **options,
     ):
         name = type(self).__name__
@@ -243,6 +258,7 @@ class _RNNBase(_Base):
         self.backend = backend
         self._impl = get_backend(backend)
         self._options = self._spec.check_options(name, options)
+        self.precision = _check_precision(name, precision, self.dtype, backend)
         self._dropout_rng = np.random.default_rng(None if seed is None else seed + 1)
         H, D = self.hidden_size, self._D
         shapes = {}
@@ -377,7 +393,7 @@ class _RNNBase(_Base):
         y, finals, tape = stack_forward(
             self._impl,
             cell,
-            self._options,
+            dict(self._options, precision=self.precision),
             x,
             init,
             [[self._weights(layer, d) for d in range(D)] for layer in range(L)],
@@ -481,7 +497,8 @@ class _OneStateLayer(_RNNBase):
 
 class RNN(_OneStateLayer):
     """Elman RNN layers, h' = act(W_ih x + b_ih + W_hh h + b_hh), act = "tanh" | "relu".
-    Arguments as torch.nn.RNN, plus dtype, backend ("auto" | "cpu" | "numpy") and seed."""
+    Arguments as torch.nn.RNN, plus dtype, backend ("auto" | "cpu" | "numpy"), seed and
+    precision ("fp32" | "bf16", as fastrnn.ops)."""
 
     _cell = "rnn"
 
@@ -498,6 +515,7 @@ class RNN(_OneStateLayer):
         dtype=np.float32,
         backend: str = "auto",
         seed: Optional[int] = None,
+        precision: str = "fp32",
     ):
         if nonlinearity not in ("tanh", "relu"):
             raise ValueError(f"RNN: nonlinearity must be 'tanh' or 'relu', got {nonlinearity!r}")
@@ -514,6 +532,7 @@ class RNN(_OneStateLayer):
             dtype,
             backend,
             seed,
+            precision,
             nonlinearity=nonlinearity,
         )
 
@@ -521,7 +540,7 @@ class RNN(_OneStateLayer):
 class GRU(_OneStateLayer):
     """GRU layers. Arguments as torch.nn.GRU, plus reset_after (True: PyTorch/cuDNN's
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)); False: Cho et al.'s
-    n = tanh(W_in x + b_in + W_hn (r h) + b_hn)), dtype, backend and seed."""
+    n = tanh(W_in x + b_in + W_hn (r h) + b_hn)), dtype, backend, seed and precision."""
 
     _cell = "gru"
 
@@ -538,6 +557,7 @@ class GRU(_OneStateLayer):
         backend: str = "auto",
         seed: Optional[int] = None,
         reset_after: bool = True,
+        precision: str = "fp32",
     ):
         self.reset_after = bool(reset_after)
         super().__init__(
@@ -552,13 +572,14 @@ class GRU(_OneStateLayer):
             dtype,
             backend,
             seed,
+            precision,
             reset_after=self.reset_after,
         )
 
 
 class LSTM(_RNNBase):
-    """LSTM layers. Arguments as torch.nn.LSTM (proj_size included), plus dtype, backend and
-    seed."""
+    """LSTM layers. Arguments as torch.nn.LSTM (proj_size included), plus dtype, backend,
+    seed and precision."""
 
     _cell = "lstm"
 
@@ -575,6 +596,7 @@ class LSTM(_RNNBase):
         dtype=np.float32,
         backend: str = "auto",
         seed: Optional[int] = None,
+        precision: str = "fp32",
     ):
         super().__init__(
             input_size,
@@ -588,6 +610,7 @@ class LSTM(_RNNBase):
             dtype,
             backend,
             seed,
+            precision,
         )
 
     def backward(
