@@ -93,6 +93,15 @@ def test_train_charlm_on_the_numpy_backend(corpus):
     assert "backend numpy" in p.stderr and "done: step 2" in p.stdout
 
 
+def test_train_charlm_in_bf16_keeps_its_precision_in_the_checkpoint(corpus, tmp_path):
+    ckpt = str(tmp_path / "bf16.npz")
+    common = ["--text", corpus, "--sample-every", "0", *TINY]
+    p = run("train-charlm", "--steps", "2", "--precision", "bf16", "--checkpoint", ckpt, *common)
+    assert "bf16 products" in p.stderr and "done: step 2" in p.stdout
+    p = run("train-charlm", "--steps", "1", "--resume", ckpt, *common)
+    assert "bf16 products" in p.stderr and "done: step 3" in p.stdout
+
+
 def test_resume_continues_exactly(corpus, tmp_path):
     """8 steps straight equal 4 steps, save, resume, 4 more: the same parameters."""
     a, b, c = (str(tmp_path / f"{n}.npz") for n in "abc")

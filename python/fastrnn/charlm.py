@@ -51,6 +51,7 @@ class CharLMConfig:
     clip: float = 5.0
     seed: int = 0
     backend: str = "auto"
+    precision: str = "fp32"  # the LSTM's products: "fp32" or "bf16" (fastrnn.ops)
 
 
 class CharLM:
@@ -68,6 +69,7 @@ class CharLM:
             dtype=np.float32,
             backend=c.backend,
             seed=c.seed,
+            precision=c.precision,
         )
         self.embed = (rng.standard_normal((V, c.embed_size)) * 0.1).astype(np.float32)
         k = 1 / np.sqrt(c.hidden_size)

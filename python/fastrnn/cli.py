@@ -148,6 +148,7 @@ def cmd_train_charlm(args) -> int:
             lr=args.lr,
             seed=args.seed,
             backend=args.backend,
+            precision=args.precision,
         )
         model = charlm.CharLM("".join(sorted(set(text))), config)
         opt, step, state = Adam(model.params(), config.lr), 0, None
@@ -161,7 +162,7 @@ def cmd_train_charlm(args) -> int:
         f"corpus: {len(text):,} characters, {len(model.vocab)} distinct; unigram entropy "
         f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
         f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
-        f"{c.backend}, {fastrnn.get_num_threads()} threads",
+        f"{c.backend}, {c.precision} products, {fastrnn.get_num_threads()} threads",
         file=sys.stderr,
     )
     core = blas_core(_command(args))
@@ -274,6 +275,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lr", type=float, default=3e-3)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--backend", choices=["auto", "cpu", "numpy"], default="auto")
+    s.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="the LSTM's matrix products: float32, or bf16 operands with float32 sums",
+    )
     s.add_argument("--threads", type=int, default=0, help="0: all cores")
     s.add_argument("--sample-every", type=int, default=250)
     s.add_argument("--sample-length", type=int, default=200)
