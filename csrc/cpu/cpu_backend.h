@@ -23,6 +23,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #include "core/loop_common.h"
@@ -101,6 +102,12 @@ class CpuBackend {
   // it; training, T = 50: H = 256 1.8 vs 2.0 ms for GRU, 2.5 vs 2.8 for LSTM). Below that the
   // packed kernel wins by a few per cent (GRU H = 64: 151 vs 160 us).
   Packed pack(const RecurrentWeight<S>& w, int64_t uses, int64_t rows) {
+#ifdef __AVX512BF16__
+    // bf16 products with the bf16 dot product: W as bf16 pairs, at any batch (a batch-1 step
+    // then reads half the bytes of the float GEMV).
+    if constexpr (std::is_same_v<S, float>)
+      if (bf16 && uses >= 2) return pack_weights_bf16(w);
+#endif
     if (bf16) {  // pack (or hold) a rounded copy of W
       RecurrentWeight<S> r = w;
       std::vector<S> copy(w.W, w.W + w.K * w.N());
@@ -124,6 +131,13 @@ class CpuBackend {
   void step(const Packed& w, int64_t M, int64_t M_f, const S* A, int64_t lda, S* C, int64_t ldc,
             S beta, const F& f) {
     if (std::max(M, M_f) == 0) return;
+#ifdef __AVX512BF16__
+    if constexpr (std::is_same_v<S, float>)
+      if (w.bf16_pairs) {
+        bf16_step(w, M, M_f, A, lda, C, ldc, beta, f);
+        return;
+      }
+#endif
     if (bf16 && M > 0) {  // the step's rows of A, rounded (W was rounded by pack)
       A = rounded(scratch_step_, A, M, w.weight.K, lda);
       lda = w.weight.K;
@@ -154,6 +168,28 @@ class CpuBackend {
         },
         min_panels);
   }
+
+#ifdef __AVX512BF16__
+  // `step` on bf16 pair panels: A's rows rounded to pairs once, then as the float step.
+  template <typename F>
+  void bf16_step(const Packed& w, int64_t M, int64_t M_f, const float* A, int64_t lda, float* C,
+                 int64_t ldc, float beta, const F& f) {
+    const uint32_t* A2 = M > 0 ? bf16_rows(scratch_pairs_, A, M, w.weight.K, lda) : nullptr;
+    const int64_t panels = static_cast<int64_t>(w.panels.size());
+    const int64_t panel_flops = 2 * std::max<int64_t>(M, 1) * w.weight.K * 4 * 16 + M_f * 64;
+    const int64_t min_panels = std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(panel_flops, 1));
+    parallel_for(
+        panels,
+        [&](int64_t p0, int64_t p1) {
+          for (int64_t pi = p0; pi < p1; ++pi) {
+            const Panel& p = w.panels[pi];
+            if (M > 0) panel_gemm_bf16(w, p, M, A2, C, ldc, beta);
+            for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
+          }
+        },
+        min_panels);
+  }
+#endif
 
   // C = A . packed + beta C over M rows, nothing fused.
   void step(const Packed& w, int64_t M, const S* A, int64_t lda, S* C, int64_t ldc, S beta) {
@@ -240,9 +276,15 @@ class CpuBackend {
   static const S* rounded(std::vector<S>& buf, const S* src, int64_t rows, int64_t cols,
                           int64_t ld) {
     buf.resize(static_cast<size_t>(rows * cols));
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < cols; ++c) buf[r * cols + c] = round_to_bf16(src[r * ld + c]);
-    return buf.data();
+    S* out = buf.data();
+    parallel_for(
+        rows,
+        [&](int64_t r0, int64_t r1) {
+          for (int64_t r = r0; r < r1; ++r)
+            for (int64_t c = 0; c < cols; ++c) out[r * cols + c] = round_to_bf16(src[r * ld + c]);
+        },
+        std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)));
+    return out;
   }
 
   static void scale_rows(int64_t M, int64_t N, S beta, S* C, int64_t ldc) {
@@ -252,6 +294,7 @@ class CpuBackend {
 
   std::vector<std::unique_ptr<S[]>> buffers_;
   std::vector<S> scratch_a_, scratch_b_, scratch_step_;  // rounded operands (bf16)
+  std::vector<uint32_t> scratch_pairs_;                  // a step's A as bf16 pairs
 };
 
 FASTRNN_NS_END

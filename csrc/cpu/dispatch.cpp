@@ -31,19 +31,20 @@ FASTRNN_DECLARE_ISA(generic)
 #ifdef FASTRNN_HAVE_X86_ISAS
 FASTRNN_DECLARE_ISA(avx2)
 FASTRNN_DECLARE_ISA(avx512)
+FASTRNN_DECLARE_ISA(avx512bf16)
 #endif
 
 namespace fastrnn {
 namespace {
 
-enum class Isa { Generic, Avx2, Avx512 };
+enum class Isa { Generic, Avx2, Avx512, Avx512Bf16 };
 
 Isa detect() {
 #ifdef FASTRNN_HAVE_X86_ISAS
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
-    return Isa::Avx512;
+    return __builtin_cpu_supports("avx512bf16") ? Isa::Avx512Bf16 : Isa::Avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Isa::Avx2;
 #endif
   return Isa::Generic;
@@ -53,10 +54,11 @@ Isa parse(const std::string& name, Isa fallback) {
   if (name == "generic") return Isa::Generic;
   if (name == "avx2") return Isa::Avx2;
   if (name == "avx512") return Isa::Avx512;
+  if (name == "avx512bf16") return Isa::Avx512Bf16;
   return fallback;
 }
 
-// The best ISA of this CPU, capped by FASTRNN_CPU_ISA=generic|avx2|avx512 when set.
+// The best ISA of this CPU, capped by FASTRNN_CPU_ISA=generic|avx2|avx512|avx512bf16 when set.
 std::atomic<Isa>& current() {
   static std::atomic<Isa> isa{[] {
     const Isa best = detect();
@@ -72,6 +74,7 @@ Isa selected() { return current().load(std::memory_order_relaxed); }
 
 static const char* cpu_isa_name(Isa isa) {
   switch (isa) {
+    case Isa::Avx512Bf16: return "avx512bf16";
     case Isa::Avx512: return "avx512";
     case Isa::Avx2: return "avx2";
     default: return "generic";
@@ -89,7 +92,7 @@ bool set_cpu_isa(const char* name) {
 
 std::vector<std::string> supported_cpu_isas() {
   std::vector<std::string> isas;
-  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512})
+  for (Isa isa : {Isa::Generic, Isa::Avx2, Isa::Avx512, Isa::Avx512Bf16})
     if (isa <= detect()) isas.push_back(cpu_isa_name(isa));
   return isas;
 }
@@ -99,11 +102,12 @@ int get_num_threads() { return ThreadPool::num_threads(); }
 
 // Calls fn<S>(args...) of the ISA build selected for this CPU.
 #ifdef FASTRNN_HAVE_X86_ISAS
-#define FASTRNN_DISPATCH(fn, ...)                        \
-  switch (selected()) {                                  \
-    case Isa::Avx512: return avx512::fn<S>(__VA_ARGS__); \
-    case Isa::Avx2: return avx2::fn<S>(__VA_ARGS__);     \
-    default: return generic::fn<S>(__VA_ARGS__);         \
+#define FASTRNN_DISPATCH(fn, ...)                                \
+  switch (selected()) {                                          \
+    case Isa::Avx512Bf16: return avx512bf16::fn<S>(__VA_ARGS__); \
+    case Isa::Avx512: return avx512::fn<S>(__VA_ARGS__);         \
+    case Isa::Avx2: return avx2::fn<S>(__VA_ARGS__);             \
+    default: return generic::fn<S>(__VA_ARGS__);                 \
   }
 #else
 #define FASTRNN_DISPATCH(fn, ...) return generic::fn<S>(__VA_ARGS__);

@@ -26,8 +26,13 @@
 #include <new>
 #include <vector>
 
+#ifdef __AVX512BF16__
+#include <immintrin.h>
+#endif
+
 #include "core/ns.h"
 #include "core/recurrent_weight.h"
+#include "cpu/thread_pool.h"
 
 #ifndef FASTRNN_VEC_BYTES
 #define FASTRNN_VEC_BYTES 16
@@ -77,6 +82,9 @@ struct PackedWeights {
   std::vector<Panel> panels;
   std::unique_ptr<S, AlignedFree> data;
   std::vector<S> rounded;  // with bf16 products: W rounded to bf16, the source of the above
+  // With bf16 products on a CPU with the bf16 dot product: the panels hold pairs of bf16
+  // weights, (W(k, n), W(k + 1, n)) in one 32-bit word, panel[k / 2][v][lane] (data null).
+  std::unique_ptr<uint32_t, AlignedFree> bf16_pairs;
 };
 
 template <typename S>
@@ -89,16 +97,17 @@ PackedWeights<S> unpacked_weights(const RecurrentWeight<S>& weight) {
 // Packs the (K x groups * units) matrix Bm of a recurrent weight: for the forward's
 // times_transposed (C = A W^T), a panel gathers the same units of every gate; for the
 // backward's times (C = A W), it is up to 4 contiguous vectors of units.
+// The panels of a weight (their columns and units) and their offsets, for panels of `k_rows`
+// rows of L slots per vector: K rows of floats, or (K + 1) / 2 rows of bf16 pairs. *total:
+// the slots of all panels.
 template <typename S>
-PackedWeights<S> pack_weights(const RecurrentWeight<S>& weight) {
+std::vector<Panel> panel_layout(const RecurrentWeight<S>& weight, int64_t k_rows, int64_t* total) {
   constexpr int L = lanes<S>();
-  const S* W = weight.W;
   const int G = weight.groups;
-  const int64_t H = weight.units, K = weight.K;
-  const int64_t stride_n = weight.stride_n(), stride_k = weight.stride_k();
+  const int64_t H = weight.units;
   const int64_t unit_blocks = (H + L - 1) / L;
   const int blocks_per_panel = std::max(1, 4 / G);
-  PackedWeights<S> pw = unpacked_weights(weight);
+  std::vector<Panel> panels;
   int64_t offset = 0;
   for (int64_t ub = 0; ub < unit_blocks; ub += blocks_per_panel) {
     Panel p{};
@@ -113,13 +122,35 @@ PackedWeights<S> pack_weights(const RecurrentWeight<S>& weight) {
         ++p.nv;
       }
     }
-    offset += K * p.nv * L;
-    pw.panels.push_back(p);
+    offset += k_rows * p.nv * L;
+    panels.push_back(p);
   }
-  const size_t bytes = ((static_cast<size_t>(offset) * sizeof(S) + 63) / 64) * 64;
-  S* data = static_cast<S*>(std::aligned_alloc(64, std::max<size_t>(bytes, 64)));
+  *total = offset;
+  return panels;
+}
+
+template <typename T>
+T* aligned_array(int64_t n) {
+  const size_t bytes = ((static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(T) + 63) / 64) * 64;
+  T* data = static_cast<T*>(std::aligned_alloc(64, bytes));
   if (!data) throw std::bad_alloc();
-  pw.data.reset(data);
+  return data;
+}
+
+// Packs the (K x groups * units) matrix Bm of a recurrent weight: for the forward's
+// times_transposed (C = A W^T), a panel gathers the same units of every gate; for the
+// backward's times (C = A W), it is up to 4 contiguous vectors of units.
+template <typename S>
+PackedWeights<S> pack_weights(const RecurrentWeight<S>& weight) {
+  constexpr int L = lanes<S>();
+  const S* W = weight.W;
+  const int64_t K = weight.K;
+  const int64_t stride_n = weight.stride_n(), stride_k = weight.stride_k();
+  PackedWeights<S> pw = unpacked_weights(weight);
+  int64_t total = 0;
+  pw.panels = panel_layout(weight, K, &total);
+  pw.data.reset(aligned_array<S>(total));
+  S* data = pw.data.get();
   for (const Panel& p : pw.panels) {
     S* dst = data + p.offset;
     for (int64_t k = 0; k < K; ++k) {
@@ -205,5 +236,121 @@ void panel_gemm(const PackedWeights<S>& w, const Panel& p, int64_t M, const S* A
     default: panel_rows<S, 4>(M, K, A, lda, P, C, ldc, p, beta); break;
   }
 }
+
+#ifdef __AVX512BF16__
+// ---------------------------------------------------------------------------- bf16 panels
+// With bf16 products on a CPU with AVX512-BF16: W packed as bf16 pairs along k and each
+// step's A rounded to pairs, then vdpbf16ps (16 lanes x 2 products per instruction, float32
+// accumulation; denormal operands count as zero, the instruction's only difference from
+// rounding the operands and summing in float32). float only: 16 lanes per vector.
+
+// The bits of x rounded to the nearest bf16 (ties to even); NaN stays a NaN.
+inline uint16_t bf16_bits(float x) {
+  uint32_t u;
+  std::memcpy(&u, &x, sizeof u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
+  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+inline uint32_t bf16_pair(float lo, float hi) {
+  return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
+}
+
+// Packs W as bf16 pairs in the panel layout of pack_weights.
+inline PackedWeights<float> pack_weights_bf16(const RecurrentWeight<float>& weight) {
+  const int64_t K = weight.K, KP = (K + 1) / 2;
+  const int64_t stride_n = weight.stride_n(), stride_k = weight.stride_k();
+  const float* W = weight.W;
+  PackedWeights<float> pw = unpacked_weights(weight);
+  int64_t total = 0;
+  pw.panels = panel_layout(weight, KP, &total);
+  pw.bf16_pairs.reset(aligned_array<uint32_t>(total));
+  uint32_t* data = pw.bf16_pairs.get();
+  const std::vector<Panel>& panels = pw.panels;
+  parallel_for(static_cast<int64_t>(panels.size()), [&](int64_t p0, int64_t p1) {
+    for (int64_t pi = p0; pi < p1; ++pi) {
+      const Panel& p = panels[pi];
+      uint32_t* dst = data + p.offset;
+      for (int64_t kp = 0; kp < KP; ++kp) {
+        const int64_t k = 2 * kp;
+        for (int v = 0; v < p.nv; ++v) {
+          for (int l = 0; l < 16; ++l) {
+            const bool in = l < p.width[v];
+            const int64_t n = p.col[v] + l;
+            const float lo = in ? W[n * stride_n + k * stride_k] : 0.0f;
+            const float hi = in && k + 1 < K ? W[n * stride_n + (k + 1) * stride_k] : 0.0f;
+            *dst++ = bf16_pair(lo, hi);
+          }
+        }
+      }
+    }
+  });
+  return pw;
+}
+
+// rows x K of A (row stride lda) as bf16 pairs, densely (KP per row) into buf.
+inline const uint32_t* bf16_rows(std::vector<uint32_t>& buf, const float* A, int64_t rows,
+                                 int64_t K, int64_t lda) {
+  const int64_t KP = (K + 1) / 2;
+  buf.resize(static_cast<size_t>(rows * KP));
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t kp = 0; kp < KP; ++kp) {
+      const float lo = A[r * lda + 2 * kp];
+      const float hi = 2 * kp + 1 < K ? A[r * lda + 2 * kp + 1] : 0.0f;
+      buf[r * KP + kp] = bf16_pair(lo, hi);
+    }
+  return buf.data();
+}
+
+template <int MR, int NV>
+__attribute__((noinline)) void micro_tile_bf16(int64_t KP, const uint32_t* A, int64_t lda,
+                                               const uint32_t* P, float* C, int64_t ldc,
+                                               const Panel& p, float beta) {
+  __m512 acc[MR][NV];
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t kp = 0; kp < KP; ++kp) {
+    __m512i b[NV];
+    for (int v = 0; v < NV; ++v) b[v] = _mm512_loadu_si512(P + (kp * NV + v) * 16);
+    for (int r = 0; r < MR; ++r) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(A[r * lda + kp]));
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], a, (__m512bh)b[v]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    for (int v = 0; v < NV; ++v) {
+      float* c = C + r * ldc + p.col[v];
+      alignas(64) float out[16];
+      _mm512_store_ps(out, acc[r][v]);
+      for (int l = 0; l < p.width[v]; ++l) c[l] = beta != 0.0f ? out[l] + beta * c[l] : out[l];
+    }
+  }
+}
+
+template <int NV, int MR = max_rows(NV)>
+void panel_rows_bf16(int64_t M, int64_t KP, const uint32_t* A, int64_t lda, const uint32_t* P,
+                     float* C, int64_t ldc, const Panel& p, float beta) {
+  if constexpr (MR >= 1) {
+    int64_t m = 0;
+    for (; m + MR <= M; m += MR)
+      micro_tile_bf16<MR, NV>(KP, A + m * lda, lda, P, C + m * ldc, ldc, p, beta);
+    if (m < M)
+      panel_rows_bf16<NV, MR - 1>(M - m, KP, A + m * lda, lda, P, C + m * ldc, ldc, p, beta);
+  }
+}
+
+// C[:M, the panel's columns] = A2 (M rows of KP pairs) . panel + beta C.
+inline void panel_gemm_bf16(const PackedWeights<float>& w, const Panel& p, int64_t M,
+                            const uint32_t* A2, float* C, int64_t ldc, float beta) {
+  const int64_t KP = (w.weight.K + 1) / 2;
+  const uint32_t* P = w.bf16_pairs.get() + p.offset;
+  switch (p.nv) {
+    case 1: panel_rows_bf16<1>(M, KP, A2, KP, P, C, ldc, p, beta); break;
+    case 2: panel_rows_bf16<2>(M, KP, A2, KP, P, C, ldc, p, beta); break;
+    case 3: panel_rows_bf16<3>(M, KP, A2, KP, P, C, ldc, p, beta); break;
+    default: panel_rows_bf16<4>(M, KP, A2, KP, P, C, ldc, p, beta); break;
+  }
+}
+#endif
 
 FASTRNN_NS_END

@@ -108,15 +108,17 @@ def get_num_threads() -> int:
 
 
 def cpu_isa() -> str:
-    """The instruction set the CPU kernels were dispatched to: avx512, avx2 or generic.
-    ``FASTRNN_CPU_ISA=generic|avx2`` in the environment caps it (read once, at first use)."""
+    """The instruction set the CPU kernels were dispatched to: avx512bf16 (AVX-512 with the
+    bf16 dot product, which precision="bf16" uses), avx512, avx2 or generic.
+    ``FASTRNN_CPU_ISA=generic|avx2|avx512`` in the environment caps it (read once, at first
+    use)."""
     return _C.cpu_isa()
 
 
 def set_cpu_isa(name: str) -> None:
-    """Selects the CPU kernels' instruction set: "generic", "avx2" or "avx512" (for tests and
-    benchmarks; by default the best this CPU has is used). Raises ValueError if the CPU lacks
-    it."""
+    """Selects the CPU kernels' instruction set: "generic", "avx2", "avx512" or "avx512bf16"
+    (for tests and benchmarks; by default the best this CPU has is used). Raises ValueError if
+    the CPU lacks it."""
     if not _C.set_cpu_isa(str(name)):
         raise ValueError(
             f"set_cpu_isa: {name!r} is not available here; this CPU supports {available_cpu_isas()}"
