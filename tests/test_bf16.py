@@ -42,12 +42,14 @@ def _run(module, v, p, precision):
 
 
 # (T, B, I, H, lengths, proj): plain, unsorted lengths with 0 and T, an LSTM projection, a
-# batch of one with W_hh over 64 KiB (the GEMV path).
+# batch of one with W_hh over 64 KiB (the GEMV path), products large enough for the packed
+# bf16 GEMM of the avx512bf16 build (M*N*K >= 2^20), odd sizes and lengths included.
 CASES = [
     (6, 3, 8, 16, None, 0),
     (7, 5, 6, 24, [3, 0, 7, 1, 5], 0),
     (5, 4, 9, 33, "random", 12),
     (6, 1, 10, 140, [4], 0),
+    (20, 16, 65, 67, "random", 31),
 ]
 
 

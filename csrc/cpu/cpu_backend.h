@@ -63,6 +63,14 @@ class CpuBackend {
       scale_rows(M, N, beta, C, ldc);
       return;
     }
+#ifdef __AVX512BF16__
+    // Large products with the bf16 dot product: op(B) packed as pairs, op(A) as pairs.
+    if constexpr (std::is_same_v<S, float>)
+      if (bf16 && alpha == S(1) && ldb == (trans_b ? K : N) && M * N * K >= (int64_t(1) << 20)) {
+        bf16_gemm(trans_a, trans_b, M, N, K, A, lda, B, beta, C, ldc, scratch_pairs_);
+        return;
+      }
+#endif
     if (bf16) {  // the operands, as op() reads them, into rounded dense copies
       A = rounded(scratch_a_, A, trans_a ? K : M, trans_a ? M : K, lda);
       lda = trans_a ? M : K;

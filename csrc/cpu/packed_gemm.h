@@ -302,6 +302,27 @@ inline const uint32_t* bf16_rows(std::vector<uint32_t>& buf, const float* A, int
   return buf.data();
 }
 
+// op(A)'s rows (M x K; op(A) = A (M x K, row stride lda) or A^T with A (K x M)) as bf16
+// pairs, densely (KP = (K + 1) / 2 per row) into buf; blocked, and split over the pool.
+inline const uint32_t* bf16_op_rows(std::vector<uint32_t>& buf, const float* A, bool trans,
+                                    int64_t M, int64_t K, int64_t lda) {
+  if (!trans) return bf16_rows(buf, A, M, K, lda);
+  const int64_t KP = (K + 1) / 2, block = 64;
+  buf.resize(static_cast<size_t>(M * KP));
+  uint32_t* out = buf.data();
+  parallel_for((M + block - 1) / block, [&](int64_t b0, int64_t b1) {
+    for (int64_t m0 = b0 * block; m0 < std::min(M, b1 * block); m0 += block)
+      for (int64_t kp0 = 0; kp0 < KP; kp0 += block)
+        for (int64_t kp = kp0; kp < std::min(KP, kp0 + block); ++kp) {
+          const float* lo = A + (2 * kp) * lda;
+          const float* hi = 2 * kp + 1 < K ? A + (2 * kp + 1) * lda : nullptr;
+          for (int64_t m = m0; m < std::min(M, m0 + block); ++m)
+            out[m * KP + kp] = bf16_pair(lo[m], hi ? hi[m] : 0.0f);
+        }
+  });
+  return out;
+}
+
 template <int MR, int NV>
 __attribute__((noinline)) void micro_tile_bf16(int64_t KP, const uint32_t* A, int64_t lda,
                                                const uint32_t* P, float* C, int64_t ldc,
@@ -340,6 +361,28 @@ void panel_rows_bf16(int64_t M, int64_t KP, const uint32_t* A, int64_t lda, cons
 }
 
 // C[:M, the panel's columns] = A2 (M rows of KP pairs) . panel + beta C.
+inline void panel_gemm_bf16(const PackedWeights<float>& w, const Panel& p, int64_t M,
+                            const uint32_t* A2, float* C, int64_t ldc, float beta);
+
+// C (M, N) = op(A) op(B) + beta C on bf16 operands with float32 sums; op(B) dense (ldb = N,
+// or K when transposed). op(B) packed as pairs once, op(A) rounded to pairs once; row blocks
+// of A outer and each thread's panels inner, so both stay in cache.
+inline void bf16_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
+                      int64_t lda, const float* B, float beta, float* C, int64_t ldc,
+                      std::vector<uint32_t>& scratch) {
+  const PackedWeights<float> w =
+      pack_weights_bf16(trans_b ? times_transposed(B, 1, N, K) : times(B, K, N));
+  const int64_t KP = (K + 1) / 2;
+  const uint32_t* A2 = bf16_op_rows(scratch, A, trans_a, M, K, lda);
+  const int64_t panels = static_cast<int64_t>(w.panels.size()), rows = 192;
+  parallel_for(panels, [&](int64_t p0, int64_t p1) {
+    for (int64_t m0 = 0; m0 < M; m0 += rows)
+      for (int64_t pi = p0; pi < p1; ++pi)
+        panel_gemm_bf16(w, w.panels[pi], std::min(rows, M - m0), A2 + m0 * KP, C + m0 * ldc, ldc,
+                        beta);
+  });
+}
+
 inline void panel_gemm_bf16(const PackedWeights<float>& w, const Panel& p, int64_t M,
                             const uint32_t* A2, float* C, int64_t ldc, float beta) {
   const int64_t KP = (w.weight.K + 1) / 2;
