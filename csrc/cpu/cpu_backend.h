@@ -67,7 +67,7 @@ class CpuBackend {
     // Large products with the bf16 dot product: op(B) packed as pairs, op(A) as pairs.
     if constexpr (std::is_same_v<S, float>)
       if (bf16 && alpha == S(1) && ldb == (trans_b ? K : N) && M * N * K >= (int64_t(1) << 20)) {
-        bf16_gemm(trans_a, trans_b, M, N, K, A, lda, B, beta, C, ldc, scratch_pairs_);
+        bf16_gemm(trans_a, trans_b, M, N, K, A, lda, B, beta, C, ldc, scratch_pairs_, last_bf16_b_);
         return;
       }
 #endif
@@ -303,6 +303,7 @@ class CpuBackend {
   std::vector<std::unique_ptr<S[]>> buffers_;
   std::vector<S> scratch_a_, scratch_b_, scratch_step_;  // rounded operands (bf16)
   std::vector<uint32_t> scratch_pairs_;                  // a step's A as bf16 pairs
+  PackedWeights<S> last_bf16_b_;  // bf16_gemm's last op(B), reused while B comes back
 };
 
 FASTRNN_NS_END

@@ -367,11 +367,18 @@ inline void panel_gemm_bf16(const PackedWeights<float>& w, const Panel& p, int64
 // C (M, N) = op(A) op(B) + beta C on bf16 operands with float32 sums; op(B) dense (ldb = N,
 // or K when transposed). op(B) packed as pairs once, op(A) rounded to pairs once; row blocks
 // of A outer and each thread's panels inner, so both stay in cache.
+// `packed`: the pair panels of the last op(B), kept by the caller (the backend of one kernel
+// call) and reused while the same B comes back (the input projection's W_ih, chunk after
+// chunk); B must not change within that backend's lifetime, which one kernel call ensures.
 inline void bf16_gemm(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* A,
                       int64_t lda, const float* B, float beta, float* C, int64_t ldc,
-                      std::vector<uint32_t>& scratch) {
-  const PackedWeights<float> w =
-      pack_weights_bf16(trans_b ? times_transposed(B, 1, N, K) : times(B, K, N));
+                      std::vector<uint32_t>& scratch, PackedWeights<float>& packed) {
+  const RecurrentWeight<float> b = trans_b ? times_transposed(B, 1, N, K) : times(B, K, N);
+  const RecurrentWeight<float>& held = packed.weight;
+  if (!packed.bf16_pairs || held.W != B || held.transposed != b.transposed || held.K != K ||
+      held.N() != N)
+    packed = pack_weights_bf16(b);
+  const PackedWeights<float>& w = packed;
   const int64_t KP = (K + 1) / 2;
   const uint32_t* A2 = bf16_op_rows(scratch, A, trans_a, M, K, lda);
   const int64_t panels = static_cast<int64_t>(w.panels.size()), rows = 192;
