@@ -34,20 +34,6 @@
 
 FASTRNN_NS_BEGIN
 
-// x rounded to the nearest bf16 (ties to even) and back: the 16 high bits of its float.
-// NaN stays NaN (rounding its payload could make it Inf); float64 goes through float.
-template <typename S>
-inline S round_to_bf16(S x) {
-  const float f = static_cast<float>(x);
-  if (f != f) return x;
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof u);
-  u = (u + 0x7FFFu + ((u >> 16) & 1u)) & 0xFFFF0000u;
-  float r;
-  std::memcpy(&r, &u, sizeof r);
-  return static_cast<S>(r);
-}
-
 template <typename S>
 class CpuBackend {
  public:
@@ -116,20 +102,15 @@ class CpuBackend {
     if constexpr (std::is_same_v<S, float>)
       if (bf16 && uses >= 2) return pack_weights_bf16(w);
 #endif
-    if (bf16) {  // pack (or hold) a rounded copy of W
-      RecurrentWeight<S> r = w;
-      std::vector<S> copy(w.W, w.W + w.K * w.N());
-      for (S& v : copy) v = round_to_bf16(v);
-      r.W = copy.data();
-      bf16 = false;
-      Packed p = pack(r, uses, rows);
-      bf16 = true;
-      p.rounded = std::move(copy);  // a vector's move keeps its data where r.W points
-      return p;
-    }
-    const bool small = w.K * w.N() * static_cast<int64_t>(sizeof(S)) <= 64 * 1024;
-    if (uses < 2 || (rows < 2 && !small)) return unpacked_weights(w);
-    return pack_weights(w);
+    if (!bf16) return pack_as_is(w, uses, rows);
+    // bf16 products elsewhere: a rounded copy of W, packed (or held) as a float weight.
+    RecurrentWeight<S> r = w;
+    std::vector<S> copy(w.W, w.W + w.K * w.N());
+    for (S& v : copy) v = round_to_bf16(v);
+    r.W = copy.data();
+    Packed p = pack_as_is(r, uses, rows);
+    p.rounded = std::move(copy);  // a vector's move keeps its data where r.W points
+    return p;
   }
 
   // C[:M, panel columns] = A (M, K) . packed + beta C, then f(b, j) for b < M_f and the
@@ -159,22 +140,10 @@ class CpuBackend {
       if (M_f > 0) pointwise(M_f, w.weight.units, f);
       return;
     }
-    const int64_t panels = static_cast<int64_t>(w.panels.size());
     // A thread is worth waking for ~128K flops or more (a wake-up and join cost microseconds;
     // between steps the workers are still spinning, so this is the usual case).
-    const int64_t panel_flops =
-        2 * std::max<int64_t>(M, 1) * w.weight.K * 4 * lanes<S>() + M_f * 64;
-    const int64_t min_panels = std::max<int64_t>(1, (1 << 17) / std::max<int64_t>(panel_flops, 1));
-    parallel_for(
-        panels,
-        [&](int64_t p0, int64_t p1) {
-          for (int64_t pi = p0; pi < p1; ++pi) {
-            const Panel& p = w.panels[pi];
-            if (M > 0) panel_gemm(w, p, M, A, lda, C, ldc, beta);
-            for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
-          }
-        },
-        min_panels);
+    panel_pass(w, M, M_f, f, 1 << 17,
+               [&](const Panel& p) { panel_gemm(w, p, M, A, lda, C, ldc, beta); });
   }
 
 #ifdef __AVX512BF16__
@@ -183,19 +152,9 @@ class CpuBackend {
   void bf16_step(const Packed& w, int64_t M, int64_t M_f, const float* A, int64_t lda, float* C,
                  int64_t ldc, float beta, const F& f) {
     const uint32_t* A2 = M > 0 ? bf16_rows(scratch_pairs_, A, M, w.weight.K, lda) : nullptr;
-    const int64_t panels = static_cast<int64_t>(w.panels.size());
-    const int64_t panel_flops = 2 * std::max<int64_t>(M, 1) * w.weight.K * 4 * 16 + M_f * 64;
-    const int64_t min_panels = std::max<int64_t>(1, (1 << 18) / std::max<int64_t>(panel_flops, 1));
-    parallel_for(
-        panels,
-        [&](int64_t p0, int64_t p1) {
-          for (int64_t pi = p0; pi < p1; ++pi) {
-            const Panel& p = w.panels[pi];
-            if (M > 0) panel_gemm_bf16(w, p, M, A2, C, ldc, beta);
-            for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
-          }
-        },
-        min_panels);
+    // Twice the float step's rate: a thread is worth ~256K flops.
+    panel_pass(w, M, M_f, f, 1 << 18,
+               [&](const Panel& p) { panel_gemm_bf16(w, p, M, A2, C, ldc, beta); });
   }
 #endif
 
@@ -243,6 +202,34 @@ class CpuBackend {
   }
 
  private:
+  // W packed into float panels, or held as it is where packing does not pay (see pack).
+  static Packed pack_as_is(const RecurrentWeight<S>& w, int64_t uses, int64_t rows) {
+    const bool small = w.K * w.N() * static_cast<int64_t>(sizeof(S)) <= 64 * 1024;
+    if (uses < 2 || (rows < 2 && !small)) return unpacked_weights(w);
+    return pack_weights(w);
+  }
+
+  // The panels split over the pool: each runs gemm(panel) (if M > 0), then f on the panel's
+  // units for rows b < M_f; a thread gets min_flops or more.
+  template <typename F, typename G>
+  void panel_pass(const Packed& w, int64_t M, int64_t M_f, const F& f, int64_t min_flops,
+                  const G& gemm) {
+    const int64_t panels = static_cast<int64_t>(w.panels.size());
+    const int64_t panel_flops =
+        2 * std::max<int64_t>(M, 1) * w.weight.K * 4 * lanes<S>() + M_f * 64;
+    const int64_t min_panels = std::max<int64_t>(1, min_flops / std::max<int64_t>(panel_flops, 1));
+    parallel_for(
+        panels,
+        [&](int64_t p0, int64_t p1) {
+          for (int64_t pi = p0; pi < p1; ++pi) {
+            const Panel& p = w.panels[pi];
+            if (M > 0) gemm(p);
+            for (int64_t b = 0; b < M_f; ++b) run_row(f, b, p.unit_begin, p.unit_end);
+          }
+        },
+        min_panels);
+  }
+
   template <typename F>
   static void run_row(const F& f, int64_t b, int64_t j0, int64_t j1) {
 #pragma omp simd

@@ -237,14 +237,10 @@ void panel_gemm(const PackedWeights<S>& w, const Panel& p, int64_t M, const S* A
   }
 }
 
-#ifdef __AVX512BF16__
-// ---------------------------------------------------------------------------- bf16 panels
-// With bf16 products on a CPU with AVX512-BF16: W packed as bf16 pairs along k and each
-// step's A rounded to pairs, then vdpbf16ps (16 lanes x 2 products per instruction, float32
-// accumulation; denormal operands count as zero, the instruction's only difference from
-// rounding the operands and summing in float32). float only: 16 lanes per vector.
+// ---------------------------------------------------------------------------- bf16 rounding
+// The one rounding rule of bf16 products, for every build: to the nearest bf16, ties to even.
 
-// The bits of x rounded to the nearest bf16 (ties to even); NaN stays a NaN.
+// The bits of x rounded to the nearest bf16; a NaN stays a (quiet) NaN.
 inline uint16_t bf16_bits(float x) {
   uint32_t u;
   std::memcpy(&u, &x, sizeof u);
@@ -255,6 +251,25 @@ inline uint16_t bf16_bits(float x) {
 inline uint32_t bf16_pair(float lo, float hi) {
   return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
 }
+
+// x rounded to the nearest bf16 and back; NaN is returned as it is; float64 goes through
+// float.
+template <typename S>
+inline S round_to_bf16(S x) {
+  const float f = static_cast<float>(x);
+  if (f != f) return x;
+  const uint32_t u = static_cast<uint32_t>(bf16_bits(f)) << 16;
+  float r;
+  std::memcpy(&r, &u, sizeof r);
+  return static_cast<S>(r);
+}
+
+#ifdef __AVX512BF16__
+// ---------------------------------------------------------------------------- bf16 panels
+// With bf16 products on a CPU with AVX512-BF16: W packed as bf16 pairs along k and each
+// step's A rounded to pairs, then vdpbf16ps (16 lanes x 2 products per instruction, float32
+// accumulation; denormal operands count as zero, the instruction's only difference from
+// rounding the operands and summing in float32). float only: 16 lanes per vector.
 
 // Packs W as bf16 pairs in the panel layout of pack_weights.
 inline PackedWeights<float> pack_weights_bf16(const RecurrentWeight<float>& weight) {
