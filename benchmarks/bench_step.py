@@ -14,27 +14,15 @@ in isolation before the suite measures whole calls.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 import fastrnn
 from fastrnn import _C
-from fastrnn.bench.roofline import peak_flops
+from fastrnn.bench.roofline import gemm_ms, peak_flops
 from fastrnn.cell_spec import spec
 
 import common  # noqa: F401  (sets NumPy's BLAS threads first)
-
-
-def blas_step_s(a: np.ndarray, w: np.ndarray, c: np.ndarray, reps: int) -> float:
-    """Seconds per c = a w^T through the kernels' BLAS path (median of `reps` calls)."""
-    _C.gemm_nt(a, w, c)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        _C.gemm_nt(a, w, c)
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 def main() -> None:
@@ -62,7 +50,7 @@ def main() -> None:
                 reps = max(5, args.reps * 256 // H // max(1, B // 16))
                 step = _C.time_recurrent_step(a=a, w=w, c=c, groups=G, reps=reps)
                 np.testing.assert_allclose(c, a @ w.T, rtol=1e-4, atol=1e-4)
-                blas = blas_step_s(a, w, c, reps)
+                blas = gemm_ms(B, G * H, H, reps) * 1e-3  # the BLAS on the same shape
                 flops = 2 * B * G * H * H
                 print(
                     f"{cell:5} {B:3} {H:5} {step * 1e6:10.1f} {flops / step / 1e9:8.1f} "
