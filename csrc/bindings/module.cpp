@@ -5,6 +5,8 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <type_traits>
+
 #include "bindings/dlpack.h"
 #include "bindings/kernel_bindings.h"
 #include "cpu/dispatch.h"
@@ -13,9 +15,9 @@
 namespace fastrnn_bindings {
 namespace {
 
-inline constexpr const char* gemm_nt_params[] = {"a", "b", "c"};
+inline constexpr const char* gemm_nt_params[] = {"a", "b", "c", "bf16"};
 template <typename S>
-void gemm_nt(py::object a, py::object b, py::object c) {
+void gemm_nt(py::object a, py::object b, py::object c, bool bf16) {
   const char* fn = "gemm_nt";
   if (!py::isinstance<py::array>(b) || py::reinterpret_borrow<py::array>(a).ndim() != 2 ||
       py::reinterpret_borrow<py::array>(b).ndim() != 2)
@@ -25,8 +27,10 @@ void gemm_nt(py::object a, py::object b, py::object c) {
   const S* pa = numpy_arg<S>(fn, "a", a, {M, K}, false);
   const S* pb = numpy_arg<S>(fn, "b", b, {N, K}, false);
   S* pc = numpy_arg<S>(fn, "c", c, {M, N}, true);
+  if (bf16 && !std::is_same_v<S, float>)
+    throw py::type_error("gemm_nt: bf16=True rounds float32 operands; a is float64");
   py::gil_scoped_release release;
-  fastrnn::gemm_nt(M, N, K, pa, pb, pc);
+  fastrnn::gemm_nt(M, N, K, pa, pb, pc, bf16);
 }
 
 // Seconds per recurrent step (the kernel harness, benchmarks/bench_step.py): c (M, N) = a (M, K)
@@ -34,7 +38,7 @@ void gemm_nt(py::object a, py::object b, py::object c) {
 // `groups` gate blocks.
 template <typename S>
 double time_recurrent_step(const py::array& a, const py::array& w, const py::array& c, int groups,
-                           int64_t reps) {
+                           int64_t reps, bool bf16) {
   const char* fn = "time_recurrent_step";
   if (a.ndim() != 2 || w.ndim() != 2)
     throw py::value_error("time_recurrent_step: a, w must be 2-D");
@@ -44,8 +48,10 @@ double time_recurrent_step(const py::array& a, const py::array& w, const py::arr
   const S* pa = numpy_arg<S>(fn, "a", a, {M, K}, false);
   const S* pw = numpy_arg<S>(fn, "w", w, {N, K}, false);
   S* pc = numpy_arg<S>(fn, "c", c, {M, N}, true);
+  if (bf16 && !std::is_same_v<S, float>)
+    throw py::type_error("time_recurrent_step: bf16=True rounds float32 operands; a is float64");
   py::gil_scoped_release release;
-  return fastrnn::time_recurrent_step(M, groups, N / groups, K, pa, pw, pc, reps);
+  return fastrnn::time_recurrent_step(M, groups, N / groups, K, pa, pw, pc, reps, bf16);
 }
 
 }  // namespace
@@ -57,15 +63,19 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "fastrnn's C++ kernels. Use fastrnn.ops; these take preallocated outputs.";
   bind_kernels<NumpyArrays>(m);
   bind_kernel<NumpyArrays>(m, "gemm_nt", &gemm_nt<double>, &gemm_nt<float>, gemm_nt_params,
-                           "c (M, N) = a (M, K) b (N, K)^T on the kernels' BLAS path", false);
+                           "c (M, N) = a (M, K) b (N, K)^T on the kernels' large-GEMM path; bf16: "
+                           "with the kernels' bf16 products (float32 only)",
+                           false);
   m.def(
       "time_recurrent_step",
-      [](const py::array& a, const py::array& w, const py::array& c, int groups, int64_t reps) {
+      [](const py::array& a, const py::array& w, const py::array& c, int groups, int64_t reps,
+         bool bf16) {
         return numpy_is_f64("time_recurrent_step", "a", a)
-                   ? time_recurrent_step<double>(a, w, c, groups, reps)
-                   : time_recurrent_step<float>(a, w, c, groups, reps);
+                   ? time_recurrent_step<double>(a, w, c, groups, reps, bf16)
+                   : time_recurrent_step<float>(a, w, c, groups, reps, bf16);
       },
       py::kw_only(), py::arg("a"), py::arg("w"), py::arg("c"), py::arg("groups"), py::arg("reps"),
+      py::arg("bf16") = false,
       "The kernel harness: seconds per recurrent step c = a w^T (w prepared once, as the time "
       "loops prepare W_hh).");
   m.def("set_num_threads", &fastrnn::set_num_threads, py::arg("n"),

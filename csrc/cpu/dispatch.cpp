@@ -16,15 +16,16 @@
 #define FASTRNN_DECLARE_ISA_KERNEL(name, Args) \
   template <typename S>                        \
   void name(const Args<S>&);
-#define FASTRNN_DECLARE_ISA(isa)                                                               \
-  namespace fastrnn {                                                                          \
-  namespace isa {                                                                              \
-  FASTRNN_FOR_EACH_KERNEL(FASTRNN_DECLARE_ISA_KERNEL)                                          \
-  template <typename S>                                                                        \
-  void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*);                             \
-  template <typename S>                                                                        \
-  double time_recurrent_step(int64_t, int, int64_t, int64_t, const S*, const S*, S*, int64_t); \
-  }                                                                                            \
+#define FASTRNN_DECLARE_ISA(isa)                                                              \
+  namespace fastrnn {                                                                         \
+  namespace isa {                                                                             \
+  FASTRNN_FOR_EACH_KERNEL(FASTRNN_DECLARE_ISA_KERNEL)                                         \
+  template <typename S>                                                                       \
+  void gemm_nt(int64_t, int64_t, int64_t, const S*, const S*, S*, bool);                      \
+  template <typename S>                                                                       \
+  double time_recurrent_step(int64_t, int, int64_t, int64_t, const S*, const S*, S*, int64_t, \
+                             bool);                                                           \
+  }                                                                                           \
   }
 
 FASTRNN_DECLARE_ISA(generic)
@@ -124,20 +125,20 @@ FASTRNN_FOR_EACH_KERNEL(FASTRNN_PUBLIC_KERNEL)
 #undef FASTRNN_PUBLIC_KERNEL
 
 template <typename S>
-void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C) {
-  FASTRNN_DISPATCH(gemm_nt, M, N, K, A, B, C)
+void gemm_nt(int64_t M, int64_t N, int64_t K, const S* A, const S* B, S* C, bool bf16) {
+  FASTRNN_DISPATCH(gemm_nt, M, N, K, A, B, C, bf16)
 }
-template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, float*);
-template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*);
+template void gemm_nt(int64_t, int64_t, int64_t, const float*, const float*, float*, bool);
+template void gemm_nt(int64_t, int64_t, int64_t, const double*, const double*, double*, bool);
 
 template <typename S>
 double time_recurrent_step(int64_t M, int groups, int64_t units, int64_t K, const S* A, const S* W,
-                           S* C, int64_t reps) {
-  FASTRNN_DISPATCH(time_recurrent_step, M, groups, units, K, A, W, C, reps)
+                           S* C, int64_t reps, bool bf16) {
+  FASTRNN_DISPATCH(time_recurrent_step, M, groups, units, K, A, W, C, reps, bf16)
 }
 template double time_recurrent_step(int64_t, int, int64_t, int64_t, const float*, const float*,
-                                    float*, int64_t);
+                                    float*, int64_t, bool);
 template double time_recurrent_step(int64_t, int, int64_t, int64_t, const double*, const double*,
-                                    double*, int64_t);
+                                    double*, int64_t, bool);
 
 }  // namespace fastrnn

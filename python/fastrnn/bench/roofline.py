@@ -23,17 +23,18 @@ from .case import Case
 PEAK_N = 1024  # the peak sgemm: (1024 x 1024) x (1024 x 1024), 2.1 GFLOP
 
 
-def gemm_ms(M: int, N: int, K: int, repeats: int) -> float:
-    """Median ms of C (M, N) = A (M, K) B^T through fastrnn's BLAS path."""
+def gemm_ms(M: int, N: int, K: int, repeats: int, *, bf16: bool = False) -> float:
+    """Median ms of C (M, N) = A (M, K) B^T through fastrnn's large-GEMM path (the BLAS; with
+    ``bf16``, the kernels' bf16 products)."""
     rng = np.random.default_rng(2)
     a = rng.standard_normal((M, K)).astype(np.float32)
     b = rng.standard_normal((N, K)).astype(np.float32)
     c = np.empty((M, N), np.float32)
-    _C.gemm_nt(a, b, c)
+    _C.gemm_nt(a, b, c, bf16)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        _C.gemm_nt(a, b, c)
+        _C.gemm_nt(a, b, c, bf16)
         times.append(time.perf_counter() - t0)
     return float(np.median(times)) * 1e3
 
