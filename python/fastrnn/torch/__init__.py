@@ -3,11 +3,13 @@ GRUCell and RNNCell whose forward (and backward) run fastrnn's fused CPU kernels
 
 Switch one class (``from fastrnn.torch import LSTM``), a whole model in place
 (:func:`replace_rnns`), or every construction within a block (:func:`patch`) or for the
-process (:func:`install`). Each call falls back to torch.nn's own implementation where the
-kernels do not apply: dtypes other than float32/float64, tensors not on the CPU (fastrnn's
-CUDA backend is not used here), TorchScript, tracing, ONNX export, autocast, torch.func
-transforms, and inside :func:`disabled`. torch.compile runs the RNN eagerly (a graph break).
-Double backward (create_graph=True) raises, as with cuDNN.
+process (:func:`install`). bfloat16 modules and ``torch.autocast("cpu",
+dtype=torch.bfloat16)`` run the kernels' bf16 products (bf16 operands, float32 sums). Each
+call falls back to torch.nn's own implementation where the kernels do not apply: float16,
+tensors on a device fastrnn does not run (CUDA tensors take fastrnn's CUDA backend where it
+is usable, in float32/float64), TorchScript, tracing, ONNX export, autocast to other dtypes
+or on CUDA, torch.func transforms, and inside :func:`disabled`. torch.compile runs the RNN
+eagerly (a graph break). Double backward (create_graph=True) raises, as with cuDNN.
 """
 
 try:

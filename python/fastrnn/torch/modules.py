@@ -7,6 +7,17 @@ wherever the kernels do not apply (see :func:`fast_path_reason` and
 The subclasses add no state: parameters, state_dict, repr, ``.to()`` and construction are
 torch.nn's. GRU and GRUCell take one more keyword, ``reset_after`` (default True, torch's
 form; False is Cho et al.'s, which torch.nn cannot run, so it has no fallback).
+
+bfloat16 runs on the kernels' bf16 products (bf16 operands, float32 sums; states, the LSTM
+cell, activations and gradients in float32 inside), in two forms (see :class:`_Mode`):
+
+- a bf16 module (``module.to(torch.bfloat16)``) on bf16 inputs and states: outputs, final
+  states and gradients in bfloat16, as torch.nn's;
+- ``torch.autocast("cpu", dtype=torch.bfloat16)``: float32 or bf16 tensors in, the weights
+  as they are (float32 masters get float32 gradients); every cell kind runs bf16 products,
+  and the outputs take the dtype torch.nn's gives under the same autocast (bfloat16 for
+  LSTM, RNN and RNNCell, which torch's CPU autocast lists; the input's dtype for GRU,
+  GRUCell and LSTMCell). float64 tensors are left alone, as autocast leaves them.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ import contextlib
 import contextvars
 import functools
 import weakref
-from typing import Iterator, List, Optional, Tuple, Union
+from typing import Iterator, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -32,7 +43,11 @@ __all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "
 
 _disabled = contextvars.ContextVar("fastrnn_torch_disabled", default=False)
 _FLOATS = (torch.float32, torch.float64)
+_BF16 = torch.bfloat16
 _PLAIN = (torch.Tensor, torch.nn.Parameter)
+# The classes whose torch.nn forward torch's CPU autocast runs in bfloat16 (its ops lstm,
+# rnn_tanh, rnn_relu, rnn_tanh_cell, rnn_relu_cell): their outputs are bfloat16 there.
+_AUTOCAST_TO_BF16 = (torch.nn.LSTM, torch.nn.RNN, torch.nn.RNNCell)
 
 
 @contextlib.contextmanager
@@ -48,8 +63,8 @@ def disabled() -> Iterator[None]:
 
 def fast_path_reason() -> Optional[str]:
     """Why the current context rules fastrnn's kernels out (None if it does not):
-    ``disabled()``, TorchScript, tracing, ONNX export, torch.compile/export, autocast or
-    torch.func transforms."""
+    ``disabled()``, TorchScript, tracing, ONNX export, torch.compile/export, autocast to a
+    dtype other than bfloat16 or torch.func transforms."""
     if _disabled.get():
         return "fastrnn.torch.disabled()"
     # ONNX export runs under tracing (the TorchScript exporter) or torch.export (the dynamo
@@ -59,29 +74,61 @@ def fast_path_reason() -> Optional[str]:
         return "TorchScript, tracing or ONNX export"
     if torch.compiler.is_compiling():
         return "torch.compile or torch.export"
-    if torch.is_autocast_enabled("cpu"):
-        return "autocast"
+    if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") != _BF16:
+        return f"autocast to {torch.get_autocast_dtype('cpu')}"
     if torch._C._are_functorch_transforms_active():
         return "a torch.func transform"
     return None
 
 
-def _plain(t, like: torch.Tensor) -> bool:
-    """A strided tensor of ``like``'s dtype and device, not a subclass (fake, functional...)."""
+def _plain(t, dtypes: Tuple[torch.dtype, ...], device: torch.device) -> bool:
+    """A strided tensor of one of ``dtypes`` on ``device``, not a subclass (fake,
+    functional...)."""
     return (
-        type(t) in _PLAIN
-        and t.dtype == like.dtype
-        and t.device == like.device
-        and t.layout == torch.strided
+        type(t) in _PLAIN and t.dtype in dtypes and t.device == device and t.layout == torch.strided
     )
 
 
-def _route(x):
+class _Mode(NamedTuple):
+    """How one call runs: ``precision`` the kernels' ("fp32": products in the tensors' dtype;
+    "bf16": bf16 operands, float32 sums), ``compute`` the dtype the kernels run in (x, the
+    states and the weights are cast to it: exact from bf16), ``weights`` the dtype the
+    weights must have (None: float32 or bf16, all alike), ``states`` the dtypes the initial
+    states may have, ``out`` the outputs' and final states' dtype."""
+
+    precision: str
+    compute: torch.dtype
+    weights: Optional[torch.dtype]
+    states: Tuple[torch.dtype, ...]
+    out: torch.dtype
+
+
+def _mode(module, x) -> Optional[_Mode]:
+    """The mode of a call of ``module`` on x, or None to fall back: float32/float64 as they
+    are; a bf16 module on bf16 tensors; under autocast to bfloat16 (CPU), float32 or bf16
+    tensors on bf16 products (float64 untouched, as autocast leaves it)."""
+    dt = x.dtype
+    if x.device.type == "cuda" and torch.is_autocast_enabled("cuda") and dt != torch.float64:
+        return None  # CUDA autocast: torch.nn's own (fastrnn's CUDA backend has no bf16 yet)
+    if torch.is_autocast_enabled("cpu") and dt in (torch.float32, _BF16):
+        out = _BF16 if isinstance(module, _AUTOCAST_TO_BF16) else dt
+        return _Mode("bf16", torch.float32, None, (torch.float32, _BF16), out)
+    if dt == _BF16:
+        return _Mode("bf16", torch.float32, _BF16, (_BF16,), _BF16)
+    if dt in _FLOATS:
+        return _Mode("fp32", dt, dt, (dt,), dt)
+    return None
+
+
+def _route(x, mode: _Mode):
     """The route for x (see :func:`fastrnn.torch.function.route_of`), or None if x is not a
-    plain float32/float64 tensor on a device fastrnn runs."""
-    if type(x) not in _PLAIN or x.dtype not in _FLOATS or x.layout != torch.strided:
+    plain strided tensor on a device fastrnn runs in ``mode``."""
+    if type(x) not in _PLAIN or x.layout != torch.strided:
         return None
-    return route_of(x.device)
+    route = route_of(x.device)
+    if route is not None and route.device and mode.precision != "fp32":
+        return None  # the CUDA backend has no bf16 products yet
+    return route
 
 
 def _states(hx, n: int) -> Optional[List]:
@@ -104,10 +151,10 @@ class _Fast:
         the module's attributes of the same names (torch.nn's nonlinearity, reset_after)."""
         return tuple((name, getattr(self, name)) for name in spec(self._cell_name).options)
 
-    def _weights(self, x: Tensor) -> Optional["_CheckedWeights"]:
-        """The weight tensors (checked: plain tensors of x's dtype and device), or None to
-        fall back. Checked once while the module holds the same tensors with the same
-        memory."""
+    def _weights(self, x: Tensor, mode: _Mode) -> Optional["_CheckedWeights"]:
+        """The weight tensors (checked: plain tensors on x's device of the dtype ``mode``
+        asks, all alike), or None to fall back. Checked once while the module holds the same
+        tensors with the same memory."""
         # Read as torch.nn's forward reads them, by name (functional_call swaps the entries of
         # _parameters; a parametrization makes them properties).
         names = self._weight_names()
@@ -117,7 +164,7 @@ class _Fast:
             flat = [getattr(self, n) for n in names]
         # The tensors' memory too: .to() / .double() give a Parameter new memory
         # (param.data = ...) while it stays the same object.
-        key = (x.dtype, x.device) + tuple((t.data_ptr(), t.dtype) for t in flat)
+        key = (mode.weights, x.device) + tuple((t.data_ptr(), t.dtype) for t in flat)
         cached = _CHECKED.get(self)
         if (
             cached is not None
@@ -125,7 +172,10 @@ class _Fast:
             and all(a is b for a, b in zip(cached.tensors, flat))
         ):
             return cached
-        if not all(_plain(w, x) for w in flat):
+        dtype = mode.weights or flat[0].dtype
+        if dtype not in ((mode.weights,) if mode.weights else (torch.float32, _BF16)) or not all(
+            _plain(w, (dtype,), x.device) for w in flat
+        ):
             return None
         cached = _CHECKED[self] = _CheckedWeights(key, flat)
         return cached
@@ -135,10 +185,10 @@ class _Fast:
         if not self.reset_after:
             raise RuntimeError(
                 f"fastrnn.torch.{type(self).__name__}(reset_after=False) runs on fastrnn's "
-                f"kernels only (float32/float64 tensors on the CPU, or on a GPU where "
-                f"fastrnn's CUDA backend is usable, outside fastrnn.torch.disabled(), "
-                f"TorchScript, tracing, export, autocast); torch.nn has no such GRU to "
-                f"fall back to"
+                f"kernels only (float32/float64/bfloat16 tensors on the CPU, or float32/"
+                f"float64 on a GPU where fastrnn's CUDA backend is usable, outside "
+                f"fastrnn.torch.disabled(), TorchScript, tracing, export, autocast to "
+                f"float16); torch.nn has no such GRU to fall back to"
             )
         return super().forward(input, hx)
 
@@ -168,8 +218,10 @@ class _Layer(_Fast):
         plan = self._plan(input, hx)
         if plan is None:
             return self._fallback(input, hx)
-        plan, x, states, weights = plan
-        y, finals = run(plan, x, states, weights.tensors, weights.arrays(plan.route))
+        plan, x, states, weights, mode = plan
+        flat, arrays = weights.computed(mode, plan.route)
+        y, finals = run(plan, x, states, flat, arrays)
+        y, finals = _cast_out(y, finals, mode)
         if plan.layout == "packed":
             y = PackedSequence(y, input.batch_sizes, input.sorted_indices, input.unsorted_indices)
         return y, (tuple(finals) if len(finals) > 1 else finals[0])
@@ -177,22 +229,24 @@ class _Layer(_Fast):
     def _weight_names(self) -> List[str]:
         return self._flat_weights_names
 
-    def _plan(self, input, hx) -> Optional[Tuple[Run, torch.Tensor, list, "_CheckedWeights"]]:
-        """The Run for this call with the tensors it takes, or None to fall back (any input
-        torch.nn would reject falls back, so that torch.nn raises its own error)."""
+    def _plan(self, input, hx) -> Optional[Tuple[Run, Tensor, list, "_CheckedWeights", _Mode]]:
+        """The Run for this call with the tensors it takes (x and the states in the mode's
+        compute dtype), the weights and the mode, or None to fall back (any input torch.nn
+        would reject falls back, so that torch.nn raises its own error)."""
         if fast_path_reason() is not None:
             return None
         cell = spec(self._cell_name)
         is_packed = isinstance(input, PackedSequence)
         x = input.data if is_packed else input
-        route = _route(x)
+        mode = _mode(self, x)
+        route = None if mode is None else _route(x, mode)
         if route is None:
             return None
-        weights = self._weights(x)
+        weights = self._weights(x, mode)
         if weights is None:
             return None
         states = _states(hx, len(cell.states))
-        if states is None or not all(_plain(s, x) for s in states):
+        if states is None or not all(_plain(s, mode.states, x.device) for s in states):
             return None
         D, L, H = 2 if self.bidirectional else 1, self.num_layers, self.hidden_size
         P = self.proj_size or H
@@ -225,28 +279,29 @@ class _Layer(_Fast):
                 return None
         dropout = self.training and self.dropout > 0 and L > 1
         shape = (L, D, len(states), self.bias, bool(self.proj_size))
+        options = self._options() + (("precision", mode.precision),)
         if pk is None and not dropout:  # nothing per call in the Run: shared
-            plan = _seq_run(
-                self._cell_name, self._options(), *shape, self.batch_first, unbatched, route
-            )
+            plan = _seq_run(self._cell_name, options, *shape, self.batch_first, unbatched, route)
         else:
-            masks = self._masks(x, pk, T, B, D * P, route) if dropout else None
+            masks = self._masks(x, pk, T, B, D * P, route, mode) if dropout else None
             layout = "seq" if pk is None else "packed"
-            plan = Run(cell, dict(self._options()), L, D, layout, *shape[2:],
+            plan = Run(cell, dict(options), L, D, layout, *shape[2:],
                        batch_first=self.batch_first, unbatched=unbatched, packed=pk,
                        masks=masks, route=route)  # fmt: skip
-        return plan, x, states, weights
+        return plan, x.to(mode.compute), [s.to(mode.compute) for s in states], weights, mode
 
-    def _masks(self, x, pk, T: int, B: int, width: int, route) -> dict:
+    def _masks(self, x, pk, T: int, B: int, width: int, route, mode: _Mode) -> dict:
         """Dropout masks (T, B, width) in the kernels' layout and the route's kind of array,
         one per non-last layer, drawn from torch's RNG on x's device as torch.nn draws them:
         F.dropout over each layer's whole output (time-major; a PackedSequence's packed data
-        (N, width))."""
+        (N, width)), in x's dtype (a bf16 mask's scale is bf16's), then in the compute
+        dtype."""
         shape = (x.shape[0], width) if pk is not None else (T, B, width)
         masks = {}
         for layer in range(self.num_layers - 1):
             ones = torch.ones(shape, dtype=x.dtype, device=x.device)
-            m = route.of_tensors([F.dropout(ones, self.dropout, True)])[0]
+            drawn = F.dropout(ones, self.dropout, True).to(mode.compute)
+            m = route.of_tensors([drawn])[0]
             if pk is not None:
                 m = route.scatter(m, np.flatnonzero(pk.padding_mask()), T * B)
                 m = m.reshape(T, B, width)
@@ -270,20 +325,29 @@ class _Cell(_Fast):
         checked = self._plan(input, hx)
         if checked is None:
             return self._fallback(input, hx)
-        weights, states, route = checked
-        flat = weights.tensors
+        weights, states, route, mode = checked
+        flat, arrays = weights.computed(mode, route)
+        x = input.to(mode.compute)
+        states = [s.to(mode.compute) for s in states]
         step = None
-        if not route.device and (
-            not torch.is_grad_enabled() or not any(t.requires_grad for t in (input, *states, *flat))
+        if (
+            not route.device
+            and mode.precision == "fp32"
+            and (
+                not torch.is_grad_enabled()
+                or not any(t.requires_grad for t in (input, *states, *flat))
+            )
         ):
             step = self._cell_step(weights)
         if step is not None:
-            finals = self._step(step, input, states)  # a CPU streaming step: the short way
+            finals = self._step(step, x, states)  # a CPU streaming step: the short way
         else:
+            options = self._options() + (("precision", mode.precision),)
             plan = _cell_run(
-                self._cell_name, self._options(), len(states), self.bias, input.dim() == 1, route
+                self._cell_name, options, len(states), self.bias, input.dim() == 1, route
             )
-            _, finals = run(plan, input, states, flat, weights.arrays(route))
+            _, finals = run(plan, x, states, flat, arrays)
+        _, finals = _cast_out(None, finals, mode)
         return tuple(finals) if len(finals) > 1 else finals[0]
 
     def _cell_step(self, weights: "_CheckedWeights") -> Optional[CellStep]:
@@ -311,25 +375,34 @@ class _Cell(_Fast):
     def _weight_names(self) -> Tuple[str, ...]:
         return _CELL_WEIGHTS if self.bias else _CELL_WEIGHTS[:2]
 
-    def _plan(self, input, hx) -> Optional[Tuple["_CheckedWeights", list, object]]:
-        """The weights, states and route of a call the kernels take, or None to fall back."""
+    def _plan(self, input, hx) -> Optional[Tuple["_CheckedWeights", list, object, _Mode]]:
+        """The weights, states, route and mode of a call the kernels take, or None to fall
+        back."""
         if fast_path_reason() is not None:
             return None
-        route = _route(input)
+        mode = _mode(self, input)
+        route = None if mode is None else _route(input, mode)
         if route is None:
             return None
-        weights = self._weights(input)
+        weights = self._weights(input, mode)
         if weights is None:
             return None
         states = _states(hx, len(spec(self._cell_name).states))
-        if states is None or not all(_plain(s, input) for s in states):
+        if states is None or not all(_plain(s, mode.states, input.device) for s in states):
             return None
         if input.dim() not in (1, 2) or input.shape[-1] != self.input_size:
             return None
         want = tuple(input.shape[:-1]) + (self.hidden_size,)
         if input.numel() == 0 or any(tuple(s.shape) != want for s in states):
             return None
-        return weights, states, route
+        return weights, states, route, mode
+
+
+def _cast_out(y: Optional[Tensor], finals, mode: _Mode):
+    """y and the final states in the mode's output dtype (autograd carries the casts)."""
+    if mode.out == mode.compute:
+        return y, finals
+    return None if y is None else y.to(mode.out), [f.to(mode.out) for f in finals]
 
 
 _CELL_WEIGHTS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
@@ -350,6 +423,15 @@ class _CheckedWeights:
         self.key, self.tensors = key, tensors
         self.views: Optional[List[np.ndarray]] = None
         self.step: Optional[Tuple[tuple, CellStep]] = None  # (the options it was made for, it)
+
+    def computed(self, mode: _Mode, route) -> Tuple[list, Optional[list]]:
+        """The weights in the mode's compute dtype and as the route's arrays (None: run()
+        takes them from the tensors): the tensors and their kept views, or (bf16 weights)
+        float32 copies made by autograd-tracked casts, so gradients reach the bf16
+        parameters in bf16."""
+        if self.tensors[0].dtype == mode.compute:
+            return self.tensors, self.arrays(route)
+        return [t.to(mode.compute) for t in self.tensors], None
 
     def arrays(self, route) -> Optional[list]:
         """The weights as the route's kernels take them: NumPy views on the CPU route (made
