@@ -72,7 +72,7 @@ def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):
     assert "unigram entropy" in p.stderr and "6/6 step 6 loss" in p.stderr
     assert "chars/s" in p.stderr
     assert p.stdout.count("--- sample at step") == 2
-    assert "done: step 6" in p.stdout
+    assert "done: step 6" in p.stdout and " held out (unigram baseline" in p.stdout
     model, opt, step, state = charlm.load_checkpoint(ckpt)
     assert step == 6 and opt.t == 6 and state[0].shape == (1, 2, 16)
 
@@ -164,6 +164,7 @@ def test_sample_command(corpus, tmp_path):
         (None, ["train-charlm", "--text", "/no/such/file.txt"], "no such file"),
         ("binary", ["train-charlm", "--text", "{path}"], "is not UTF-8 text"),
         (None, ["train-charlm", "--temperature", "0"], "--temperature must be > 0"),
+        (None, ["train-charlm", "--held-out", "0.5"], "--held-out must be in [0, 0.5)"),
         (None, ["sample", "/no/such.npz"], "no such checkpoint"),
         ("garbage", ["sample", "{path}"], "not a readable .npz checkpoint"),
         ("mismatched", ["sample", "{path}"], "param/head_b has shape (27,), the model needs (28,)"),

@@ -119,3 +119,41 @@ def test_softmax_cross_entropy_gradient():
         / weights.sum()
     )
     assert loss == pytest.approx(want)
+
+
+def test_split_held_out_keeps_the_end_of_the_text():
+    from fastrnn.charlm import split_held_out
+
+    assert split_held_out("abcdefgh", 0.25) == ("abcdef", "gh")
+    assert split_held_out("abcdefgh", 0) == ("abcdefgh", "")
+    with pytest.raises(ValueError, match=r"in \[0, 0.5\), got 0.5"):
+        split_held_out("abcdefgh", 0.5)
+
+
+def _tiny_charlm(vocab: str):
+    from fastrnn.charlm import CharLM, CharLMConfig
+
+    return CharLM(vocab, CharLMConfig(hidden_size=8, num_layers=2, embed_size=4, seed=3))
+
+
+def test_held_out_bits_of_a_uniform_model_is_log2_of_the_vocabulary():
+    from fastrnn.charlm import held_out_bits
+
+    model = _tiny_charlm("abcde")
+    model.head_w[...] = 0  # every character equally likely, whatever the LSTM says
+    assert held_out_bits(model, "abcdeedcbaabc" * 3) == pytest.approx(np.log2(5), rel=1e-6)
+
+
+def test_held_out_bits_carries_the_state_across_chunks():
+    """Chunks of 3 steps give what one chunk gives (the state carried), and each stream's
+    characters are predicted from its own past only (one stream differs from four)."""
+    from fastrnn.charlm import held_out_bits
+
+    model = _tiny_charlm("abcdefgh")
+    model.head_w *= 30  # an untrained model's logits are near 0: make the context matter
+    text = "abcdefghhgfedcba" * 5
+    whole = held_out_bits(model, text, streams=4, chunk=1024)
+    assert held_out_bits(model, text, streams=4, chunk=3) == pytest.approx(whole, rel=1e-5)
+    assert held_out_bits(model, text, streams=1) != pytest.approx(whole, rel=1e-3)
+    with pytest.raises(ValueError, match="never saw"):
+        held_out_bits(model, "xyz")

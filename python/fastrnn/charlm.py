@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Iterator, Optional
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
@@ -23,6 +23,8 @@ __all__ = [
     "CharLMConfig",
     "CharLM",
     "default_corpus",
+    "split_held_out",
+    "held_out_bits",
     "train",
     "sample",
     "save_checkpoint",
@@ -104,6 +106,41 @@ class CharLM:
         self.grads = {f"lstm.{k}": g for k, g in self.lstm.grads.items()}
         self.grads.update(embed=d_embed, head_w=flat_d.T @ flat_y, head_b=flat_d.sum(axis=0))
         return loss, state
+
+
+def split_held_out(text: str, fraction: float) -> Tuple[str, str]:
+    """(training text, held-out text): the last ``fraction`` of the text is held out (never
+    trained on), the rest is trained on. The split is by position, so the held-out text is
+    later material of the same kind, not a shuffled sample of the training text."""
+    if not 0 <= fraction < 0.5:
+        raise ValueError(f"the held-out fraction must be in [0, 0.5), got {fraction}")
+    cut = len(text) - int(len(text) * fraction)
+    return text[:cut], text[cut:]
+
+
+def held_out_bits(model: CharLM, text: str, streams: int = 16, chunk: int = 1024) -> float:
+    """Bits per character of the model on ``text``: each character after the first of each
+    of ``streams`` contiguous pieces, predicted from everything before it in its piece (the
+    LSTM state carried over chunks of ``chunk`` steps). Characters the model has never seen
+    are an error."""
+    unknown = sorted(set(text) - set(model.index))
+    if unknown:
+        raise ValueError(f"the held-out text has characters the model never saw: {unknown!r}")
+    ids = model.encode(text)
+    B = max(1, min(streams, (len(ids) - 1) // 2))
+    L = (len(ids) - 1) // B  # characters predicted per stream
+    if L < 1:
+        raise ValueError(f"the held-out text ({len(text)} characters) is too short")
+    x = ids[: B * L].reshape(B, L).T  # (L, B): stream b is ids[b*L : (b+1)*L]
+    y = ids[1 : B * L + 1].reshape(B, L).T
+    total, state = 0.0, None
+    with no_grad():
+        for t in range(0, L, chunk):
+            logits, _, state = model.logits(x[t : t + chunk], state)
+            z = logits - logits.max(axis=-1, keepdims=True)
+            logp = z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+            total -= float(np.take_along_axis(logp, y[t : t + chunk, :, None], axis=-1).sum())
+    return total / (B * L) / np.log(2)
 
 
 def unigram_entropy_bits(text: str) -> float:

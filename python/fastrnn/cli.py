@@ -126,6 +126,8 @@ def cmd_train_charlm(args) -> int:
     # The loss head's matmuls run on NumPy's OpenBLAS, whose threads would spin beside
     # fastrnn's (measured 2.4x slower): the LSTM takes the cores, NumPy one thread.
     fastrnn.set_numpy_blas_threads(1)
+    if not 0 <= args.held_out < 0.5:
+        raise UserError(f"--held-out must be in [0, 0.5), got {args.held_out}")
     if args.resume:
         model, opt, step, state = _load(args.resume, args.backend)
         text = read_text(args.text)
@@ -152,6 +154,7 @@ def cmd_train_charlm(args) -> int:
         )
         model = charlm.CharLM("".join(sorted(set(text))), config)
         opt, step, state = Adam(model.params(), config.lr), 0, None
+    text, held = charlm.split_held_out(text, args.held_out)
     c = model.config
     if len(text) < 2 * c.batch_size * 2:
         raise UserError(
@@ -159,7 +162,8 @@ def cmd_train_charlm(args) -> int:
         )
     base = charlm.unigram_entropy_bits(text)
     print(
-        f"corpus: {len(text):,} characters, {len(model.vocab)} distinct; unigram entropy "
+        f"corpus: {len(text):,} characters to train on, {len(held):,} held out, "
+        f"{len(model.vocab)} distinct; unigram entropy "
         f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
         f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
         f"{c.backend}, {c.precision} products, {fastrnn.get_num_threads()} threads",
@@ -194,7 +198,10 @@ def cmd_train_charlm(args) -> int:
     if args.checkpoint:
         charlm.save_checkpoint(args.checkpoint, model, opt, final, state)
         print(f"saved {args.checkpoint} (step {final})", file=sys.stderr)
-    print(f"done: step {final}, {smooth[0]:.2f} bits/char (unigram baseline {base:.2f})")
+    result = f"done: step {final}, {smooth[0]:.2f} bits/char on the training text"
+    if len(held) >= 3:
+        result += f", {charlm.held_out_bits(model, held):.3f} held out"
+    print(f"{result} (unigram baseline {base:.2f})")
     return 0
 
 
@@ -280,6 +287,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["fp32", "bf16"],
         default="fp32",
         help="the LSTM's matrix products: float32, or bf16 operands with float32 sums",
+    )
+    s.add_argument(
+        "--held-out",
+        type=float,
+        default=0.05,
+        help="the fraction of the text (its end) kept out of training and scored at the end",
     )
     s.add_argument("--threads", type=int, default=0, help="0: all cores")
     s.add_argument("--sample-every", type=int, default=250)
