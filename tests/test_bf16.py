@@ -8,7 +8,7 @@ import functools
 import numpy as np
 import pytest
 
-from fastrnn import _testing, cuda, ops, reference
+from fastrnn import _C, _testing, cuda, ops, reference
 from fastrnn.cell_spec import variants
 from fastrnn.reference import to_bf16
 
@@ -118,33 +118,31 @@ def test_error_against_float32_within_the_stated_bound(cell, options, T, H):
     assert min(errors) > 0
 
 
-def test_bf16_is_float32_only_and_cpu_only():
+@pytest.mark.parametrize("backend", ["cpu", "cuda"])
+def test_bf16_is_float32_only(backend):
     v = VARIANTS[0]
     p = make_problem(v, 2, 2, 3, 4, dtype=np.float64)
-    with pytest.raises(TypeError, match="precision='bf16' rounds float32 operands.*float64"):
-        ops.lstm_forward(p.x, None, None, p.w_ih, p.w_hh, None, None, precision="bf16")
-    with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\]"):
-        ops.lstm_forward(p.x, None, None, p.w_ih, p.w_hh, None, None, precision="fp16")
-    x, w_ih, w_hh = (a.astype(np.float32) for a in (p.x, p.w_ih, p.w_hh))
     with cuda._use_device_module(_testing.cuda_emulation):
-        with pytest.raises(ValueError, match="precision='bf16' is not on the CUDA backend"):
-            ops.lstm_forward(x, None, None, w_ih, w_hh, None, None, backend="cuda",
-                             precision="bf16")  # fmt: skip
+        with pytest.raises(TypeError, match="precision='bf16' rounds float32 operands.*float64"):
+            ops.lstm_forward(p.x, None, None, p.w_ih, p.w_hh, None, None, precision="bf16",
+                             backend=backend)  # fmt: skip
+        with pytest.raises(ValueError, match=r"precision must be one of \['fp32', 'bf16'\]"):
+            ops.lstm_forward(p.x, None, None, p.w_ih, p.w_hh, None, None, precision="fp16",
+                             backend=backend)  # fmt: skip
 
 
-def test_the_device_kernels_refuse_bf16():
-    """The CUDA backend's own bindings (here the emulated device's) refuse the flag rather
-    than compute in float32 unannounced."""
+def test_the_kernel_bindings_refuse_bf16_on_float64():
+    """bf16=True on float64 arrays is refused by every backend's bindings (the CPU module's
+    and the CUDA backend's, here the emulated device's) rather than run otherwise."""
     emu = _testing.cuda_emulation
     T, B, I, H = 2, 1, 3, 4
-    arr = functools.partial(np.zeros, dtype=np.float32)
-    to = cuda.to_device
-    with cuda._use_device_module(emu):
-        with pytest.raises(ValueError, match="bf16 products are not on this backend"):
-            emu.rnn_forward(x=to(arr((T, B, I))), h0=to(arr((B, H))), w_ih=to(arr((H, I))),
-                            w_hh=to(arr((H, H))), b_ih=None, b_hh=None, batch_sizes=None,
-                            y=to(arr((T, B, H))), h_n=to(arr((B, H))), gates=None,
-                            nonlinearity="tanh", H=H, bf16=True)  # fmt: skip
+    arr = functools.partial(np.zeros, dtype=np.float64)
+    for module, to in [(_C, lambda a: a), (emu, cuda.to_device)]:
+        with cuda._use_device_module(emu), pytest.raises(TypeError, match="x is float64"):
+            module.rnn_forward(x=to(arr((T, B, I))), h0=to(arr((B, H))), w_ih=to(arr((H, I))),
+                               w_hh=to(arr((H, H))), b_ih=None, b_hh=None, batch_sizes=None,
+                               y=to(arr((T, B, H))), h_n=to(arr((B, H))), gates=None,
+                               nonlinearity="tanh", H=H, bf16=True)  # fmt: skip
 
 
 def test_to_bf16_rounds_to_nearest_even():

@@ -14,6 +14,7 @@ import shutil
 
 import numpy as np
 import pytest
+import test_bf16
 
 import fastrnn
 from fastrnn import _testing, cuda, ops, reference
@@ -245,6 +246,28 @@ def test_cells_match_reference_and_cpu(v, T, B, I, H, proj, lengths, dtype, cuda
     for name in grads_want:
         assert_close("d" + name, grads[name], grads_want[name], atol, rtol)
         assert_close("d" + name + " vs cpu", grads[name], grads_cpu[name], atol, rtol)
+
+
+# (T, B, I, H, proj, lengths): products of every shape the loops make (steps, the input
+# projection, weight gradients), a projection, unsorted lengths.
+BF16_CASES = [(3, 2, 5, 7, 0, None), (5, 4, 6, 17, 3, "random")]
+
+
+@pytest.mark.parametrize("v,T,B,I,H,proj,lengths", with_variants(BF16_CASES, 2))
+def test_bf16_products_match_the_reference_and_cpu(v, T, B, I, H, proj, lengths, cuda_device):
+    """precision="bf16" on backend="cuda" (operands converted to bf16 on the device, cuBLAS
+    bf16 x bf16 with float32 sums): outputs and every gradient against the NumPy reference
+    and the CPU backend in bf16, as tests/test_bf16.py checks the CPU (the sums' order is the
+    only difference); and off float32's by bf16's rounding."""
+    p = make_problem(v, T, B, I, H, dtype=np.float32, seed=T + H, proj=proj, lengths=lengths)
+    run, rel = test_bf16._run, test_bf16._rel
+    got = run(on_cuda(), v, p, "bf16")
+    for other in (reference, ops):
+        want = run(other, v, p, "bf16")
+        for name in want:
+            assert got[name].dtype == np.float32
+            assert rel(got[name], want[name]) < 1e-3, name
+    assert rel(got["out0"], run(on_cuda(), v, p, "fp32")["out0"]) > 1e-5
 
 
 @pytest.mark.parametrize("v", VARIANTS, ids=VARIANT_IDS)
@@ -682,6 +705,26 @@ def test_cell_on_the_device_matches_torch(where, cls, grad):
             outs_ref, outs = _flat(ref(x)), _flat(ours(x))
     assert where.calls
     _close(outs, outs_ref, TORCH_TOL[torch.float32])
+
+
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "RNN", "LSTMCell"])
+def test_bf16_module_on_the_device(where, cls):
+    """A bf16 module on bf16 tensors takes the CUDA route with bf16 products: bf16 outputs and
+    gradients, within the stated bound (tests/test_bf16.py) of torch.nn in float32 on the
+    same values, and not float32's."""
+    ref, ours = _pair(cls, where.device, torch.float32, input_size=8, hidden_size=16)
+    ours = ours.to(torch.bfloat16)
+    ref.load_state_dict({k: v.float() for k, v in ours.state_dict().items()})
+    shape = (5, 8) if cls.endswith("Cell") else (12, 5, 8)
+    x = torch.randn(shape).to(where.device).to(torch.bfloat16)
+    x16, x32 = x.clone().requires_grad_(), x.float().requires_grad_()
+    outs, grads = _run(ours, [x16], (x16,))
+    outs_ref, grads_ref = _run(ref, [x32], (x32,))
+    outs, outs_ref = [o.detach() for o in outs], [o.detach() for o in outs_ref]
+    assert where.calls and all(o.dtype == torch.bfloat16 for o in outs + list(grads))
+    rel = [float((a.float() - b).norm() / b.norm().clamp_min(1e-30)) for a, b in
+           zip(outs + list(grads), outs_ref + list(grads_ref))]  # fmt: skip
+    assert max(rel) < 2.0**-7 and rel[0] > 1e-4  # (W_hh's gradient without hx: 0 and 0)
 
 
 def test_dropout_on_the_device_draws_from_torchs_rng(where):

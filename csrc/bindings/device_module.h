@@ -179,7 +179,6 @@ struct DeviceArrays {
     if (s.size() != 3) throw py::value_error("argument 'x' must be 3-D (T, B, I)");
     return s[i];
   }
-  static constexpr bool bf16_products = false;  // not yet on the CUDA backend
   template <template <typename> class Args, typename S>
   static void run(const Args<S>& a) {
     fastrnn::DeviceKernels<Device, S>::run(device_for<Device>(a.x), a);

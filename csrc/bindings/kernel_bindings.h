@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -96,6 +97,13 @@ inline const int64_t* batch_sizes_arg(const char* fn, const py::object& obj, int
   return bs;
 }
 
+// bf16=True (bf16 products) rounds float32 operands: a float64 call is refused.
+template <typename S>
+void check_bf16(const char* fn, bool bf16) {
+  if (bf16 && !std::is_same_v<S, float>)
+    throw py::type_error(std::string(fn) + ": bf16=True rounds float32 operands; x is float64");
+}
+
 // Host arrays, CPU kernels.
 struct NumpyArrays {
   template <typename S>
@@ -107,7 +115,6 @@ struct NumpyArrays {
     return numpy_is_f64(fn, name, x);
   }
   static int64_t dim(const py::object& x, int i) { return numpy_dim(x, i); }
-  static constexpr bool bf16_products = true;
 #define FASTRNN_RUN_ON_CPU(name, Args)         \
   template <typename S>                        \
   static void run(const fastrnn::Args<S>& a) { \
@@ -154,8 +161,7 @@ void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, p
     a.m = Arrays::template arg<S>(fn, "m", m, state, true);
   }
   a.bf16 = bf16;
-  if (bf16 && !Arrays::bf16_products)
-    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
+  check_bf16<S>(fn, bf16);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -201,8 +207,7 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
   a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {G}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("lstm_backward: db_ih and db_hh go together");
   a.bf16 = bf16;
-  if (bf16 && !Arrays::bf16_products)
-    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
+  check_bf16<S>(fn, bf16);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -236,8 +241,7 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.extra = training ? Arrays::template arg<S>(fn, "extra", extra, {T, B, H}, true)
                      : Arrays::template arg<S>(fn, "extra", extra, {B, H}, true);
   a.bf16 = bf16;
-  if (bf16 && !Arrays::bf16_products)
-    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
+  check_bf16<S>(fn, bf16);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -274,8 +278,7 @@ void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {G}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("gru_backward: db_ih and db_hh go together");
   a.bf16 = bf16;
-  if (bf16 && !Arrays::bf16_products)
-    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
+  check_bf16<S>(fn, bf16);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -311,8 +314,7 @@ void rnn_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.act = activation(nonlinearity);
   a.gates = Arrays::template arg<S>(fn, "gates", gates, {T, B, H}, true, true);
   a.bf16 = bf16;
-  if (bf16 && !Arrays::bf16_products)
-    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
+  check_bf16<S>(fn, bf16);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
@@ -348,8 +350,7 @@ void rnn_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   a.db_hh = Arrays::template arg<S>(fn, "db_hh", db_hh, {H}, true, true);
   if (!a.db_ih != !a.db_hh) throw py::value_error("rnn_backward: db_ih and db_hh go together");
   a.bf16 = bf16;
-  if (bf16 && !Arrays::bf16_products)
-    throw py::value_error(std::string(fn) + ": bf16 products are not on this backend");
+  check_bf16<S>(fn, bf16);
   py::gil_scoped_release release;
   Arrays::run(a);
 }

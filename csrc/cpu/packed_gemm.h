@@ -30,6 +30,7 @@
 #include <immintrin.h>
 #endif
 
+#include "core/bf16.h"
 #include "core/ns.h"
 #include "core/recurrent_weight.h"
 #include "cpu/thread_pool.h"
@@ -238,15 +239,7 @@ void panel_gemm(const PackedWeights<S>& w, const Panel& p, int64_t M, const S* A
 }
 
 // ---------------------------------------------------------------------------- bf16 rounding
-// The one rounding rule of bf16 products, for every build: to the nearest bf16, ties to even.
-
-// The bits of x rounded to the nearest bf16; a NaN stays a (quiet) NaN.
-inline uint16_t bf16_bits(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, sizeof u);
-  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-  return static_cast<uint16_t>((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
-}
+// Built on bf16_bits (core/bf16.h), the one rounding rule, shared with the CUDA backend.
 
 inline uint32_t bf16_pair(float lo, float hi) {
   return static_cast<uint32_t>(bf16_bits(lo)) | (static_cast<uint32_t>(bf16_bits(hi)) << 16);
@@ -258,10 +251,7 @@ template <typename S>
 inline S round_to_bf16(S x) {
   const float f = static_cast<float>(x);
   if (f != f) return x;
-  const uint32_t u = static_cast<uint32_t>(bf16_bits(f)) << 16;
-  float r;
-  std::memcpy(&r, &u, sizeof r);
-  return static_cast<S>(r);
+  return static_cast<S>(bf16_value(bf16_bits(f)));
 }
 
 #ifdef __AVX512BF16__

@@ -23,14 +23,16 @@ FASTRNN_NS_BEGIN
 // A column-major GEMM as cuBLAS (and the reference BLAS) define it:
 //   C (m, n) = alpha op(A) op(B) + beta C, op(A) (m, k), op(B) (k, n),
 //   X(i, j) at X[i + j * ldx]; beta == 0 ignores C's previous contents (NaN included).
-template <typename S>
+// A and B hold `In`: S itself, or uint16_t for bf16 operands (their bits) with S = float
+// sums (bf16 products).
+template <typename S, typename In = S>
 struct ColumnMajorGemm {
   bool trans_a, trans_b;
   int64_t m, n, k;
   S alpha;
-  const S* A;
+  const In* A;
   int64_t lda;
-  const S* B;
+  const In* B;
   int64_t ldb;
   S beta;
   S* C;
@@ -38,11 +40,11 @@ struct ColumnMajorGemm {
 };
 
 // Row-major C (M, N) = alpha op(A) op(B) + beta C, as the time loops call it.
-template <typename S>
-ColumnMajorGemm<S> to_column_major(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
-                                   S alpha, const S* A, int64_t lda, const S* B, int64_t ldb,
-                                   S beta, S* C, int64_t ldc) {
-  return ColumnMajorGemm<S>{trans_b, trans_a, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc};
+template <typename S, typename In>
+ColumnMajorGemm<S, In> to_column_major(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K,
+                                       S alpha, const In* A, int64_t lda, const In* B, int64_t ldb,
+                                       S beta, S* C, int64_t ldc) {
+  return ColumnMajorGemm<S, In>{trans_b, trans_a, N, M, K, alpha, B, ldb, A, lda, beta, C, ldc};
 }
 
 // cuBLAS's classic API takes int: checked, never truncated.

@@ -36,6 +36,14 @@ int cuda_device_count() {
 
 namespace {
 
+// cublasGemmEx is overloaded in C++ (a wrapper taking the old cudaDataType compute type): the
+// exported one, by its type; the header must declare it so (checked unevaluated: no link).
+using GemmEx = cublasStatus_t (*)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int,
+                                  int, const void*, const void*, cudaDataType, int, const void*,
+                                  cudaDataType, int, const void*, void*, cudaDataType, int,
+                                  cublasComputeType_t, cublasGemmAlgo_t);
+static_assert(sizeof(static_cast<GemmEx>(&cublasGemmEx)) > 0, "cublasGemmEx's declaration");
+
 // The cuBLAS functions fastrnn calls, typed by the declarations in cublas_v2.h, so that a
 // mismatch with the header the module was built against fails to compile.
 struct Cublas {
@@ -44,6 +52,7 @@ struct Cublas {
   decltype(&cublasSetMathMode) set_math_mode = nullptr;
   decltype(&cublasSgemm_v2) sgemm = nullptr;
   decltype(&cublasDgemm_v2) dgemm = nullptr;
+  GemmEx gemm_ex = nullptr;
   std::string path;
 };
 
@@ -90,6 +99,7 @@ std::string load_cublas(const std::vector<std::string>& candidates) {
     symbol(lib, "cublasSetMathMode", l->set_math_mode);
     symbol(lib, "cublasSgemm_v2", l->sgemm);
     symbol(lib, "cublasDgemm_v2", l->dgemm);
+    symbol(lib, "cublasGemmEx", l->gemm_ex);
     l->path = c;
     cublas_lib = l.release();  // lives as long as the process, as the library does
     return c;
@@ -236,6 +246,18 @@ void CudaDevice::gemm(const ColumnMajorGemm<float>& g) {
 void CudaDevice::gemm(const ColumnMajorGemm<double>& g) {
   DeviceScope scope(device_);
   cublas_gemm(cublas().dgemm, cublas_, g, "cublasDgemm");
+}
+
+void CudaDevice::gemm(const ColumnMajorGemm<float, uint16_t>& g) {
+  DeviceScope scope(device_);
+  check_cublas(
+      cublas().gemm_ex(static_cast<cublasHandle_t>(cublas_), g.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N,
+                       g.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, to_cublas_int(g.m, "m"),
+                       to_cublas_int(g.n, "n"), to_cublas_int(g.k, "k"), &g.alpha, g.A, CUDA_R_16BF,
+                       to_cublas_int(g.lda, "lda"), g.B, CUDA_R_16BF, to_cublas_int(g.ldb, "ldb"),
+                       &g.beta, g.C, CUDA_R_32F, to_cublas_int(g.ldc, "ldc"), CUBLAS_COMPUTE_32F,
+                       CUBLAS_GEMM_DEFAULT),
+      "cublasGemmEx");
 }
 
 FASTRNN_NS_END

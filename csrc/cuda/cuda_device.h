@@ -73,6 +73,8 @@ class CudaDevice {
 
   void gemm(const ColumnMajorGemm<float>& g);
   void gemm(const ColumnMajorGemm<double>& g);
+  // bf16 operands (their bits), fp32 compute and C: cublasGemmEx.
+  void gemm(const ColumnMajorGemm<float, uint16_t>& g);
 
   // Runs kernel(ThreadIndex) over a 1-D grid; defined in cuda_launch.cuh (nvcc only).
   template <typename K>

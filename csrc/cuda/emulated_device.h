@@ -45,15 +45,15 @@ class EmulatedDevice {
   void wait_for(intptr_t /*producer_stream*/) {}  // one host thread: always in order
   void make_wait(intptr_t /*consumer_stream*/) {}
 
-  template <typename S>
-  void gemm(const ColumnMajorGemm<S>& g) {
+  template <typename S, typename In>
+  void gemm(const ColumnMajorGemm<S, In>& g) {
     to_cublas_int(g.m, "m"), to_cublas_int(g.n, "n"), to_cublas_int(g.k, "k");
     for (int64_t j = 0; j < g.n; ++j)
       for (int64_t i = 0; i < g.m; ++i) {
         S acc = S(0);
         for (int64_t p = 0; p < g.k; ++p) {
-          const S a = g.trans_a ? g.A[p + i * g.lda] : g.A[i + p * g.lda];
-          const S b = g.trans_b ? g.B[j + p * g.ldb] : g.B[p + j * g.ldb];
+          const S a = value(g.trans_a ? g.A[p + i * g.lda] : g.A[i + p * g.lda]);
+          const S b = value(g.trans_b ? g.B[j + p * g.ldb] : g.B[p + j * g.ldb]);
           acc += a * b;
         }
         S& c = g.C[i + j * g.ldc];
@@ -66,6 +66,13 @@ class EmulatedDevice {
     for (int64_t b = 0; b < d.grid; ++b)
       for (int64_t t = 0; t < d.block; ++t) kernel(ThreadIndex{b, t, d.grid, d.block});
   }
+
+ private:
+  template <typename S>
+  static S value(S x) {
+    return x;
+  }
+  static float value(uint16_t bf16) { return bf16_value(bf16); }  // a bf16 operand, exactly
 };
 
 FASTRNN_NS_END

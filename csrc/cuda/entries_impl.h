@@ -13,6 +13,7 @@ FASTRNN_NS_BEGIN
   template <typename Device, typename S>                              \
   void DeviceKernels<Device, S>::run(Device& dev, const Args<S>& a) { \
     CudaBackend<S, Device> be(dev);                                   \
+    be.bf16 = a.bf16;                                                 \
     name##_loop(be, a);                                               \
   }
 FASTRNN_FOR_EACH_KERNEL(FASTRNN_DEFINE_DEVICE_KERNEL)

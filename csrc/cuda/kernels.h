@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "core/bf16.h"
 #include "core/cell_math.h"
 
 FASTRNN_NS_BEGIN
@@ -69,6 +70,20 @@ struct ScaleRows {
   FASTRNN_HD void operator()(int64_t m, int64_t n) const {
     S& c = C[m * ldc + n];
     c = beta == S(0) ? S(0) : beta * c;
+  }
+};
+
+// dst (rows, cols), dense = src (rows, cols) with row stride ld, each element rounded to the
+// nearest bf16 (its bits): the operands of a bf16 product, as cuBLAS then reads them.
+struct ToBf16 {
+  int64_t rows, cols;
+  const float* src;
+  int64_t ld;
+  uint16_t* dst;
+  FASTRNN_HD void operator()(const ThreadIndex& ix) const {
+    const int64_t n = rows * cols;
+    for (int64_t i = ix.global(); i < n; i += ix.stride())
+      dst[i] = bf16_bits(src[(i / cols) * ld + i % cols]);
   }
 };
 

@@ -3,7 +3,12 @@ GRUCell. Each call is one time step (a T=1 call of the backend's kernels, which 
 packing the weights and run the BLAS, a GEMV at batch 1); ``backward`` differentiates the
 last step taken, accumulating parameter gradients into ``cell.grads``. An inference step on
 the CPU kernels runs a :class:`fastrnn.step.CellStep` kept while the cell holds the same
-parameter arrays (the weights checked once, not per step)."""
+parameter arrays (the weights checked once, not per step).
+
+``dtype=ml_dtypes.bfloat16`` stores the parameters in bfloat16 as the layers do
+(:mod:`fastrnn.layers`): states, outputs and gradients are bfloat16, each step runs
+:mod:`fastrnn.ops` on them (bf16 products, float32 inside), and upstream gradients may be
+bfloat16 or float32."""
 
 from __future__ import annotations
 
@@ -13,7 +18,16 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import ops
-from .layers import _Base, _check_dtype, _check_int, _check_precision, _host_array, get_backend
+from .layers import (
+    _Base,
+    _check_dtype,
+    _check_int,
+    _check_precision,
+    _float32_grad_ok,
+    _grad_dtypes,
+    _host_array,
+    get_backend,
+)
 from .step import CellStep
 
 __all__ = ["RNNCell", "LSTMCell", "GRUCell"]
@@ -66,7 +80,9 @@ class _CellBase(_Base):
         unbatched = arr.ndim == 1
         return (arr[None, None] if unbatched else arr[None]), unbatched
 
-    def _h(self, what: str, h, B: int, unbatched: bool) -> Optional[np.ndarray]:
+    def _h(self, what: str, h, B: int, unbatched: bool, grad: bool = False) -> Optional[np.ndarray]:
+        """A state (B, H) (or (H,) unbatched), or with ``grad`` its upstream gradient, as
+        (B, H); None stays None."""
         if h is None:
             return None
         name = type(self).__name__
@@ -74,8 +90,9 @@ class _CellBase(_Base):
         want = (self.hidden_size,) if unbatched else (B, self.hidden_size)
         if arr.shape != want:
             raise ValueError(f"{name}: {what} has shape {arr.shape}, expected {want}")
-        if arr.dtype != self.dtype:
-            raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {self.dtype}")
+        if arr.dtype != self.dtype and not (grad and _float32_grad_ok(self.dtype, arr.dtype)):
+            expected = _grad_dtypes(self) if grad else self.dtype
+            raise TypeError(f"{name}: {what} has dtype {arr.dtype}, expected {expected}")
         return arr[None] if unbatched else arr
 
     def _step(self, x, states: list) -> tuple:
@@ -115,7 +132,9 @@ class _CellBase(_Base):
         """Gradients of the last step: dx and the initial states' gradients; parameter
         gradients accumulate into ``self.grads``."""
         saved, un = self._peek_saved()
-        dfinals = [self._h(f"d{s}", g, saved.B, un) for s, g in zip(self._spec.states, dfinals)]
+        dfinals = [
+            self._h(f"d{s}", g, saved.B, un, grad=True) for s, g in zip(self._spec.states, dfinals)
+        ]
         self._saved = None  # one backward per step, as the kernels' saved state
         grads = self._spec.backward(self._impl, saved, None, dfinals)
         self._accumulate(self._spec.param_names(), [grads[w] for w in self._spec.weight_args()])

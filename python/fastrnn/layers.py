@@ -11,6 +11,13 @@ the outputs are unsorted once. The directions' outputs are concatenated, and dro
 
 Gradients of the parameters accumulate into ``layer.grads`` until ``zero_grad()``, as in
 PyTorch, so truncated BPTT and gradient accumulation work.
+
+``dtype=ml_dtypes.bfloat16`` (with the optional extra ``fastrnn[bf16]``) stores the
+parameters in bfloat16, as torch's ``module.to(torch.bfloat16)`` does: inputs, states,
+outputs, the gradients returned and ``grads`` (accumulated in bfloat16) are bfloat16, and
+every call runs :mod:`fastrnn.ops`' bfloat16 arrays (float32 inside, bf16 products), so
+``precision`` is "bf16". Between layers the output is bfloat16, as torch's is; upstream
+gradients may be bfloat16 or float32.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from numpy.typing import ArrayLike
 from . import cuda, ops, reference
 from .cell_spec import CELLS, CellSpec, spec
 from .packed import as_packed
+from .saved import is_bfloat16
 from .stack import stack_backward, stack_forward
 
 __all__ = ["RNN", "LSTM", "GRU", "backends", "no_grad", "get_backend"]
@@ -113,23 +121,36 @@ def _check_int(name: str, value, low: int) -> int:
 
 def _check_dtype(dtype) -> np.dtype:
     dt = np.dtype(dtype)
-    if dt not in (np.float32, np.float64):
-        raise TypeError(f"dtype must be float32 or float64, got {dt}")
+    if dt not in (np.float32, np.float64) and not is_bfloat16(dt):
+        raise TypeError(f"dtype must be float32 or float64 (or ml_dtypes.bfloat16), got {dt}")
     return dt
 
 
 def _check_precision(name: str, precision: str, dtype: np.dtype, backend: str) -> str:
     """precision="fp32" | "bf16" (see fastrnn.ops); bf16 takes float32 and the CPU kernels or
-    the NumPy reference."""
+    the NumPy reference. A bfloat16 dtype always means "bf16" (on those backends too)."""
     if precision not in ops.PRECISIONS:
         raise ValueError(
             f"{name}: precision must be one of {list(ops.PRECISIONS)}, got {precision!r}"
         )
+    if is_bfloat16(dtype):
+        if backend == "cuda":
+            raise ValueError(f"{name}: dtype bfloat16 is not on the CUDA backend yet")
+        return "bf16"
     if precision == "bf16" and dtype != np.float32:
         raise TypeError(f"{name}: precision='bf16' rounds float32 operands; dtype is {dtype}")
-    if precision == "bf16" and backend == "cuda":
-        raise ValueError(f"{name}: precision='bf16' is not on the CUDA backend yet")
     return precision
+
+
+def _float32_grad_ok(dtype: np.dtype, grad_dtype: np.dtype) -> bool:
+    """Whether an upstream gradient of ``grad_dtype`` goes with parameters of ``dtype``
+    besides that dtype itself: float32 with bfloat16 (the kernels' own dtype there)."""
+    return is_bfloat16(dtype) and grad_dtype == np.float32
+
+
+def _grad_dtypes(module) -> str:
+    """The upstream gradients' dtypes that a layer or cell takes, for messages."""
+    return f"{module.dtype} or float32" if is_bfloat16(module.dtype) else str(module.dtype)
 
 
 class _Base:
@@ -189,7 +210,8 @@ class _Base:
         converted = {}
         for k, v in state.items():
             arr = np.asarray(v)
-            if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+            numeric = np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+            if not (numeric or is_bfloat16(arr.dtype)):
                 raise TypeError(f"{name}.load_state_dict: '{k}' has dtype {arr.dtype}")
             if arr.shape != self._params[k].shape:
                 raise ValueError(
@@ -444,8 +466,10 @@ class _RNNBase(_Base):
                 f"{name}.backward: {what} has shape {arr.shape}, expected {want} "
                 f"(the shape of the forward's matching output)"
             )
-        if arr.dtype != self.dtype:
-            raise TypeError(f"{name}.backward: {what} has dtype {arr.dtype}, expected {self.dtype}")
+        if arr.dtype != self.dtype and not _float32_grad_ok(self.dtype, arr.dtype):
+            raise TypeError(
+                f"{name}.backward: {what} has dtype {arr.dtype}, expected {_grad_dtypes(self)}"
+            )
         if what == "dy" and self.batch_first and not unbatched:
             arr = arr.transpose(1, 0, 2)
         return arr[:, None] if unbatched else arr
@@ -497,8 +521,9 @@ class _OneStateLayer(_RNNBase):
 
 class RNN(_OneStateLayer):
     """Elman RNN layers, h' = act(W_ih x + b_ih + W_hh h + b_hh), act = "tanh" | "relu".
-    Arguments as torch.nn.RNN, plus dtype, backend ("auto" | "cpu" | "numpy"), seed and
-    precision ("fp32" | "bf16", as fastrnn.ops)."""
+    Arguments as torch.nn.RNN, plus dtype (float32, float64 or ml_dtypes.bfloat16), backend
+    ("auto" | "cpu" | "numpy"), seed and precision ("fp32" | "bf16", as fastrnn.ops; a
+    bfloat16 dtype means "bf16")."""
 
     _cell = "rnn"
 

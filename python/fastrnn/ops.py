@@ -24,11 +24,25 @@ kernels on a GPU; see :mod:`fastrnn.cuda` for which arrays it takes and returns)
 (the default: "cuda" for GPU-resident x, "cpu" otherwise).
 
 The forwards take ``precision``: "fp32" (the default: products in the arrays' dtype) or
-"bf16" (float32 arrays, CPU backend): every matrix product takes bf16-rounded operands
-(round to nearest even) and accumulates in float32, as oneDNN's bf16 fpmath mode and
-torch's fp32_precision="bf16" do; states, the LSTM cell, activations and gradients stay
-float32, and the backward of such a forward runs the same way. Today this is the portable
-form (the float32 kernels on rounded copies: the results of bf16 hardware, not its speed).
+"bf16" (float32 arrays): every matrix product takes bf16-rounded operands (round to
+nearest even) and accumulates in float32, as oneDNN's bf16 fpmath mode and torch's
+fp32_precision="bf16" do; states, the LSTM cell, activations and gradients stay float32,
+and the backward of such a forward runs the same way. On the CPU, the bf16 dot product
+(AVX512-BF16) where the CPU has it, else the float32 kernels on rounded copies (the same
+results class); on CUDA, operands converted to bf16 on the device and cuBLAS's bf16 GEMM
+with float32 compute.
+
+The forwards also take arrays of dtype ``ml_dtypes.bfloat16`` (the optional extra
+``fastrnn[bf16]``; fastrnn tells the dtype by its name and never imports ml_dtypes), on the
+CPU backend: x, the states and the weights all bfloat16 (mixed with float32 is a TypeError
+naming the argument). They run as float32 copies (exact) with precision="bf16", whatever
+``precision`` says, so the products are exactly bf16 x bf16 with float32 sums; the outputs
+and final states come back as bfloat16: the float32 path's results on the same values,
+rounded to nearest even once, at the end. The states between steps, the LSTM cell, the gates
+and everything the saved record holds stay float32 (x and the weights as float32 copies).
+The backward takes upstream gradients as bfloat16 or float32 (both exact in float32) and
+returns every gradient as bfloat16. For float32 products on bfloat16 values, pass float32
+copies.
 """
 
 from __future__ import annotations
@@ -41,7 +55,7 @@ from numpy.typing import ArrayLike
 from . import _C, cuda
 from .cell_spec import CellSpec, spec
 from .packed import PackedBatch, as_packed
-from .saved import GruSaved, LstmSaved, RnnSaved, SavedState
+from .saved import GruSaved, LstmSaved, RnnSaved, SavedState, is_bfloat16
 
 __all__ = [
     "lstm_forward",
@@ -127,14 +141,22 @@ def _array_ops(fn: str, backend: str, x):
     return _HOST
 
 
-def _as_float_array(fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST, of: str = "x"):
-    """value as a float32/float64 array (of dtype ``dtype``, the dtype of argument ``of``,
-    when given); TypeError naming the argument otherwise."""
+def _as_float_array(
+    fn: str, name: str, value: ArrayLike, dtype=None, xp=_HOST, of: str = "x", bf16: bool = False
+):
+    """value as a float32/float64 array, or ml_dtypes.bfloat16 with ``bf16`` (of dtype
+    ``dtype``, the dtype of argument ``of``, when given); TypeError naming the argument
+    otherwise."""
     arr = xp.asarray(fn, name, value)
-    if arr.dtype.type not in _FLOATS:
+    if is_bfloat16(arr.dtype) and not bf16:
+        raise TypeError(
+            f"{fn}: argument '{name}' has dtype bfloat16, which {fn} does not take "
+            f"(fastrnn.ops and the layers and cells do); convert with .astype(numpy.float32)"
+        )
+    if arr.dtype.type not in _FLOATS and not is_bfloat16(arr.dtype):
         raise TypeError(
             f"{fn}: argument '{name}' has dtype {arr.dtype}; fastrnn computes in float32 or "
-            f"float64 (convert with .astype(numpy.float32))"
+            f"float64, or takes ml_dtypes.bfloat16 (convert with .astype(numpy.float32))"
         )
     if dtype is not None and arr.dtype != dtype:
         raise TypeError(
@@ -155,7 +177,9 @@ class _Call:
     """One forward call's validated arguments, in the kernels' row order.
 
     x (T, B, I), the weights, states: name -> (B, P) for h0 / (B, H) for c0 (zeros for
-    None), and packed: the PackedBatch of the call or None.
+    None), and packed: the PackedBatch of the call or None. ``dtype`` is the kernels' (float32
+    for bfloat16 arrays, which arrive here as float32 copies), ``io_dtype`` the caller's when
+    it differs (bfloat16), else None.
     """
 
     def __init__(
@@ -175,12 +199,16 @@ class _Call:
     ):
         xp = self.xp = _array_ops(fn, backend, x)
         G = cell.G
-        x = _as_float_array(fn, "x", x, xp=xp)
+        x = _as_float_array(fn, "x", x, xp=xp, bf16=True)
+        if is_bfloat16(x.dtype) and xp is not _HOST:
+            raise ValueError(
+                f"{fn}: bfloat16 arrays are not on the CUDA backend yet (backend='cpu' takes them)"
+            )
         if x.ndim != 3:
             raise ValueError(f"{fn}: argument 'x' must be 3-D (T, B, I), got shape {_shape(x)}")
         dtype = x.dtype
         T, B, I = x.shape
-        w_hh = _as_float_array(fn, "w_hh", w_hh, dtype, xp)
+        w_hh = _as_float_array(fn, "w_hh", w_hh, dtype, xp, bf16=True)
         if w_hh.ndim != 2:
             raise ValueError(
                 f"{fn}: argument 'w_hh' must be 2-D ({G}*H, H), got shape {_shape(w_hh)}"
@@ -194,14 +222,14 @@ class _Call:
                 f"must be positive, got H={H}, I={I}"
             )
         if w_hr is not None:
-            w_hr = _as_float_array(fn, "w_hr", w_hr, dtype, xp)
+            w_hr = _as_float_array(fn, "w_hr", w_hr, dtype, xp, bf16=True)
             _check_shape(fn, "w_hr", w_hr, (P, H), f"(P, H) with P={P} (w_hh.shape[1]), H={H}")
             if not 0 < P < H:
                 raise ValueError(f"{fn}: the projection size P={P} must be in [1, H) with H={H}")
         _check_shape(
             fn, "w_hh", w_hh, (G * H, P), f"({G}*H, {'P' if w_hr is not None else 'H'}) with H={H}"
         )
-        w_ih = _as_float_array(fn, "w_ih", w_ih, dtype, xp)
+        w_ih = _as_float_array(fn, "w_ih", w_ih, dtype, xp, bf16=True)
         _check_shape(fn, "w_ih", w_ih, (G * H, I), f"({G}*H, I) with H={H}, I={I} (from x)")
         if (b_ih is None) != (b_hh is None):
             raise ValueError(
@@ -209,8 +237,8 @@ class _Call:
                 f"b_ih {_shape(b_ih)}, b_hh {_shape(b_hh)}"
             )
         if b_ih is not None:
-            b_ih = _as_float_array(fn, "b_ih", b_ih, dtype, xp)
-            b_hh = _as_float_array(fn, "b_hh", b_hh, dtype, xp)
+            b_ih = _as_float_array(fn, "b_ih", b_ih, dtype, xp, bf16=True)
+            b_hh = _as_float_array(fn, "b_hh", b_hh, dtype, xp, bf16=True)
             _check_shape(fn, "b_ih", b_ih, (G * H,), f"({G}*H,) with H={H}")
             _check_shape(fn, "b_hh", b_hh, (G * H,), f"({G}*H,) with H={H}")
         checked = {}
@@ -219,7 +247,7 @@ class _Call:
             if s is None:
                 checked[name] = xp.zeros((B, n), dtype)
                 continue
-            s = _as_float_array(fn, name, s, dtype, xp)
+            s = _as_float_array(fn, name, s, dtype, xp, bf16=True)
             letter = "P" if n != H else "H"
             _check_shape(
                 fn, name, s, (B, n), f"(B, {letter}) with B={B} (from x), {letter}={n} (from w_hh)"
@@ -230,6 +258,12 @@ class _Call:
                 f"{fn}: T*B={T * B}, G*H={G * H} and I={I} must each be below "
                 f"2**31 (the BLAS takes 32-bit dimensions)"
             )
+        self.io_dtype = dtype if is_bfloat16(dtype) else None
+        if self.io_dtype is not None:  # run as float32 (exact) with bf16 products
+            _check_precision(fn, precision, np.float32, xp)  # a valid name all the same
+            x, w_ih, w_hh, b_ih, b_hh, w_hr = map(_float32, (x, w_ih, w_hh, b_ih, b_hh, w_hr))
+            checked = {k: _float32(v) for k, v in checked.items()}
+            dtype, precision = np.dtype(np.float32), "bf16"
         c = xp.contiguous
         self.w_ih, self.w_hh = c(w_ih), c(w_hh)
         self.b_ih = None if b_ih is None else c(b_ih)
@@ -281,14 +315,28 @@ class _Call:
             gates=gates,
             packed=self.packed,
             precision=self.precision,
+            io_dtype=self.io_dtype,
             array_ops=self.xp,
         )
 
     def sort(self, a, axis: int):
         return _rows(self.xp, self.packed, a, axis)
 
+    def results(self, seqs: tuple, states: tuple) -> tuple:
+        """The outputs, sequences (T, B, ...) then states (B, ...), in the caller's row
+        order, kind and dtype (bfloat16 arrays in: bfloat16 out, rounded once, here)."""
+        out = _unsort(self.xp, self.packed, seqs, states)
+        if self.io_dtype is None:
+            return out
+        return tuple(a.astype(self.io_dtype) for a in out)
+
     def empty(self, *shape: int):
         return self.xp.empty(shape, self.dtype)
+
+
+def _float32(a: Optional[np.ndarray]) -> Optional[np.ndarray]:
+    """A bfloat16 array as a C-contiguous float32 copy (exact); None stays None."""
+    return None if a is None else np.ascontiguousarray(a, np.float32)
 
 
 def _check_precision(fn: str, precision: str, dtype, xp) -> str:
@@ -299,8 +347,6 @@ def _check_precision(fn: str, precision: str, dtype, xp) -> str:
             raise TypeError(
                 f"{fn}: precision='bf16' rounds float32 operands to bf16; x has dtype {dtype}"
             )
-        if xp is not _HOST:
-            raise ValueError(f"{fn}: precision='bf16' is not on the CUDA backend yet")
     return precision
 
 
@@ -355,13 +401,16 @@ def _grad_in(fn: str, name: str, value, shape: tuple, letters: str, s: SavedStat
     xp = s.array_ops
     if value is None:
         return xp.zeros(shape, s.dtype)
-    arr = _as_float_array(fn, name, value, xp=xp)
-    if arr.dtype != s.dtype:
-        raise TypeError(
-            f"{fn}: argument '{name}' has dtype {arr.dtype} but the forward ran in {s.dtype}"
+    arr = _as_float_array(fn, name, value, xp=xp, bf16=True)
+    if arr.dtype != s.dtype and arr.dtype != s.grad_dtype:
+        ran = (
+            f"ran in {s.dtype}"
+            if s.io_dtype is None
+            else f"ran on {s.io_dtype} arrays (upstream gradients: {s.io_dtype} or {s.dtype})"
         )
+        raise TypeError(f"{fn}: argument '{name}' has dtype {arr.dtype} but the forward {ran}")
     _check_shape(fn, name, arr, shape, f"{letters} = {shape} from the forward")
-    return xp.contiguous(arr)
+    return xp.contiguous(arr if arr.dtype == s.dtype else _float32(arr))
 
 
 class _Backward:
@@ -415,10 +464,13 @@ class _Backward:
         )
 
     def results(self, *extra) -> tuple:
-        """(dx, d<state>0 ..., dw_ih, dw_hh, db_ih, db_hh, *extra) in the caller's order."""
+        """(dx, d<state>0 ..., dw_ih, dw_hh, db_ih, db_hh, *extra) in the caller's order,
+        kind and dtype (bfloat16 after a forward on bfloat16 arrays)."""
         s = self.saved
         head = _unsort(s.array_ops, s.packed, (self.dx,), tuple(self.dstates.values()))
         out = (self.dw_ih, self.dw_hh, self.db_ih, self.db_hh) + extra
+        if s.io_dtype is not None:
+            return tuple(None if a is None else a.astype(s.io_dtype) for a in head + out)
         if s.array_ops is _HOST:
             return head + out
         return head + tuple(s.array_ops.output(a) for a in out)
@@ -487,13 +539,14 @@ def lstm_forward(
             m=m,
         )
         y = _private(a, y)
-    return _unsort(a.xp, a.packed, (y,), (h_n, c_n)) + (saved,)
+    return a.results((y,), (h_n, c_n)) + (saved,)
 
 
 def _private(a: _Call, y):
     """y as returned to the caller, which may write to it: a copy when y itself is what the
-    saved record keeps (no reordering made one already)."""
-    return a.xp.copy(y) if a.packed is None or a.packed.identity else y
+    saved record keeps (neither reordering nor the cast to bfloat16 makes one)."""
+    fresh = a.io_dtype is not None or not (a.packed is None or a.packed.identity)
+    return y if fresh else a.xp.copy(y)
 
 
 def lstm_backward(
@@ -557,7 +610,7 @@ def gru_forward(
             reset_after=bool(reset_after),
         )
         y = _private(a, y)
-    return _unsort(a.xp, a.packed, (y,), (h_n,)) + (saved,)
+    return a.results((y,), (h_n,)) + (saved,)
 
 
 def gru_backward(
@@ -614,7 +667,7 @@ def rnn_forward(
             nonlinearity=nonlinearity,
         )
         y = _private(a, y)
-    return _unsort(a.xp, a.packed, (y,), (h_n,)) + (saved,)
+    return a.results((y,), (h_n,)) + (saved,)
 
 
 def rnn_backward(

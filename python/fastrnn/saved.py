@@ -10,6 +10,10 @@ given (the C++ backends), the caller's order for the reference (which masks inst
 A record serves one backward: backward overwrites ``gates`` (and GRU's ``extra``) in place
 with gradients, then marks it consumed. It refers to x and the weights without copying
 them: change those in place only after backward.
+
+A forward on ``ml_dtypes.bfloat16`` arrays runs in float32 (with bf16 products): its record
+holds float32 arrays and says in ``io_dtype`` that the caller's arrays, and so the
+gradients, are bfloat16. :func:`is_bfloat16` tells that dtype without importing ml_dtypes.
 """
 
 from __future__ import annotations
@@ -21,7 +25,13 @@ from typing import Any, Optional
 from .cell_spec import spec
 from .packed import PackedBatch
 
-__all__ = ["SavedState", "LstmSaved", "GruSaved", "RnnSaved"]
+__all__ = ["SavedState", "LstmSaved", "GruSaved", "RnnSaved", "is_bfloat16"]
+
+
+def is_bfloat16(dtype: Any) -> bool:
+    """Whether ``dtype`` is ml_dtypes' bfloat16, told by its name: ml_dtypes is an optional
+    extra that fastrnn never imports (an array of that dtype means it is installed)."""
+    return getattr(dtype, "name", None) == "bfloat16"
 
 
 @dataclass(frozen=True, eq=False)
@@ -38,6 +48,9 @@ class SavedState:
     gates: Any  # (T, B, G*H): forward values in, gradients out (see each cell)
     packed: Optional[PackedBatch]  # variable lengths, or None: every row runs every step
     precision: str = "fp32"  # the forward's products ("bf16": bf16 operands); backward's too
+    # The dtype of the caller's arrays when it is not x's (bfloat16 arrays, run as float32):
+    # backward takes upstream gradients in it (or x's) and returns the gradients in it.
+    io_dtype: Any = None
     array_ops: Any = dataclasses.field(default=None, repr=False)  # the backend's array ops
     consumed: bool = False
 
@@ -70,7 +83,13 @@ class SavedState:
 
     @property
     def dtype(self):
+        """The dtype of the arrays held (and computed in)."""
         return self.x.dtype
+
+    @property
+    def grad_dtype(self):
+        """The dtype of the gradients backward returns: the forward's caller's."""
+        return self.dtype if self.io_dtype is None else self.io_dtype
 
     def arrays(self) -> dict:
         """Name -> every array this record holds (None fields left out)."""

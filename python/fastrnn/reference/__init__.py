@@ -17,17 +17,20 @@ with the same arrays: the activated gates, the cell states, the outputs.
 
 ``precision="bf16"`` rounds both operands of every matrix product to bf16 (to nearest, ties
 to even) and multiplies in float32, as :mod:`fastrnn.ops` does; the backward follows its
-forward.
+forward. Arrays of dtype ``ml_dtypes.bfloat16`` run as there too: as float32 copies with
+precision="bf16", the outputs and the gradients returned in bfloat16.
 """
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import dataclasses
+import functools
+from typing import Any, Callable, Optional, Tuple, TypeVar
 
 import numpy as np
 
 from ..packed import PackedBatch, as_packed
-from ..saved import GruSaved, LstmSaved, RnnSaved
+from ..saved import GruSaved, LstmSaved, RnnSaved, is_bfloat16
 
 __all__ = [
     "lstm_forward",
@@ -63,6 +66,49 @@ def _products(precision: str):
         lambda a, b: to_bf16(a) @ to_bf16(b),
         lambda spec, a, b: np.einsum(spec, to_bf16(a), to_bf16(b)),
     )
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _float32(a: Any) -> Any:
+    """A bfloat16 array as float32 (exact); anything else as it is."""
+    return a.astype(np.float32) if is_bfloat16(getattr(a, "dtype", None)) else a
+
+
+def _bfloat16_forward(forward: F) -> F:
+    """``forward`` also on bfloat16 arrays (x's dtype tells): on float32 copies with
+    precision="bf16", the outputs cast back; the record's ``io_dtype`` says bfloat16."""
+
+    @functools.wraps(forward)
+    def run(x, *args, **kwargs):
+        dtype = getattr(x, "dtype", None)
+        if not is_bfloat16(dtype):
+            return forward(x, *args, **kwargs)
+        kwargs = {k: _float32(v) for k, v in kwargs.items()}
+        kwargs["precision"] = "bf16"
+        *outs, saved = forward(_float32(x), *map(_float32, args), **kwargs)
+        if saved is not None:
+            saved = dataclasses.replace(saved, io_dtype=dtype)
+        return tuple(o.astype(dtype) for o in outs) + (saved,)
+
+    return run  # type: ignore[return-value]
+
+
+def _bfloat16_backward(backward: F) -> F:
+    """``backward`` after a forward on bfloat16 arrays: upstream gradients (bfloat16 or
+    float32) as float32, every gradient returned in bfloat16."""
+
+    @functools.wraps(backward)
+    def run(saved, *args, **kwargs):
+        dtype = getattr(saved, "io_dtype", None)
+        if dtype is None:
+            return backward(saved, *args, **kwargs)
+        kwargs = {k: _float32(v) for k, v in kwargs.items()}
+        grads = backward(saved, *map(_float32, args), **kwargs)
+        return tuple(None if g is None else g.astype(dtype) for g in grads)
+
+    return run  # type: ignore[return-value]
 
 
 def _zeros_if_none(a: Optional[Array], shape: tuple, dtype) -> Array:
@@ -104,6 +150,7 @@ def _h_prev(saved) -> Array:
 # ----------------------------------------------------------------------------- LSTM
 
 
+@_bfloat16_forward
 def lstm_forward(
     x, h0, c0, w_ih, w_hh, b_ih, b_hh, training: bool = True, *, w_hr=None, lengths=None,
     precision: str = "fp32",
@@ -161,6 +208,7 @@ def lstm_forward(
     return y, h, c, saved
 
 
+@_bfloat16_backward
 def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`lstm_forward`. Returns ``(dx, dh0, dc0, dw_ih, dw_hh, db_ih,
     db_hh)``, and ``dw_hr`` last when the forward had a projection."""
@@ -207,6 +255,7 @@ def lstm_backward(saved: LstmSaved, dy, dh_n, dc_n) -> Tuple[Optional[Array], ..
 # ----------------------------------------------------------------------------- GRU
 
 
+@_bfloat16_forward
 def gru_forward(
     x, h0, w_ih, w_hh, b_ih, b_hh, training: bool = True, reset_after: bool = True, *,
     lengths=None, precision: str = "fp32",
@@ -273,6 +322,7 @@ def gru_forward(
     return y, h, saved
 
 
+@_bfloat16_backward
 def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`gru_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     x, w_ih, w_hh = saved.x, saved.w_ih, saved.w_hh
@@ -329,6 +379,7 @@ def gru_backward(saved: GruSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
 # ----------------------------------------------------------------------------- RNN
 
 
+@_bfloat16_forward
 def rnn_forward(
     x,
     h0,
@@ -385,6 +436,7 @@ def rnn_forward(
     return y, h, saved
 
 
+@_bfloat16_backward
 def rnn_backward(saved: RnnSaved, dy, dh_n) -> Tuple[Optional[Array], ...]:
     """BPTT through :func:`rnn_forward`. Returns ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     x, w_ih, w_hh, y = saved.x, saved.w_ih, saved.w_hh, saved.y

@@ -109,7 +109,7 @@ def _mode(module, x) -> Optional[_Mode]:
     tensors on bf16 products (float64 untouched, as autocast leaves it)."""
     dt = x.dtype
     if x.device.type == "cuda" and torch.is_autocast_enabled("cuda") and dt != torch.float64:
-        return None  # CUDA autocast: torch.nn's own (fastrnn's CUDA backend has no bf16 yet)
+        return None  # CUDA autocast (float16 by default, its own op lists): torch.nn's own
     if torch.is_autocast_enabled("cpu") and dt in (torch.float32, _BF16):
         out = _BF16 if isinstance(module, _AUTOCAST_TO_BF16) else dt
         return _Mode("bf16", torch.float32, None, (torch.float32, _BF16), out)
@@ -120,15 +120,12 @@ def _mode(module, x) -> Optional[_Mode]:
     return None
 
 
-def _route(x, mode: _Mode):
+def _route(x):
     """The route for x (see :func:`fastrnn.torch.function.route_of`), or None if x is not a
-    plain strided tensor on a device fastrnn runs in ``mode``."""
+    plain strided tensor on a device fastrnn runs."""
     if type(x) not in _PLAIN or x.layout != torch.strided:
         return None
-    route = route_of(x.device)
-    if route is not None and route.device and mode.precision != "fp32":
-        return None  # the CUDA backend has no bf16 products yet
-    return route
+    return route_of(x.device)
 
 
 def _states(hx, n: int) -> Optional[List]:
@@ -239,7 +236,7 @@ class _Layer(_Fast):
         is_packed = isinstance(input, PackedSequence)
         x = input.data if is_packed else input
         mode = _mode(self, x)
-        route = None if mode is None else _route(x, mode)
+        route = None if mode is None else _route(x)
         if route is None:
             return None
         weights = self._weights(x, mode)
@@ -381,7 +378,7 @@ class _Cell(_Fast):
         if fast_path_reason() is not None:
             return None
         mode = _mode(self, input)
-        route = None if mode is None else _route(input, mode)
+        route = None if mode is None else _route(input)
         if route is None:
             return None
         weights = self._weights(input, mode)
