@@ -1,9 +1,9 @@
-"""One benchmark case (cell x pass x shape x thread count) and the grid of them."""
+"""One benchmark case (cell x pass x shape x thread count x precision) and the grid of them."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
 
 @dataclass
@@ -14,6 +14,7 @@ class Case:
     B: int
     H: int  # I = H
     threads: int
+    precision: str = "fp32"  # the products: "fp32" or "bf16" (bf16 operands, fp32 sums)
     times_ms: Dict[str, List[float]] = field(default_factory=dict)  # peer -> per-run ms
     flops: float = 0.0
     blas_ms: float = 0.0  # the case's GEMMs at this machine's BLAS, at the case's own shapes
@@ -22,10 +23,14 @@ class Case:
 
     @property
     def label(self) -> str:
-        return f"{self.cell} {self.mode} T={self.T} B={self.B} H={self.H} thr={self.threads}"
+        label = f"{self.cell} {self.mode} T={self.T} B={self.B} H={self.H} thr={self.threads}"
+        return label if self.precision == "fp32" else f"{label} {self.precision}"
 
 
-def grid(quick: bool, cells: List[str], thread_counts: List[int]) -> List[Case]:
+def grid(
+    quick: bool, cells: List[str], thread_counts: List[int], precisions: Sequence[str] = ("fp32",)
+) -> List[Case]:
+    """The cases to run; one shape's precisions are adjacent rows, in the order given."""
     cases = []
     if quick:
         shapes = [(50, 1, 128), (50, 16, 256), (50, 64, 256)]
@@ -37,7 +42,7 @@ def grid(quick: bool, cells: List[str], thread_counts: List[int]) -> List[Case]:
         for cell in cells:
             for T, B, H in shapes + lengths:
                 for mode in ("forward", "train"):
-                    cases.append(Case(cell, mode, T, B, H, n))
+                    cases += [Case(cell, mode, T, B, H, n, p) for p in precisions]
             for H in stream_h:
-                cases.append(Case(cell, "stream", 100, 1, H, n))
+                cases += [Case(cell, "stream", 100, 1, H, n, p) for p in precisions]
     return cases

@@ -1,7 +1,8 @@
 """The peers a case runs on: fastrnn (and the NumPy reference, same signatures), fastrnn on a
 GPU, PyTorch, fastrnn.torch's drop-in modules called from PyTorch ("dropin") and JAX; each
 case is a callable running one forward, one training step (forward + backward with dy = y) or
-a batch-1 streaming loop. The cells' gate counts, states,
+a batch-1 streaming loop, with float32 products or (``precision="bf16"``, the peers in
+BF16_PEERS) bf16 ones. The cells' gate counts, states,
 parameter names and torch classes come from the cell table (:mod:`fastrnn.cell_spec`)."""
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from fastrnn import cuda, ops
 from fastrnn.cell_spec import spec
 
 PEERS = ("fastrnn", "numpy", "torch", "dropin", "jax", "cuda")
+# The peers with a bf16 form: fastrnn (precision="bf16"), torch and dropin (the module and its
+# inputs in torch.bfloat16). The NumPy reference, JAX and fastrnn on a GPU run fp32 rows only.
+BF16_PEERS = ("fastrnn", "torch", "dropin")
+
+
+def case_peers(peers: List[str], precision: str) -> List[str]:
+    """Those of `peers` that run a case of this precision ("fp32": all)."""
+    return [p for p in peers if precision == "fp32" or p in BF16_PEERS]
 
 
 def weights(cell: str, H: int, rng) -> list:
@@ -27,14 +36,16 @@ def weights(cell: str, H: int, rng) -> list:
     ]
 
 
-def fastrnn_case(mod, cell: str, mode: str, x, w) -> Callable[[], None]:
-    """A callable running one case with fastrnn.ops or fastrnn.reference (same signatures).
+def fastrnn_case(mod, cell: str, mode: str, x, w, precision: str = "fp32") -> Callable[[], None]:
+    """A callable running one case with fastrnn.ops or fastrnn.reference (same signatures),
+    with the forward's `precision` (the backward follows it).
 
     The keyword arguments are those of CellSpec.forward / .backward, built once here: built
     per call, as those do, they would cost ~3 us, 1% of the smallest case."""
     s = spec(cell)
     fwd, bwd = getattr(mod, s.forward_name), getattr(mod, s.backward_name)
     kw = {"x": x, **{f"{n}0": None for n in s.states}, **dict(zip(s.weight_args(), w))}
+    kw["precision"] = precision
     if mode == "forward":
         return lambda: fwd(**kw, training=False)
     dfinals = {f"d{n}_n": None for n in s.states}
@@ -59,9 +70,11 @@ def cuda_case(cell: str, mode: str, x, w) -> Callable[[], None]:
     return synchronized
 
 
-def fastrnn_stream(cell: str, H: int, w, steps: int) -> Callable[[], None]:
+def fastrnn_stream(cell: str, H: int, w, steps: int, precision: str = "fp32") -> Callable[[], None]:
+    """fastrnn's NumPy Cell of the cell kind, `steps` batch-1 steps under no_grad."""
     s = spec(cell)
-    c = getattr(fastrnn, s.torch_class + "Cell")(H, H)  # fastrnn's cells have torch's names
+    # fastrnn's cells have torch's names
+    c = getattr(fastrnn, s.torch_class + "Cell")(H, H, precision=precision)
     c.load_state_dict(dict(zip(s.param_names(), w)))
     x = np.random.default_rng(1).standard_normal((1, H)).astype(np.float32)
 
@@ -90,31 +103,38 @@ def torch_module(cell: str, w, cell_form: bool = False, classes=None):
     return m
 
 
-def torch_case(cell: str, mode: str, x, w, steps: int = 0, classes=None) -> Callable[[], None]:
+def torch_case(
+    cell: str, mode: str, x, w, steps: int = 0, classes=None, precision: str = "fp32"
+) -> Callable[[], object]:
     """A case run from PyTorch, as a user would: the layer's forward under no_grad (forward),
     forward + backward through autograd of L = ||y||^2 / 2, i.e. dy = y, gradients set to
     None first as optimizer.zero_grad() does (train), the Cell step by step under no_grad
-    (stream); with torch.nn's classes, or `classes`'."""
+    (stream); with torch.nn's classes, or `classes`'. With `precision` "bf16", the module and
+    its inputs in torch.bfloat16 (``module.to(torch.bfloat16)``), as a user runs bf16. The
+    callable returns the module's last output (for tests)."""
     import torch
 
     H = w[1].shape[1]
-    m = torch_module(cell, w, cell_form=mode == "stream", classes=classes)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
+    m = torch_module(cell, w, cell_form=mode == "stream", classes=classes).to(dtype)
     if mode == "stream":
         xt = torch.from_numpy(np.random.default_rng(1).standard_normal((1, H)).astype(np.float32))
+        xt = xt.to(dtype)
 
         def stream():
             state = None
             with torch.no_grad():
                 for _ in range(steps):
                     state = m(xt, state)
+            return state
 
         return stream
-    xt = torch.from_numpy(x)
+    xt = torch.from_numpy(x).to(dtype)
     if mode == "forward":
 
         def forward():
             with torch.no_grad():
-                m(xt)
+                return m(xt)
 
         return forward
     xg = xt.clone().requires_grad_()
@@ -126,17 +146,21 @@ def torch_case(cell: str, mode: str, x, w, steps: int = 0, classes=None) -> Call
         m.zero_grad(set_to_none=True)
         y, _ = m(xg)
         y.backward(y.detach())
+        return y
 
     return train
 
 
-def dropin_case(cell: str, mode: str, x, w, steps: int = 0) -> Callable[[], None]:
+def dropin_case(
+    cell: str, mode: str, x, w, steps: int = 0, precision: str = "fp32"
+) -> Callable[[], object]:
     """fastrnn.torch's drop-in modules (fastrnn's kernels under torch.autograd) run exactly as
-    the torch peer runs torch.nn's: its time over fastrnn's is what calling the kernels from
-    PyTorch costs over calling them with NumPy arrays."""
+    the torch peer runs torch.nn's, bf16 included (the module and inputs in torch.bfloat16):
+    its time over fastrnn's is what calling the kernels from PyTorch costs over calling them
+    with NumPy arrays."""
     import fastrnn.torch
 
-    return torch_case(cell, mode, x, w, steps, classes=fastrnn.torch)
+    return torch_case(cell, mode, x, w, steps, classes=fastrnn.torch, precision=precision)
 
 
 # ----------------------------------------------------------------------------- JAX

@@ -12,7 +12,9 @@ import numpy as np
 
 from .case import Case
 
-JSON_VERSION = 2  # 2: roofline_ms became blas_ms; limit_ms added
+# 2: roofline_ms became blas_ms; limit_ms added. 3: each case's precision ("fp32" | "bf16");
+# the document's precisions.
+JSON_VERSION = 3
 
 
 def machine() -> str:
@@ -95,7 +97,11 @@ def plot(cases: List[Case], peers: List[str], path: str) -> None:
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
     for ax, mode in zip(axes, modes):
         sel = [c for c in cases if c.mode == mode]
-        labels = [f"{c.cell} B{c.B} H{c.H} T{c.T} t{c.threads}" for c in sel]
+        labels = [
+            f"{c.cell} B{c.B} H{c.H} T{c.T} t{c.threads}"
+            + ("" if c.precision == "fp32" else f" {c.precision}")
+            for c in sel
+        ]
         for p in peers:
             ys = [np.median(c.times_ms[p]) if p in c.times_ms else np.nan for c in sel]
             ax.plot(range(len(sel)), ys, "o-", label=p, alpha=0.8)

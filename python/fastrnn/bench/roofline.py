@@ -6,7 +6,11 @@
 - the machine's limit (``Case.limit_ms``): the larger of the case's FLOPs at the peak rate of
   a large sgemm and the weight bytes it reads step by step at the read bandwidth of the cache
   level (or memory) that holds them. Compute bounds the large batches, the weight reads the
-  batch-1 steps."""
+  batch-1 steps.
+
+A bf16 case (``Case.precision == "bf16"``) is bounded the same way on bf16 terms: its GEMMs and
+the peak rate through the kernels' bf16 GEMM (``gemm_ms(..., bf16=True)``), and weights of 2
+bytes per element (bf16 halves what a step reads)."""
 
 from __future__ import annotations
 
@@ -40,14 +44,15 @@ def gemm_ms(M: int, N: int, K: int, repeats: int, *, bf16: bool = False) -> floa
 
 
 @functools.lru_cache(maxsize=None)
-def _peak_flops(threads: int, repeats: int) -> float:
-    return 2 * PEAK_N**3 / (gemm_ms(PEAK_N, PEAK_N, PEAK_N, repeats) * 1e-3)
+def _peak_flops(threads: int, repeats: int, bf16: bool) -> float:
+    return 2 * PEAK_N**3 / (gemm_ms(PEAK_N, PEAK_N, PEAK_N, repeats, bf16=bf16) * 1e-3)
 
 
-def peak_flops(repeats: int) -> float:
-    """FLOP/s of a large sgemm through fastrnn's BLAS path at the current thread count,
-    measured once per thread count and process."""
-    return _peak_flops(get_num_threads(), max(repeats, 3))
+def peak_flops(repeats: int, *, bf16: bool = False) -> float:
+    """FLOP/s of a large sgemm through fastrnn's BLAS path (with ``bf16``: of the same product
+    through the kernels' bf16 GEMM) at the current thread count, measured once per thread
+    count, precision and process."""
+    return _peak_flops(get_num_threads(), max(repeats, 3), bf16)
 
 
 def read_bandwidth(nbytes: int, repeats: int) -> float:
@@ -66,18 +71,20 @@ def read_bandwidth(nbytes: int, repeats: int) -> float:
 
 
 def roofline(case: Case, repeats: int) -> None:
-    """Sets case.flops, case.blas_ms, case.limit_ms and case.notes."""
+    """Sets case.flops, case.blas_ms, case.limit_ms and case.notes (for a bf16 case, with bf16
+    GEMMs, the bf16 peak and 2-byte weights)."""
     G, T, B, H = spec(case.cell).G, case.T, case.B, case.H
-    w_bytes = G * H * H * 4  # one weight matrix (I = H), float32
+    bf16 = case.precision == "bf16"
+    w_bytes = G * H * H * (2 if bf16 else 4)  # one weight matrix (I = H), bf16 or float32
     if case.mode == "stream":  # per step: both GEMVs
         case.flops = 2 * 2 * G * H * H
-        case.blas_ms = 2 * gemm_ms(1, G * H, H, repeats)
+        case.blas_ms = 2 * gemm_ms(1, G * H, H, repeats, bf16=bf16)
         reads = 2 * w_bytes  # W_ih and W_hh each step
         resident = reads
     else:
         case.flops = 2 * 2 * T * B * G * H * H
-        proj = gemm_ms(T * B, G * H, H, repeats)  # all steps' input projection
-        rec = T * gemm_ms(B, G * H, H, repeats)  # one recurrent GEMM per step
+        proj = gemm_ms(T * B, G * H, H, repeats, bf16=bf16)  # all steps' input projection
+        rec = T * gemm_ms(B, G * H, H, repeats, bf16=bf16)  # one recurrent GEMM per step
         case.blas_ms = proj + rec
         reads = T * w_bytes  # W_hh once per step
         resident = w_bytes
@@ -85,7 +92,7 @@ def roofline(case: Case, repeats: int) -> None:
             case.flops *= 3
             case.blas_ms *= 3
             reads *= 2  # W_hh again per step, for dh
-    compute_ms = case.flops / peak_flops(repeats) * 1e3
+    compute_ms = case.flops / peak_flops(repeats, bf16=bf16) * 1e3
     memory_ms = reads / read_bandwidth(resident, repeats) * 1e3
     case.limit_ms = max(compute_ms, memory_ms)
     bound = "compute" if compute_ms >= memory_ms else "weight reads"

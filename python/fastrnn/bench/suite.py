@@ -20,6 +20,7 @@ from fastrnn.progress import Progress
 from .case import Case, grid
 from .peers import (
     available_peers,
+    case_peers,
     cuda_case,
     dropin_case,
     fastrnn_case,
@@ -32,6 +33,15 @@ from .peers import (
 from .report import JSON_VERSION, case_json, machine, plot, print_memory, print_table
 from .roofline import roofline
 from .timing import memory_section, settle_pause, time_interleaved
+
+# The header's words for each precision's products.
+PRODUCTS = {"fp32": "float32", "bf16": "bf16 (bf16 products, float32 sums)"}
+BF16_COLUMNS = (
+    "; bf16 rows: fastrnn with precision='bf16', torch and dropin with the module and inputs "
+    "in torch.bfloat16 (numpy, jax, cuda: no bf16 form, -); their BLAS and limit through the "
+    "kernels' bf16 GEMM (at the case's shapes; the peak rate of a large bf16 GEMM, same run) "
+    "with weights of 2 bytes"
+)
 
 
 def add_arguments(p) -> None:
@@ -50,30 +60,39 @@ def add_arguments(p) -> None:
         "usable)",
     )
     p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument(
+        "--precision",
+        default="fp32",
+        help="comma-separated from fp32,bf16: the products of each case's rows (default: fp32; "
+        "bf16: bf16 operands, fp32 sums, on fastrnn, torch and dropin, against the bf16 GEMM "
+        "and peak)",
+    )
 
 
 def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[int] = None) -> None:
-    """Times `case` on every peer (JAX only where case.threads == jax_threads, the count it
-    was loaded with), then measures its bounds (BLAS time, machine limit); fills
-    case.times_ms."""
+    """Times `case` on every peer that has the case's precision (JAX only where case.threads
+    == jax_threads, the count it was loaded with), then measures its bounds (BLAS time,
+    machine limit); fills case.times_ms."""
     rng = np.random.default_rng(0)
     w = weights(case.cell, case.H, rng)
+    prec = case.precision
+    peers = case_peers(peers, prec)  # those with a form of this precision
     fns: Dict[str, Callable[[], None]] = {}
     if case.mode == "stream":
-        fns["fastrnn"] = fastrnn_stream(case.cell, case.H, w, case.T)
+        fns["fastrnn"] = fastrnn_stream(case.cell, case.H, w, case.T, prec)
         if "torch" in peers:
-            fns["torch"] = torch_case(case.cell, "stream", None, w, case.T)
+            fns["torch"] = torch_case(case.cell, "stream", None, w, case.T, precision=prec)
         if "dropin" in peers:
-            fns["dropin"] = dropin_case(case.cell, "stream", None, w, case.T)
+            fns["dropin"] = dropin_case(case.cell, "stream", None, w, case.T, precision=prec)
     else:
         x = rng.standard_normal((case.T, case.B, case.H)).astype(np.float32)
-        fns["fastrnn"] = fastrnn_case(ops, case.cell, case.mode, x, w)
+        fns["fastrnn"] = fastrnn_case(ops, case.cell, case.mode, x, w, prec)
         if "numpy" in peers:
             fns["numpy"] = fastrnn_case(reference, case.cell, case.mode, x, w)
         if "torch" in peers:
-            fns["torch"] = torch_case(case.cell, case.mode, x, w)
+            fns["torch"] = torch_case(case.cell, case.mode, x, w, precision=prec)
         if "dropin" in peers:
-            fns["dropin"] = dropin_case(case.cell, case.mode, x, w)
+            fns["dropin"] = dropin_case(case.cell, case.mode, x, w, precision=prec)
         if "jax" in peers and case.threads == jax_threads:
             fns["jax"] = jax_case(case.cell, case.mode, x, w)
         if "cuda" in peers:
@@ -112,6 +131,12 @@ def run_bench(args) -> int:
         raise UserError(f"--threads: comma-separated integers, got {args.threads!r}") from None
     if any(t < 1 for t in threads):
         raise UserError("--threads: counts must be >= 1")
+    want = [p.strip() for p in args.precision.split(",") if p.strip()]
+    if not want or any(p not in ops.PRECISIONS for p in want):
+        raise UserError(
+            f"--precision: comma-separated from {','.join(ops.PRECISIONS)}, got {args.precision!r}"
+        )
+    precisions = [p for p in ops.PRECISIONS if p in want]
     jax_threads = 1 if 1 in threads else threads[-1]
     try:
         peers = available_peers(args.peers, jax_threads)
@@ -120,13 +145,14 @@ def run_bench(args) -> int:
     if args.plot and not args.plot.endswith(".png"):
         raise UserError("--plot: the file name must end in .png")
     repeats = args.repeats or (3 if args.quick else 5)
-    cases = grid(args.quick, cells, threads)
+    cases = grid(args.quick, cells, threads, precisions)
     before = fastrnn.get_num_threads()
+    products = " and ".join(PRODUCTS[p] for p in precisions)
     core = blas_core(getattr(args, "command_line", None) or "fastrnn bench ...")
     print(
         f"fastrnn {fastrnn.__version__} bench{' --quick' if args.quick else ''}: "
         f"{machine()}; kernels {fastrnn.cpu_isa()}; BLAS core {core.name or 'unknown'}; "
-        f"peers {', '.join(peers)}; float32, I = H; {repeats} interleaved runs per case",
+        f"peers {', '.join(peers)}; {products}, I = H; {repeats} interleaved runs per case",
         flush=True,
     )
     if core.warning:
@@ -140,7 +166,7 @@ def run_bench(args) -> int:
         "read bandwidth of where the weights live, whichever is longer; same run, same "
         "threads) / fastrnn's time; <peer> x = peer time / fastrnn time (> 1: fastrnn "
         "faster; dropin x: what calling fastrnn through fastrnn.torch from PyTorch costs "
-        "over calling fastrnn.ops)",
+        "over calling fastrnn.ops)" + (BF16_COLUMNS if "bf16" in precisions else ""),
         flush=True,
     )
     bar = Progress(len(cases))
@@ -170,6 +196,7 @@ def run_bench(args) -> int:
             "warnings": [core.warning] if core.warning else [],
             "peers": peers,
             "quick": bool(args.quick),
+            "precisions": precisions,
             "repeats": repeats,
             "threads": {str(n): text for n, text in said.items()},
             "cases": [case_json(c) for c in cases],
