@@ -115,19 +115,25 @@ def test_the_dropin_bf16_peer_runs(cell, mode):
 
 @pytest.fixture
 def fake_measurements(monkeypatch):
-    """gemm_ms and read_bandwidth replaced by fakes that record what they were asked (a bf16
-    GEMM "takes" half the time of an sgemm); the peak's cache emptied before and after."""
+    """gemm_ms, prepacked_ms and read_bandwidth replaced by fakes that record what they were
+    asked (a bf16 GEMM "takes" half the time of an sgemm, on pre-packed weights a quarter);
+    the peak's cache emptied before and after."""
     gemms, reads = [], []
 
     def gemm_ms(M, N, K, repeats, *, bf16=False):
         gemms.append((M, N, K, bf16))
         return 0.5 if bf16 else 1.0
 
+    def prepacked_ms(M, N, K, repeats):
+        gemms.append((M, N, K, "prepacked"))
+        return 0.25
+
     def read_bandwidth(nbytes, repeats):
         reads.append(nbytes)
         return 1e9
 
     monkeypatch.setattr(rl, "gemm_ms", gemm_ms)
+    monkeypatch.setattr(rl, "prepacked_ms", prepacked_ms)
     monkeypatch.setattr(rl, "read_bandwidth", read_bandwidth)
     rl._peak_flops.cache_clear()
     yield gemms, reads
@@ -138,10 +144,10 @@ def test_the_bf16_peak_is_its_own_measurement(fake_measurements):
     gemms, _ = fake_measurements
     fp32, bf16 = rl.peak_flops(3), rl.peak_flops(3, bf16=True)
     n = rl.PEAK_N
-    assert gemms == [(n, n, n, False), (n, n, n, True)]
-    assert bf16 == 2 * fp32  # the fakes' rates: the bf16 peak comes from the bf16 GEMM
+    assert gemms == [(n, n, n, False), (n, n, n, True), (n, n, n, "prepacked")]
+    assert bf16 == 4 * fp32  # the fakes' rates: the bf16 peak is the faster bf16 product
     rl.peak_flops(3, bf16=True)
-    assert len(gemms) == 2  # once per thread count, precision and process
+    assert len(gemms) == 3  # once per thread count, precision and process
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -156,8 +162,8 @@ def test_a_bf16_rows_bounds_are_bf16_ones(fake_measurements, mode):
         rl.roofline(case, 3)
         rows[precision] = case, [g[-1] for g in gemms], list(reads)
     (fp32, fp32_gemms, fp32_reads), (bf16, bf16_gemms, bf16_reads) = rows["fp32"], rows["bf16"]
-    assert set(fp32_gemms) == {False} and set(bf16_gemms) == {True}
-    assert len(fp32_gemms) == len(bf16_gemms)
+    assert set(fp32_gemms) == {False} and set(bf16_gemms) == {True, "prepacked"}
+    assert len(fp32_gemms) + 1 == len(bf16_gemms)  # the bf16 peak: one more measurement
     assert bf16_reads == [r // 2 for r in fp32_reads]
     assert bf16.flops == fp32.flops and bf16.limit_ms < fp32.limit_ms
 
