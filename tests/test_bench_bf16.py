@@ -210,3 +210,21 @@ def test_a_bad_precision_is_one_line_and_exit_2(value):
     assert p.returncode == 2
     assert "--precision: comma-separated from fp32,bf16" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_match_keeps_the_cases_whose_label_matches(tmp_path):
+    out = tmp_path / "m.json"
+    p = bench("--peers", "fastrnn", "--precision", "fp32,bf16", "--match", "train.*B=16.*bf16$",
+              "--json", str(out))  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    labels = [c["label"] for c in json.loads(out.read_text())["cases"]]
+    assert labels == ["rnn train T=50 B=16 H=256 thr=1 bf16"]
+
+
+@pytest.mark.parametrize(
+    "value,message", [("(", "not a regular expression"), ("nothing", "no case")]
+)
+def test_a_bad_match_is_one_line_and_exit_2(value, message):
+    p = bench("--peers", "fastrnn", "--match", value)
+    assert p.returncode == 2 and f"--match: {message}" in p.stderr
+    assert "Traceback" not in p.stderr

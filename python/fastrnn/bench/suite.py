@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Callable, Dict, List, Optional
 
@@ -60,6 +61,11 @@ def add_arguments(p) -> None:
         "usable)",
     )
     p.add_argument("--cells", default=",".join(CELLS))
+    p.add_argument(
+        "--match",
+        metavar="REGEX",
+        help="only the cases whose label matches (e.g. 'T=100 B=64 H=512|stream.*H=512 thr=2')",
+    )
     p.add_argument(
         "--precision",
         default="fp32",
@@ -146,6 +152,14 @@ def run_bench(args) -> int:
         raise UserError("--plot: the file name must end in .png")
     repeats = args.repeats or (3 if args.quick else 5)
     cases = grid(args.quick, cells, threads, precisions)
+    if args.match:
+        try:
+            pattern = re.compile(args.match)
+        except re.error as e:
+            raise UserError(f"--match: not a regular expression ({e}): {args.match!r}") from None
+        cases = [c for c in cases if pattern.search(c.label)]
+        if not cases:
+            raise UserError(f"--match: no case of the grid matches {args.match!r}")
     before = fastrnn.get_num_threads()
     products = " and ".join(PRODUCTS[p] for p in precisions)
     core = blas_core(getattr(args, "command_line", None) or "fastrnn bench ...")
