@@ -3,6 +3,7 @@ checkpoint, exact resume), sample, bench --quick with and without the optional p
 bad input: one clear line and exit status 2, never a traceback."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -51,6 +52,20 @@ def test_info():
         assert word in out
     if sys.platform.startswith("linux"):
         assert "CPU features:" in out
+
+
+@pytest.mark.parametrize("isa", ["avx512", "avx512bf16"])
+def test_info_says_how_bf16_products_run(isa):
+    """FASTRNN_CPU_ISA caps the kernels; info says which bf16 path that leaves."""
+    if isa not in fastrnn.available_cpu_isas():
+        pytest.skip(f"this CPU has no {isa}")
+    env = dict(os.environ, FASTRNN_CPU_ISA=isa)
+    p = subprocess.run([sys.executable, "-m", "fastrnn", "info"], capture_output=True,
+                       text=True, env=env, check=True)  # fmt: skip
+    line = next(x for x in p.stdout.splitlines() if x.startswith("bf16 products"))
+    assert ("vdpbf16ps" in line) == (isa == "avx512bf16") and ("portable" in line) != (
+        isa == "avx512bf16"
+    )
 
 
 def test_train_charlm_shows_progress_and_samples_and_saves(corpus, tmp_path):

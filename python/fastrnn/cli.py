@@ -40,6 +40,7 @@ def cmd_info(args) -> int:
         f"CPU kernels: {fastrnn.cpu_isa()} (this CPU supports: "
         f"{', '.join(fastrnn.available_cpu_isas())})"
     )
+    print(f"bf16 products (precision='bf16'): {bf16_products(fastrnn.cpu_isa())}")
     flags = cpu_flags()
     if flags:
         print(f"CPU features: {' '.join(flags)}")
@@ -58,6 +59,16 @@ def cmd_info(args) -> int:
 def _command(args) -> str:
     """The command line, for the fix a BLAS warning shows (set by main)."""
     return getattr(args, "command_line", None) or f"fastrnn {args.command}"
+
+
+def bf16_products(isa: str) -> str:
+    """How the CPU kernels of instruction set ``isa`` compute bf16 products."""
+    if isa == "avx512bf16":
+        return "AVX512-BF16 dot products (vdpbf16ps) on bf16-packed operands, float32 sums"
+    return (
+        "portable: the float32 kernels on bf16-rounded copies of the operands (the same "
+        "results; no AVX512-BF16 in use)"
+    )
 
 
 def cpu_flags() -> List[str]:
