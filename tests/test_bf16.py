@@ -43,13 +43,16 @@ def _run(module, v, p, precision):
 
 # (T, B, I, H, lengths, proj): plain, unsorted lengths with 0 and T, an LSTM projection, a
 # batch of one with W_hh over 64 KiB (the GEMV path), products large enough for the packed
-# bf16 GEMM of the avx512bf16 build (M*N*K >= 2^20), odd sizes and lengths included.
+# bf16 GEMM of the avx512bf16 build (M*N*K >= 2^20), odd sizes and lengths included, and one
+# step of one row (a streaming step: every product a GEMV rounding W as it reads it; K not a
+# multiple of the bf16 kernel's 32).
 CASES = [
     (6, 3, 8, 16, None, 0),
     (7, 5, 6, 24, [3, 0, 7, 1, 5], 0),
     (5, 4, 9, 33, "random", 12),
     (6, 1, 10, 140, [4], 0),
     (20, 16, 65, 67, "random", 31),
+    (1, 1, 70, 45, None, 0),
 ]
 
 

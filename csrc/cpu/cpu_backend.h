@@ -49,6 +49,17 @@ class CpuBackend {
       scale_rows(M, N, beta, C, ldc);
       return;
     }
+    if (bf16 && M == 1 && !trans_a && alpha == S(1)) {  // one row: B rounded as it is read
+      const S* a = rounded(scratch_a_, A, 1, K, K);
+      check_blas_ints({N, K, ldb});
+      parallel_for(
+          N,
+          [&](int64_t n0, int64_t n1) {
+            rounding_gemv(trans_b, K, n1 - n0, B + n0 * (trans_b ? ldb : 1), ldb, a, beta, C + n0);
+          },
+          256);
+      return;
+    }
 #ifdef __AVX512BF16__
     // Large products with the bf16 dot product: op(B) packed as pairs, op(A) as pairs.
     if constexpr (std::is_same_v<S, float>)
@@ -103,6 +114,8 @@ class CpuBackend {
       if (bf16 && uses >= 2) return pack_weights_bf16(w);
 #endif
     if (!bf16) return pack_as_is(w, uses, rows);
+    // Steps of one row read W once each: step rounds it as it reads (gemv_step), no copy.
+    if (rows <= 1) return unpacked_weights(w);
     // bf16 products elsewhere: a rounded copy of W, packed (or held) as a float weight.
     RecurrentWeight<S> r = w;
     std::vector<S> copy(w.W, w.W + w.K * w.N());
@@ -132,7 +145,8 @@ class CpuBackend {
       lda = w.weight.K;
     }
     if (!w.data && std::max(M, M_f) == 1) {  // one row: GEMVs fused with the pointwise pass
-      gemv_step(w.weight, M, M_f, A, C, beta, f);
+      // bf16 with W not rounded by pack (one row): rounded as the GEMV reads it.
+      gemv_step(w.weight, M, M_f, A, C, beta, f, bf16 && w.rounded.empty());
       return;
     }
     if (!w.data) {  // not packed: one BLAS call over every column, then the pointwise pass
@@ -241,7 +255,7 @@ class CpuBackend {
   // its units' columns, then f on those units while their outputs are in cache.
   template <typename F>
   void gemv_step(const RecurrentWeight<S>& b, int64_t M, int64_t M_f, const S* A, S* C, S beta,
-                 const F& f) {
+                 const F& f, bool round_w) {
     const int64_t units = b.units, K = b.K, ld = b.ld();
     // A thread is worth waking for ~128K flops (as for the packed step).
     const int64_t min_units =
@@ -252,8 +266,11 @@ class CpuBackend {
           if (M > 0)
             for (int g = 0; g < b.groups; ++g) {
               const int64_t n0 = g * units + u0;
-              blas_gemv(b.transposed, K, u1 - u0, b.W + n0 * (b.transposed ? ld : 1), ld, A, beta,
-                        C + n0);
+              const S* w = b.W + n0 * (b.transposed ? ld : 1);
+              if (round_w)
+                rounding_gemv(b.transposed, K, u1 - u0, w, ld, A, beta, C + n0);
+              else
+                blas_gemv(b.transposed, K, u1 - u0, w, ld, A, beta, C + n0);
             }
           if (M_f > 0) run_row(f, 0, u0, u1);
         },

@@ -24,6 +24,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
 #include <vector>
 
 #ifdef __AVX512BF16__
@@ -250,8 +251,89 @@ inline uint32_t bf16_pair(float lo, float hi) {
 template <typename S>
 inline S round_to_bf16(S x) {
   const float f = static_cast<float>(x);
-  if (f != f) return x;
-  return static_cast<S>(bf16_value(bf16_bits(f)));
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  u = bf16_rounded_word(u);
+  float r;
+  std::memcpy(&r, &u, sizeof r);
+  return f != f ? x : static_cast<S>(r);  // a select, not a branch: loops over it vectorize
+}
+
+#ifdef __AVX512BF16__
+// rounding_gemv's y = W x, W (N, K), on the bf16 dot product: each 32 elements of a row of W
+// and of x converted to bf16 (vcvtne2ps2bf16: to nearest even, as round_to_bf16) and
+// multiplied pairwise into float32 lanes (vdpbf16ps); four rows at a time, four independent
+// sums. Denormal operands count as zero (the instructions' only difference).
+inline void rounding_gemv_nk_bf16(int64_t K, int64_t N, const float* W, int64_t ldw, const float* x,
+                                  float beta, float* y) {
+  const int64_t K32 = K / 32 * 32;
+  auto pairs = [](const float* p) {
+    return _mm512_cvtne2ps_pbh(_mm512_loadu_ps(p + 16), _mm512_loadu_ps(p));
+  };
+  auto finish = [&](int64_t n, __m512 acc) {
+    const float* w = W + n * ldw;
+    float s = _mm512_reduce_add_ps(acc);
+    for (int64_t k = K32; k < K; ++k) s += round_to_bf16(w[k]) * x[k];
+    y[n] = beta == 0.0f ? s : beta * y[n] + s;
+  };
+  int64_t n = 0;
+  for (; n + 4 <= N; n += 4) {
+    const float* w = W + n * ldw;
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int64_t k = 0; k < K32; k += 32) {
+      const __m512bh xb = pairs(x + k);
+      a0 = _mm512_dpbf16_ps(a0, pairs(w + k), xb);
+      a1 = _mm512_dpbf16_ps(a1, pairs(w + ldw + k), xb);
+      a2 = _mm512_dpbf16_ps(a2, pairs(w + 2 * ldw + k), xb);
+      a3 = _mm512_dpbf16_ps(a3, pairs(w + 3 * ldw + k), xb);
+    }
+    finish(n, a0), finish(n + 1, a1), finish(n + 2, a2), finish(n + 3, a3);
+  }
+  for (; n < N; ++n) {
+    const float* w = W + n * ldw;
+    __m512 a = _mm512_setzero_ps();
+    for (int64_t k = 0; k < K32; k += 32) a = _mm512_dpbf16_ps(a, pairs(w + k), pairs(x + k));
+    finish(n, a);
+  }
+}
+#endif
+
+// y (N) = beta y + op(W) x for one row x (K), already rounded to bf16, with W's elements
+// rounded to bf16 as they are read: a single row's bf16 product reads each weight once, so a
+// rounded copy of W (or bf16 pairs) would cost more than the product. W stored (N, K) with
+// row stride ldw when w_is_nk (y = W x), else (K, N) (y = W^T x). Sums in S, in a fixed order
+// per output (16 interleaved partial sums along k for W (N, K), so that they vectorize).
+template <typename S>
+void rounding_gemv(bool w_is_nk, int64_t K, int64_t N, const S* W, int64_t ldw, const S* x, S beta,
+                   S* y) {
+#ifdef __AVX512BF16__
+  if constexpr (std::is_same_v<S, float>)
+    if (w_is_nk) {
+      rounding_gemv_nk_bf16(K, N, W, ldw, x, beta, y);
+      return;
+    }
+#endif
+  if (w_is_nk) {
+    constexpr int V = 16;
+    for (int64_t n = 0; n < N; ++n) {
+      const S* w = W + n * ldw;
+      S part[V] = {};
+      int64_t k = 0;
+      for (; k + V <= K; k += V)
+        for (int l = 0; l < V; ++l) part[l] += round_to_bf16(w[k + l]) * x[k + l];
+      S acc = S(0);
+      for (int l = 0; l < V; ++l) acc += part[l];
+      for (; k < K; ++k) acc += round_to_bf16(w[k]) * x[k];
+      y[n] = beta == S(0) ? acc : beta * y[n] + acc;
+    }
+    return;
+  }
+  for (int64_t n = 0; n < N; ++n) y[n] = beta == S(0) ? S(0) : beta * y[n];
+  for (int64_t k = 0; k < K; ++k) {
+    const S* w = W + k * ldw;
+    const S xk = x[k];
+    for (int64_t n = 0; n < N; ++n) y[n] += round_to_bf16(w[n]) * xk;
+  }
 }
 
 #ifdef __AVX512BF16__
