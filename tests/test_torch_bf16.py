@@ -180,3 +180,18 @@ def test_what_still_falls_back(cls):
     expected = raised(lambda: ref16(x))
     assert expected is not None and raised(lambda: ours16(x)) == expected
     assert _ran_fast(flat(ours16(x.to(BF16)))[0])
+
+
+def test_inference_keeps_float32_copies_of_bf16_weights_until_they_change():
+    """Without gradients a bf16 module's float32 weight copies are made once and remade after
+    an in-place change (an optimizer step, load_state_dict)."""
+    m = ft.LSTMCell(4, 6).to(BF16)
+    x = torch.randn(2, 4).to(BF16)
+    with torch.no_grad():
+        first = m(x)[0]
+        assert torch.equal(m(x)[0], first)
+        m.weight_ih.mul_(-1)  # in place: the same tensor, its version moved
+        changed = m(x)[0]
+    ref = ft.LSTMCell(4, 6).to(BF16)
+    ref.load_state_dict(m.state_dict())
+    assert not torch.equal(changed, first) and torch.equal(changed, ref(x)[0])

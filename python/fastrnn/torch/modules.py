@@ -412,14 +412,17 @@ def _numpy(t: Tensor) -> np.ndarray:
 
 class _CheckedWeights:
     """A module's weight tensors as checked for one dtype and device (``key``: those and the
-    tensors' data pointers and dtypes), their NumPy views once a CPU call made them, and
-    (cells) the CellStep over them once an inference step made it. A view shares the
-    tensor's memory, so in-place updates -- optimizers, load_state_dict -- show through it."""
+    tensors' data pointers and dtypes), their NumPy views once a CPU call made them, (cells)
+    the CellStep over them once an inference step made it, and (bf16 weights) their float32
+    copies for calls without gradients. A view shares the tensor's memory, so in-place
+    updates -- optimizers, load_state_dict -- show through it; the copies are remade when a
+    tensor's version counter moved."""
 
     def __init__(self, key: tuple, tensors: list) -> None:
         self.key, self.tensors = key, tensors
         self.views: Optional[List[np.ndarray]] = None
         self.step: Optional[Tuple[tuple, CellStep]] = None  # (the options it was made for, it)
+        self.copies: Optional[Tuple[tuple, list]] = None  # (versions, float32 copies): bf16
 
     def computed(self, mode: _Mode, route) -> Tuple[list, Optional[list]]:
         """The weights in the mode's compute dtype and as the route's arrays (None: run()
@@ -428,7 +431,16 @@ class _CheckedWeights:
         parameters in bf16."""
         if self.tensors[0].dtype == mode.compute:
             return self.tensors, self.arrays(route)
-        return [t.to(mode.compute) for t in self.tensors], None
+        if torch.is_grad_enabled() and any(t.requires_grad for t in self.tensors):
+            return [t.to(mode.compute) for t in self.tensors], None
+        # No gradient wanted: the copies are kept while every tensor's version counter (which
+        # each in-place change bumps) says it is unchanged.
+        versions = tuple(t._version for t in self.tensors)
+        if self.copies is None or self.copies[0] != versions:
+            with torch.no_grad():
+                self.copies = (versions, [t.to(mode.compute) for t in self.tensors])
+        copies = self.copies[1]
+        return copies, None if route.device else [c.numpy() for c in copies]
 
     def arrays(self, route) -> Optional[list]:
         """The weights as the route's kernels take them: NumPy views on the CPU route (made
