@@ -51,6 +51,9 @@ class SavedState:
     # The dtype of the caller's arrays when it is not x's (bfloat16 arrays, run as float32):
     # backward takes upstream gradients in it (or x's) and returns the gradients in it.
     io_dtype: Any = None
+    # The reference's layer norm, zoneout and recurrent dropout (issue 13): the forward's
+    # keyword arguments and the intermediates its backward needs, by name; None without.
+    extras: Optional[dict] = dataclasses.field(default=None, repr=False)
     array_ops: Any = dataclasses.field(default=None, repr=False)  # the backend's array ops
     consumed: bool = False
 
