@@ -14,9 +14,9 @@ from cells import TOL, assert_close
 # The parameters of each kernel, in order: the C++ names (fastrnn/{lstm,gru,rnn}.h fields).
 PARAMS = {
     "lstm_forward": "x h0 c0 w_ih w_hh b_ih b_hh w_hr batch_sizes y h_n c_n gates cells m "
-    "training H P bf16",
+    "training H P bf16 zoneout_h zoneout_c recurrent_mask",
     "lstm_backward": "x h0 y w_ih w_hh w_hr batch_sizes gates cells m dy dh_n dc_n dx dh0 dc0 "
-    "dw_ih dw_hh dw_hr db_ih db_hh H P bf16",
+    "dw_ih dw_hh dw_hr db_ih db_hh H P bf16 zoneout_h zoneout_c recurrent_mask",
     "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after "
     "H bf16",
     "gru_backward": "x h0 y w_ih w_hh batch_sizes gates extra dy dh_n dx dh0 dw_ih dw_hh db_ih "

@@ -127,13 +127,15 @@ struct NumpyArrays {
 // ---------------------------------------------------------------------------- LSTM
 
 inline constexpr const char* lstm_forward_params[] = {
-    "x",   "h0",  "c0",    "w_ih",  "w_hh", "b_ih",     "b_hh", "w_hr", "batch_sizes", "y",
-    "h_n", "c_n", "gates", "cells", "m",    "training", "H",    "P",    "bf16"};
+    "x",           "h0", "c0",   "w_ih",      "w_hh",      "b_ih",          "b_hh", "w_hr",
+    "batch_sizes", "y",  "h_n",  "c_n",       "gates",     "cells",         "m",    "training",
+    "H",           "P",  "bf16", "zoneout_h", "zoneout_c", "recurrent_mask"};
 template <typename Arrays, typename S>
 void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, py::object w_hh,
                   py::object b_ih, py::object b_hh, py::object w_hr, py::object batch_sizes,
                   py::object y, py::object h_n, py::object c_n, py::object gates, py::object cells,
-                  py::object m, bool training, int64_t H, int64_t P, bool bf16) {
+                  py::object m, bool training, int64_t H, int64_t P, bool bf16,
+                  py::object zoneout_h, py::object zoneout_c, py::object recurrent_mask) {
   const char* fn = "lstm_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
   fastrnn::LstmForwardArgs<S> a{};
@@ -162,21 +164,27 @@ void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, p
   }
   a.bf16 = bf16;
   check_bf16<S>(fn, bf16);
+  a.zoneout_h = Arrays::template arg<S>(fn, "zoneout_h", zoneout_h, {T, B, P}, false, true);
+  a.zoneout_c = Arrays::template arg<S>(fn, "zoneout_c", zoneout_c, {T, B, H}, false, true);
+  a.recurrent_mask =
+      Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, P}, false, true);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
 inline constexpr const char* lstm_backward_params[] = {
-    "x",     "h0",    "y",     "w_ih",  "w_hh",  "w_hr", "batch_sizes", "gates",
-    "cells", "m",     "dy",    "dh_n",  "dc_n",  "dx",   "dh0",         "dc0",
-    "dw_ih", "dw_hh", "dw_hr", "db_ih", "db_hh", "H",    "P",           "bf16"};
+    "x",     "h0",    "y",     "w_ih",      "w_hh",      "w_hr",          "batch_sizes",
+    "gates", "cells", "m",     "dy",        "dh_n",      "dc_n",          "dx",
+    "dh0",   "dc0",   "dw_ih", "dw_hh",     "dw_hr",     "db_ih",         "db_hh",
+    "H",     "P",     "bf16",  "zoneout_h", "zoneout_c", "recurrent_mask"};
 template <typename Arrays, typename S>
 void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                    py::object w_hr, py::object batch_sizes, py::object gates, py::object cells,
                    py::object m, py::object dy, py::object dh_n, py::object dc_n, py::object dx,
                    py::object dh0, py::object dc0, py::object dw_ih, py::object dw_hh,
                    py::object dw_hr, py::object db_ih, py::object db_hh, int64_t H, int64_t P,
-                   bool bf16) {
+                   bool bf16, py::object zoneout_h, py::object zoneout_c,
+                   py::object recurrent_mask) {
   const char* fn = "lstm_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
   fastrnn::LstmBackwardArgs<S> a{};
@@ -208,6 +216,10 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
   if (!a.db_ih != !a.db_hh) throw py::value_error("lstm_backward: db_ih and db_hh go together");
   a.bf16 = bf16;
   check_bf16<S>(fn, bf16);
+  a.zoneout_h = Arrays::template arg<S>(fn, "zoneout_h", zoneout_h, {T, B, P}, false, true);
+  a.zoneout_c = Arrays::template arg<S>(fn, "zoneout_c", zoneout_c, {T, B, H}, false, true);
+  a.recurrent_mask =
+      Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, P}, false, true);
   py::gil_scoped_release release;
   Arrays::run(a);
 }

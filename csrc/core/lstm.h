@@ -41,6 +41,55 @@ struct LstmForwardStep {
   }
 };
 
+// LstmForwardStep with zoneout (either of d_h, d_c null: that state is not zoned out):
+// h_t = d_h h_{t-1} + (1 - d_h) o tanh(c~_t), c_t = d_c c_{t-1} + (1 - d_c) c~_t. With a
+// projection, d_h is null here and the loop zones out h_t after W_hr.
+template <typename S>
+struct LstmForwardStepZoneout {
+  S* gates;
+  const S* c_prev;
+  S* c;
+  S* h;
+  int64_t H;
+  const S* h_prev;  // (B, H) h_{t-1}
+  const S* d_h;     // (B, H) of step t, or null
+  const S* d_c;     // (B, H) of step t, or null
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    S* g = gates + b * 4 * H;
+    const int64_t k = b * H + j;
+    const S cp = c_prev[k];
+    S c_new, h_new;
+    lstm_cell_forward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], cp, c_new, h_new);
+    c[k] = d_c ? d_c[k] * cp + (S(1) - d_c[k]) * c_new : c_new;
+    h[k] = d_h ? d_h[k] * h_prev[k] + (S(1) - d_h[k]) * h_new : h_new;
+  }
+};
+
+// out = a * mask (B, N rows): h_{t-1} as it enters W_hh under recurrent dropout.
+template <typename S>
+struct MaskRows {
+  S* out;
+  const S* a;
+  const S* mask;
+  int64_t N;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    out[b * N + j] = a[b * N + j] * mask[b * N + j];
+  }
+};
+
+// h = d h_prev + (1 - d) h: zoneout of a projected h_t.
+template <typename S>
+struct ZoneoutRows {
+  S* h;
+  const S* h_prev;
+  const S* d;
+  int64_t N;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    const int64_t k = b * N + j;
+    h[k] = d[k] * h_prev[k] + (S(1) - d[k]) * h[k];
+  }
+};
+
 template <typename S, typename Backend>
 void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, H = a.H, P = a.P, BH = B * H, BP = B * P, G4 = 4 * H;
@@ -59,15 +108,32 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
   const bool proj = a.w_hr != nullptr;
   typename Backend::Packed w_r;
   if (proj) w_r = be.pack(times_transposed(a.w_hr, 1, P, H), T, B);
+  const bool zoneout = a.zoneout_h || a.zoneout_c;
+  S* h_masked = a.recurrent_mask ? be.alloc(BP) : nullptr;  // h_{t-1} * mask
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = gates.at(t);
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BP;
+    const S* h_in = h_prev;  // what enters W_hh
+    if (h_masked) {
+      be.pointwise(M, P, MaskRows<S>{h_masked, h_prev, a.recurrent_mask, P});
+      h_in = h_masked;
+    }
     S* y_t = a.y + t * BP;
     S* m_t = proj ? a.m + t * c_stride : y_t;
-    be.step(w, M, M, h_prev, P, g, G4, S(1),
-            LstmForwardStep<S>{g, a.cells + t * c_stride, a.cells + (t + 1) * c_stride, m_t, H});
+    S* c_prev = a.cells + t * c_stride;
+    S* c = a.cells + (t + 1) * c_stride;
+    if (zoneout) {
+      const S* d_h = a.zoneout_h && !proj ? a.zoneout_h + t * BP : nullptr;
+      const S* d_c = a.zoneout_c ? a.zoneout_c + t * BH : nullptr;
+      be.step(w, M, M, h_in, P, g, G4, S(1),
+              LstmForwardStepZoneout<S>{g, c_prev, c, m_t, H, h_prev, d_h, d_c});
+    } else {
+      be.step(w, M, M, h_in, P, g, G4, S(1), LstmForwardStep<S>{g, c_prev, c, m_t, H});
+    }
     if (proj) be.step(w_r, M, m_t, H, y_t, P, S(0));
+    if (proj && a.zoneout_h)
+      be.pointwise(M, P, ZoneoutRows<S>{y_t, h_prev, a.zoneout_h + t * BP, P});
   }
   zero_finished_rows(be, a.batch_sizes, T, B, P, a.y);
   gather_final(be, a.batch_sizes, T, B, P, a.y, a.h0, a.h_n);
@@ -121,6 +187,80 @@ struct LstmProjDh {
   }
 };
 
+// The backward of the extras (zoneout, recurrent dropout): the gradient reaching h_t is
+// dy_t + carry (dh_n, or the zoneout share step t+1 left for h_t) + dgates_{t+1} W_hh times
+// the recurrent mask (h_t entered step t+1's product as h_t * mask). With zoneout on h,
+// the update h~_t takes (1 - d_h) of it and carry keeps d_h of it for h_{t-1} (else 0).
+template <typename S>
+FASTRNN_HD S lstm_dh_extras(int64_t k, const S* dy, S* carry, const S* dhw, const S* mask,
+                            const S* d_h) {
+  const S total = dy[k] + carry[k] + (mask ? mask[k] * dhw[k] : dhw[k]);
+  carry[k] = d_h ? d_h[k] * total : S(0);
+  return d_h ? (S(1) - d_h[k]) * total : total;
+}
+
+// LstmBackwardStep with the extras. Without a projection the gradient reaching h_t comes
+// from lstm_dh_extras; with one, from dm (m_t's, after W_hr; dh_t's extras were taken by
+// LstmProjDhExtras). Zoneout on c: c~_t (before zoneout) recomputed from the gates, the cell
+// takes (1 - d_c) of dc and c_{t-1} gets d_c of it besides the cell's share.
+template <typename S>
+struct LstmBackwardStepExtras {
+  S* gates;
+  const S* c_prev;
+  const S* dy;    // (B, P) dy_t; unused with a projection
+  S* carry;       // (B, P)
+  const S* dhw;   // (B, P) dgates_{t+1} W_hh, zero in rows step t+1 did not run
+  const S* mask;  // (B, P) recurrent mask, or null
+  const S* d_h;   // (B, P) zoneout of step t, or null
+  const S* dm;    // (B, H) with a projection, else null
+  S* dc;          // (B, H) gradient reaching c_t in, c_{t-1} out
+  const S* d_c;   // (B, H) zoneout of step t, or null
+  int64_t H;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    S* g = gates + b * 4 * H;
+    const int64_t k = b * H + j;
+    const S dh = dm ? dm[k] : lstm_dh_extras(k, dy, carry, dhw, mask, d_h);
+    const S c_new = g[H + j] * c_prev[k] + g[j] * g[2 * H + j];  // f c_{t-1} + i g
+    const S dc_in = dc[k];
+    S dcell = d_c ? (S(1) - d_c[k]) * dc_in : dc_in;
+    lstm_cell_backward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], c_prev[k], c_new, dh, dcell);
+    dc[k] = d_c ? dcell + d_c[k] * dc_in : dcell;
+  }
+};
+
+// With a projection and extras: dh_t (kept for dW_hr and the GEMM to dm_t) from
+// lstm_dh_extras.
+template <typename S>
+struct LstmProjDhExtras {
+  S* dh;  // (B, P) of step t, out
+  const S* dy;
+  S* carry;
+  const S* dhw;
+  const S* mask;
+  const S* d_h;
+  int64_t P;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    const int64_t k = b * P + j;
+    dh[k] = lstm_dh_extras(k, dy, carry, dhw, mask, d_h);
+  }
+};
+
+// carry += dhw * mask (or dhw): dh0 after the loop with the extras.
+template <typename S>
+struct AddMaskedRows {
+  S* carry;
+  const S* dhw;
+  const S* mask;
+  int64_t N;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    const int64_t k = b * N + j;
+    carry[k] += mask ? mask[k] * dhw[k] : dhw[k];
+  }
+};
+
+template <typename S, typename Backend>
+void lstm_backward_with_extras(Backend& be, const LstmBackwardArgs<S>& a);
+
 template <typename S, typename Backend>
 void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, I = a.I, H = a.H, P = a.P, BH = B * H, BP = B * P, G4 = 4 * H;
@@ -130,6 +270,10 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
   if (T == 0 || B == 0) {
     if (a.dw_hr) be.fill_zero(P * H, a.dw_hr);
     zero_grads(be, T * B, I, G4, P, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
+    return;
+  }
+  if (a.zoneout_h || a.zoneout_c || a.recurrent_mask) {
+    lstm_backward_with_extras(be, a);
     return;
   }
   // dh = dgates W_hh (and, with a projection, dm = dh W_hr).
@@ -172,6 +316,69 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
   input_side_grads(be, T * B, I, G4, a.gates, G4, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
   hidden_weight_grads(be, T, B, P, G4, a.gates, G4, a.h0, a.y, a.dw_hh);
   if (a.db_hh) be.copy(G4, a.db_ih, a.db_hh);  // b_ih and b_hh enter the same sum
+}
+
+// lstm_backward_loop with zoneout or recurrent dropout (T, B > 0). The recurrent GEMM writes
+// dgates_{t+1} W_hh into its own buffer (dhw), which the fused pass of step t reads (times
+// the mask) beside dy_t and the carry in dh0 (dh_n, then zoneout's share); dW_hh takes the
+// masked h_{t-1}.
+template <typename S, typename Backend>
+void lstm_backward_with_extras(Backend& be, const LstmBackwardArgs<S>& a) {
+  const int64_t T = a.T, B = a.B, I = a.I, H = a.H, P = a.P, BH = B * H, BP = B * P, G4 = 4 * H;
+  const int64_t* bs = a.batch_sizes;
+  const auto w = be.pack(times(a.w_hh, G4, P), T, B);
+  auto gates = [&](int64_t t) { return a.gates + t * B * G4; };
+  auto rows = [&](int64_t t) { return rows_at(bs, B, t); };
+  auto d_h = [&](int64_t t) { return a.zoneout_h ? a.zoneout_h + t * BP : nullptr; };
+  auto d_c = [&](int64_t t) { return a.zoneout_c ? a.zoneout_c + t * BH : nullptr; };
+  // Rows of dhw that no GEMM has written (steps past a sequence's end) stay zero.
+  S* dhw = be.alloc(BP);
+  be.fill_zero(BP, dhw);
+  const S* mask = a.recurrent_mask;
+  if (!a.w_hr) {
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const LstmBackwardStepExtras<S> f{gates(t), a.cells + t * BH, a.dy + t * BP, a.dh0, dhw,
+                                        mask,     d_h(t),           nullptr,       a.dc0, d_c(t),
+                                        H};
+      if (t == T - 1)
+        be.pointwise(rows(t), H, f);
+      else
+        be.step(w, rows(t + 1), rows(t), gates(t + 1), G4, dhw, P, S(0), f);
+    }
+  } else {
+    const auto w_r = be.pack(times(a.w_hr, P, H), T, B);
+    S* dh = be.alloc(T * BP);  // dh_t (the update's share) for every step, for dW_hr
+    S* dm = be.alloc(BH);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const LstmProjDhExtras<S> f{dh + t * BP, a.dy + t * BP, a.dh0, dhw, mask, d_h(t), P};
+      if (t == T - 1)
+        be.pointwise(rows(t), P, f);
+      else
+        be.step(w, rows(t + 1), rows(t), gates(t + 1), G4, dhw, P, S(0), f);
+      const LstmBackwardStepExtras<S> cell{gates(t), a.cells + t * BH, nullptr, nullptr,
+                                           nullptr,  nullptr,          nullptr, dm,
+                                           a.dc0,    d_c(t),           H};
+      be.step(w_r, rows(t), rows(t), dh + t * BP, P, dm, H, S(0), cell);
+    }
+    zero_finished_rows(be, bs, T, B, P, dh);
+    be.gemm(true, false, P, H, T * B, S(1), dh, P, a.m, H, S(0), a.dw_hr, H);
+  }
+  // dh0 = carry + (dgates_0 W_hh) * mask on the rows that ran; rows of length 0 keep dh_n.
+  be.step(w, rows(0), gates(0), G4, dhw, P, S(0));
+  be.pointwise(rows(0), P, AddMaskedRows<S>{a.dh0, dhw, mask, P});
+
+  zero_finished_rows(be, bs, T, B, G4, a.gates);
+  input_side_grads(be, T * B, I, G4, a.gates, G4, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
+  if (mask) {  // W_hh multiplied h_{t-1} * mask
+    S* h_masked = be.alloc(T * BP);
+    be.pointwise(1, P * B, MaskRows<S>{h_masked, a.h0, mask, P * B});
+    for (int64_t t = 0; t + 1 < T; ++t)
+      be.pointwise(B, P, MaskRows<S>{h_masked + (t + 1) * BP, a.y + t * BP, mask, P});
+    hidden_weight_grads(be, T, B, P, G4, a.gates, G4, h_masked, h_masked + BP, a.dw_hh);
+  } else {
+    hidden_weight_grads(be, T, B, P, G4, a.gates, G4, a.h0, a.y, a.dw_hh);
+  }
+  if (a.db_hh) be.copy(G4, a.db_ih, a.db_hh);
 }
 
 FASTRNN_NS_END

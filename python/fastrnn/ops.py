@@ -198,6 +198,7 @@ class _Call:
         precision: str = "fp32",
     ):
         xp = self.xp = _array_ops(fn, backend, x)
+        self.fn = fn
         G = cell.G
         x = _as_float_array(fn, "x", x, xp=xp, bf16=True)
         if is_bfloat16(x.dtype) and xp is not _HOST:
@@ -322,6 +323,22 @@ class _Call:
     def sort(self, a, axis: int):
         return _rows(self.xp, self.packed, a, axis)
 
+    def mask(self, name: str, value, shape: tuple, letters: str, batch_axis: int):
+        """A regularization mask (zoneout's factors, the recurrent dropout mask) of the given
+        shape in x's dtype, its rows in the kernels' order; None stays None."""
+        if value is None:
+            return None
+        arr = _as_float_array(self.fn, name, value, xp=self.xp, bf16=True)
+        if self.io_dtype is not None and is_bfloat16(arr.dtype):
+            arr = _float32(arr)  # beside bfloat16 arrays, a bfloat16 mask too (exact)
+        if arr.dtype != self.dtype:
+            raise TypeError(
+                f"{self.fn}: argument '{name}' has dtype {arr.dtype} but x has dtype "
+                f"{self.io_dtype or self.dtype}; all arrays must share one dtype"
+            )
+        _check_shape(self.fn, name, arr, shape, f"{letters} = {shape}")
+        return self.xp.contiguous(self.sort(arr, batch_axis))
+
     def results(self, seqs: tuple, states: tuple) -> tuple:
         """The outputs, sequences (T, B, ...) then states (B, ...), in the caller's row
         order, kind and dtype (bfloat16 arrays in: bfloat16 out, rounded once, here)."""
@@ -348,6 +365,12 @@ def _check_precision(fn: str, precision: str, dtype, xp) -> str:
                 f"{fn}: precision='bf16' rounds float32 operands to bf16; x has dtype {dtype}"
             )
     return precision
+
+
+def _pair(fn: str, name: str, value) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"{fn}: {name} must be a pair (for h, for c), got {type(value).__name__}")
+    return tuple(value)
 
 
 def _rows(xp, pk: Optional[PackedBatch], a, axis: int, unsort: bool = False):
@@ -493,11 +516,19 @@ def lstm_forward(
     lengths: Lengths = None,
     backend: str = "auto",
     precision: str = "fp32",
+    zoneout: Optional[Tuple[Optional[ArrayLike], Optional[ArrayLike]]] = None,
+    recurrent_mask: Optional[ArrayLike] = None,
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Result[DeviceArrayT], Optional[LstmSaved]]:
     """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
     ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only;
-    ``precision`` "fp32" or "bf16" (see the module's doc)."""
+    ``precision`` "fp32" or "bf16" (see the module's doc).
+
+    Regularization (fastrnn extras, as :mod:`fastrnn.reference` defines them): ``zoneout``
+    (d_h (T, B, P), d_c (T, B, H)), either None, the factor d of h_t = d h_{t-1} + (1 - d) h~_t
+    (and of c) -- a 0/1 draw in training, the probability p in evaluation; the outputs are
+    the zoned-out h_t. ``recurrent_mask`` (B, P): h_{t-1} enters W_hh as h_{t-1} * mask
+    (variational recurrent dropout, scaled by the caller). The backward uses the same."""
     a = _Call(
         "lstm_forward",
         spec("lstm"),
@@ -513,6 +544,12 @@ def lstm_forward(
         precision,
     )
     T, B, H, P = a.T, a.B, a.H, a.P
+    d_h, d_c = (None, None) if zoneout is None else _pair(a.fn, "zoneout", zoneout)
+    extras = dict(
+        zoneout_h=a.mask("zoneout[0]", d_h, (T, B, P), "(T, B, P)", 1),
+        zoneout_c=a.mask("zoneout[1]", d_c, (T, B, H), "(T, B, H)", 1),
+        recurrent_mask=a.mask("recurrent_mask", recurrent_mask, (B, P), "(B, P)", 0),
+    )
     y, h_n, c_n = a.empty(T, B, P), a.empty(B, P), a.empty(B, H)
     gates = a.empty(T, B, 4 * H) if training else None  # inference: chunked in C++
     cells = a.empty(T + 1, B, H) if training else a.empty(B, H)
@@ -529,6 +566,7 @@ def lstm_forward(
         training=bool(training),
         H=H,
         P=P,
+        **extras,
     )
     saved = None
     if training:
@@ -537,6 +575,7 @@ def lstm_forward(
             cells=cells,
             w_hr=a.w_hr,
             m=m,
+            **extras,
         )
         y = _private(a, y)
     return a.results((y,), (h_n, c_n)) + (saved,)
@@ -558,7 +597,15 @@ def lstm_backward(
     s = b.saved
     dw_hr = None if s.w_hr is None else s.array_ops.empty(tuple(s.w_hr.shape), s.dtype)
     s.array_ops.kernels.lstm_backward(
-        **b.kernel_args(), cells=s.cells, w_hr=s.w_hr, m=s.m, dw_hr=dw_hr, P=s.P
+        **b.kernel_args(),
+        cells=s.cells,
+        w_hr=s.w_hr,
+        m=s.m,
+        dw_hr=dw_hr,
+        P=s.P,
+        zoneout_h=s.zoneout_h,
+        zoneout_c=s.zoneout_c,
+        recurrent_mask=s.recurrent_mask,
     )
     return b.results() if dw_hr is None else b.results(dw_hr)
 

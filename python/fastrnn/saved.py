@@ -126,6 +126,10 @@ class LstmSaved(SavedState):
     cells: Any = None  # (T + 1, B, H) c_0 .. c_T
     w_hr: Any = None  # (P, H) with a projection, else None
     m: Any = None  # (T, B, H) o * tanh(c_t) with a projection (the input of W_hr), else None
+    # The forward's regularization (fastrnn.ops: in the kernels' row order), or None:
+    zoneout_h: Any = None  # (T, B, P) zoneout's factor d for h
+    zoneout_c: Any = None  # (T, B, H) ... for c
+    recurrent_mask: Any = None  # (B, P) the recurrent dropout mask
 
     cell = "lstm"
 

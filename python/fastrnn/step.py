@@ -30,7 +30,15 @@ __all__ = ["CellStep"]
 # Per cell kind: the kernel's arguments that do not change between inference steps (besides
 # the weights), and its scratch outputs of shape (B, H) (what the kernel keeps of the step).
 _STATIC: Dict[str, Dict[str, Any]] = {
-    "lstm": dict(w_hr=None, gates=None, m=None, training=False),
+    "lstm": dict(
+        w_hr=None,
+        gates=None,
+        m=None,
+        training=False,
+        zoneout_h=None,
+        zoneout_c=None,
+        recurrent_mask=None,
+    ),
     "gru": dict(gates=None, training=False),
     "rnn": dict(gates=None),
 }

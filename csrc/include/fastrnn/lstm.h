@@ -33,6 +33,14 @@ struct LstmForwardArgs {
   // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
   // S); the backward of a bf16 forward runs in bf16 too.
   bool bf16 = false;
+  // Regularization, fastrnn extras (null: off). zoneout_h (T, B, P), zoneout_c (T, B, H): the
+  // factor d of h_t = d h_{t-1} + (1 - d) h~_t (and of c), h~ the cell's update -- a 0/1
+  // draw in training, the probability p in evaluation; the outputs are the zoned-out h_t.
+  // recurrent_mask (B, P): variational recurrent dropout, h_{t-1} enters W_hh as
+  // h_{t-1} * mask (scaled by the caller). The backward takes the forward's.
+  const S* zoneout_h = nullptr;
+  const S* zoneout_c = nullptr;
+  const S* recurrent_mask = nullptr;
 };
 
 template <typename S>
@@ -62,6 +70,14 @@ struct LstmBackwardArgs {
   // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
   // S); the backward of a bf16 forward runs in bf16 too.
   bool bf16 = false;
+  // Regularization, fastrnn extras (null: off). zoneout_h (T, B, P), zoneout_c (T, B, H): the
+  // factor d of h_t = d h_{t-1} + (1 - d) h~_t (and of c), h~ the cell's update -- a 0/1
+  // draw in training, the probability p in evaluation; the outputs are the zoned-out h_t.
+  // recurrent_mask (B, P): variational recurrent dropout, h_{t-1} enters W_hh as
+  // h_{t-1} * mask (scaled by the caller). The backward takes the forward's.
+  const S* zoneout_h = nullptr;
+  const S* zoneout_c = nullptr;
+  const S* recurrent_mask = nullptr;
 };
 
 }  // namespace fastrnn
