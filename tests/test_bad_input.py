@@ -180,6 +180,8 @@ def test_binding_checks_shapes_itself():
             reset_after=False,
             H=H,
             bf16=False,
+            zoneout_h=None,
+            recurrent_mask=None,
         )
     with pytest.raises(TypeError, match="argument 'w_hh' has dtype float64, expected float32"):
         _C.gru_forward(
@@ -198,6 +200,8 @@ def test_binding_checks_shapes_itself():
             reset_after=False,
             H=H,
             bf16=False,
+            zoneout_h=None,
+            recurrent_mask=None,
         )
     with pytest.raises(ValueError, match="argument 'y' must be C-contiguous"):
         _C.gru_forward(
@@ -216,6 +220,8 @@ def test_binding_checks_shapes_itself():
             reset_after=False,
             H=H,
             bf16=False,
+            zoneout_h=None,
+            recurrent_mask=None,
         )
 
 

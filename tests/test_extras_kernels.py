@@ -1,5 +1,5 @@
 """The kernels' regularization extras (issue 13) -- zoneout and variational recurrent
-dropout in the LSTM's time loops -- against the reference (tests/test_reference_extras.py
+dropout in the LSTM's and GRU's time loops -- against the reference (tests/test_reference_extras.py
 checks it against finite differences): outputs, final states and every gradient, on every
 CPU instruction set and the CUDA backend (the emulated device; a GPU where one is usable),
 with projections, unsorted lengths with 0 and T, batch 1; and the errors."""
@@ -79,6 +79,58 @@ def test_lstm_extras_match_the_reference(case, dtype, cpu_isa):
 def test_lstm_extras_on_the_cuda_backend(case, cuda_device):
     a, kw, g = _problem(*case, np.float64)
     _check(_run(_OpsOn("cuda"), a, kw, g), _run(reference, a, kw, g), TOL[np.float64])
+
+
+# GRU: (T, B, I, H, reset_after, lengths, extras).
+GRU_CASES = [
+    (5, 3, 4, 6, True, None, {"zo"}),
+    (5, 3, 4, 6, False, None, {"rd"}),
+    (6, 4, 5, 7, True, [3, 0, 6, 1], {"zo", "rd"}),
+    (6, 4, 5, 7, False, [3, 0, 6, 1], {"zo", "rd"}),
+    (4, 2, 3, 5, True, None, {"zo_eval", "rd"}),
+    (7, 1, 3, 40, False, None, {"zo", "rd"}),
+    (20, 16, 33, 67, True, "random", {"zo", "rd"}),
+]
+GRU_IDS = [f"T{c[0]}-B{c[1]}-H{c[3]}-{'after' if c[4] else 'before'}-"
+           f"{'len' if c[5] else 'full'}-{'+'.join(sorted(c[6]))}" for c in GRU_CASES]  # fmt: skip
+
+
+def _gru_problem(T, B, I, H, reset_after, lengths, extras, dtype, seed=1):
+    a, kw, g = _problem(T, B, I, H, 0, lengths, extras, dtype, seed)
+    rng = np.random.default_rng(seed + 1)
+    a["w_ih"], a["w_hh"] = a["w_ih"][: 3 * H], a["w_hh"][: 3 * H]
+    a["b_ih"], a["b_hh"] = a["b_ih"][: 3 * H], a["b_hh"][: 3 * H]
+    if "zoneout" in kw:
+        kw["zoneout"] = kw["zoneout"][0]
+    if "zo_eval" in extras:
+        kw["zoneout"] = np.full((T, B, H), rng.uniform(0.1, 0.5), dtype)
+    kw["reset_after"] = reset_after
+    return a, kw, g[:2]
+
+
+def _gru_run(module, a, kw, grads_in):
+    kw = dict(kw)
+    reset_after = kw.pop("reset_after")
+    args = [a[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh")]
+    *outs, saved = module.gru_forward(*args, True, reset_after, **kw)
+    grads = module.gru_backward(saved, *grads_in)
+    return [np.asarray(o) for o in outs], [None if g is None else np.asarray(g) for g in grads]
+
+
+@pytest.mark.parametrize("case", GRU_CASES, ids=GRU_IDS)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["f64", "f32"])
+def test_gru_extras_match_the_reference(case, dtype, cpu_isa):
+    a, kw, g = _gru_problem(*case, dtype)
+    want = _gru_run(reference, a, kw, g)
+    _check(_gru_run(ops, a, kw, g), want, TOL[dtype])
+    plain = {k: v for k, v in kw.items() if k not in ("zoneout", "recurrent_mask")}
+    assert not np.allclose(_gru_run(ops, a, plain, g)[0][0], want[0][0])
+
+
+@pytest.mark.parametrize("case", GRU_CASES[:6], ids=GRU_IDS[:6])
+def test_gru_extras_on_the_cuda_backend(case, cuda_device):
+    a, kw, g = _gru_problem(*case, np.float64)
+    _check(_gru_run(_OpsOn("cuda"), a, kw, g), _gru_run(reference, a, kw, g), 1e-10)
 
 
 def test_lstm_extras_in_inference_equal_training():

@@ -18,9 +18,9 @@ PARAMS = {
     "lstm_backward": "x h0 y w_ih w_hh w_hr batch_sizes gates cells m dy dh_n dc_n dx dh0 dc0 "
     "dw_ih dw_hh dw_hr db_ih db_hh H P bf16 zoneout_h zoneout_c recurrent_mask",
     "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after "
-    "H bf16",
+    "H bf16 zoneout_h recurrent_mask",
     "gru_backward": "x h0 y w_ih w_hh batch_sizes gates extra dy dh_n dx dh0 dw_ih dw_hh db_ih "
-    "db_hh reset_after H bf16",
+    "db_hh reset_after H bf16 zoneout_h recurrent_mask",
     "rnn_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates nonlinearity H bf16",
     "rnn_backward": "x h0 y w_ih w_hh batch_sizes gates dy dh_n dx dh0 dw_ih dw_hh db_ih db_hh "
     "nonlinearity H bf16",

@@ -227,13 +227,14 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
 // ---------------------------------------------------------------------------- GRU
 
 inline constexpr const char* gru_forward_params[] = {
-    "x",   "h0",    "w_ih",  "w_hh",     "b_ih",        "b_hh", "batch_sizes", "y",
-    "h_n", "gates", "extra", "training", "reset_after", "H",    "bf16"};
+    "x",           "h0", "w_ih", "w_hh",      "b_ih",          "b_hh",
+    "batch_sizes", "y",  "h_n",  "gates",     "extra",         "training",
+    "reset_after", "H",  "bf16", "zoneout_h", "recurrent_mask"};
 template <typename Arrays, typename S>
 void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
                  py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
                  py::object gates, py::object extra, bool training, bool reset_after, int64_t H,
-                 bool bf16) {
+                 bool bf16, py::object zoneout_h, py::object recurrent_mask) {
   const char* fn = "gru_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
   fastrnn::GruForwardArgs<S> a{};
@@ -254,19 +255,23 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
                      : Arrays::template arg<S>(fn, "extra", extra, {B, H}, true);
   a.bf16 = bf16;
   check_bf16<S>(fn, bf16);
+  a.zoneout_h = Arrays::template arg<S>(fn, "zoneout_h", zoneout_h, {T, B, H}, false, true);
+  a.recurrent_mask =
+      Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, H}, false, true);
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
 inline constexpr const char* gru_backward_params[] = {
-    "x",  "h0",  "y",     "w_ih",  "w_hh",  "batch_sizes", "gates",       "extra", "dy",  "dh_n",
-    "dx", "dh0", "dw_ih", "dw_hh", "db_ih", "db_hh",       "reset_after", "H",     "bf16"};
+    "x",     "h0",    "y",           "w_ih", "w_hh", "batch_sizes", "gates",
+    "extra", "dy",    "dh_n",        "dx",   "dh0",  "dw_ih",       "dw_hh",
+    "db_ih", "db_hh", "reset_after", "H",    "bf16", "zoneout_h",   "recurrent_mask"};
 template <typename Arrays, typename S>
 void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                   py::object batch_sizes, py::object gates, py::object extra, py::object dy,
                   py::object dh_n, py::object dx, py::object dh0, py::object dw_ih,
                   py::object dw_hh, py::object db_ih, py::object db_hh, bool reset_after, int64_t H,
-                  bool bf16) {
+                  bool bf16, py::object zoneout_h, py::object recurrent_mask) {
   const char* fn = "gru_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
   fastrnn::GruBackwardArgs<S> a{};
@@ -291,6 +296,9 @@ void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   if (!a.db_ih != !a.db_hh) throw py::value_error("gru_backward: db_ih and db_hh go together");
   a.bf16 = bf16;
   check_bf16<S>(fn, bf16);
+  a.zoneout_h = Arrays::template arg<S>(fn, "zoneout_h", zoneout_h, {T, B, H}, false, true);
+  a.recurrent_mask =
+      Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, H}, false, true);
   py::gil_scoped_release release;
   Arrays::run(a);
 }

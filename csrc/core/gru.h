@@ -27,15 +27,26 @@ FASTRNN_NS_BEGIN
 //   reset_before: n's GEMM needs r * h, so two fused GEMMs per step: h W_h{r,z}^T into the
 //                 r, z gates (GruRzStep writes r * h), then (r * h) W_hn^T into n (GruNStep).
 
-template <typename S>
+// Zoneout: d h_prev + (1 - d) h_new where d is given (X), else h_new.
+template <bool X, typename S>
+FASTRNN_HD S zoned(const S* d, int64_t k, S h_prev, S h_new) {
+  if constexpr (X)
+    if (d) return d[k] * h_prev + (S(1) - d[k]) * h_new;
+  return h_new;
+}
+
+// X: with the extras (zoneout, recurrent dropout), a separate instantiation so that the
+// plain pass carries no test for them. d_h: zoneout's factor of step t (B, H), or null.
+template <typename S, bool X = false>
 struct GruAfterStep {
   S* gates;         // (B, 3H) of step t: x-side pre-activations in, activations out
-  const S* gh;      // (B, 3H) h_{t-1} W_hh^T
+  const S* gh;      // (B, 3H) h_{t-1} W_hh^T (times the recurrent mask)
   const S* b_hn;    // (H) or null
   const S* h_prev;  // (B, H)
   S* h;             // (B, H) = y[t]
   S* hn;            // (B, H) W_hn h + b_hn, saved for backward
   int64_t H;
+  const S* d_h = nullptr;
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 3 * H;
     const S* q = gh + b * 3 * H;
@@ -44,7 +55,7 @@ struct GruAfterStep {
     gru_rz_forward(r, z);
     const S hn_v = q[2 * H + j] + (b_hn ? b_hn[j] : S(0));
     const S n = tanh_(g[2 * H + j] + r * hn_v);
-    h[k] = gru_update(z, n, h_prev[k]);
+    h[k] = zoned<X>(d_h, k, h_prev[k], gru_update(z, n, h_prev[k]));
     g[j] = r;
     g[H + j] = z;
     g[2 * H + j] = n;
@@ -55,7 +66,7 @@ struct GruAfterStep {
 template <typename S>
 struct GruRzStep {
   S* gates;         // (B, 3H): r, z pre-activations (x side + GEMM) in, activations out
-  const S* h_prev;  // (B, H)
+  const S* h_prev;  // (B, H) h_{t-1} as it enters W_hh (times the recurrent mask)
   S* rh;            // (B, H) r * h_{t-1}: the next GEMM's input, saved for backward
   int64_t H;
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
@@ -65,30 +76,36 @@ struct GruRzStep {
   }
 };
 
-template <typename S>
+template <typename S, bool X = false>
 struct GruNStep {
   S* gates;         // (B, 3H): n pre-activation in, activation out
   const S* h_prev;  // (B, H)
   S* h;             // (B, H) = y[t]
   int64_t H;
+  const S* d_h = nullptr;  // zoneout (B, H) with X, or null
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 3 * H;
     const S n = tanh_(g[2 * H + j]);
     g[2 * H + j] = n;
-    h[b * H + j] = gru_update(g[H + j], n, h_prev[b * H + j]);
+    const int64_t k = b * H + j;
+    h[k] = zoned<X>(d_h, k, h_prev[k], gru_update(g[H + j], n, h_prev[k]));
   }
 };
 
-template <typename S, typename Backend>
-void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
+template <bool X, typename S, typename Backend>
+void gru_forward_impl(Backend& be, const GruForwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, H = a.H, BH = B * H, G3 = 3 * H;
-  if (T == 0 || B == 0) {
-    be.copy(BH, a.h0, a.h_n);
-    return;
-  }
   const int64_t extra_stride = a.training ? BH : 0;
   StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G3, a.x, a.w_ih,
                               a.b_ih, a.b_hh, a.reset_after ? 2 * H : G3);
+  // With recurrent dropout, h_{t-1} enters W_hh as h_{t-1} * mask.
+  S* h_masked = X && a.recurrent_mask ? be.alloc(BH) : nullptr;
+  auto h_in = [&](int64_t M, const S* h_prev) -> const S* {
+    if (!h_masked) return h_prev;
+    be.pointwise(M, H, MaskRows<S>{h_masked, h_prev, a.recurrent_mask, H});
+    return h_masked;
+  };
+  auto d_h = [&](int64_t t) -> const S* { return a.zoneout_h ? a.zoneout_h + t * BH : nullptr; };
   if (a.reset_after) {
     const auto w = be.pack(times_transposed(a.w_hh, 3, H, H), T, B);
     S* gh = be.alloc(B * G3);
@@ -96,9 +113,9 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     for (int64_t t = 0; t < T; ++t) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-      const GruAfterStep<S> f{
-          gates.at(t), gh, b_hn, h_prev, a.y + t * BH, a.extra + t * extra_stride, H};
-      be.step(w, M, M, h_prev, H, gh, G3, S(0), f);
+      const GruAfterStep<S, X> f{
+          gates.at(t), gh, b_hn, h_prev, a.y + t * BH, a.extra + t * extra_stride, H, d_h(t)};
+      be.step(w, M, M, h_in(M, h_prev), H, gh, G3, S(0), f);
     }
   } else {
     const auto w_rz = be.pack(times_transposed(a.w_hh, 2, H, H), T, B);
@@ -107,15 +124,29 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
       S* g = gates.at(t);
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
+      const S* hm = h_in(M, h_prev);
       S* rh = a.extra + t * extra_stride;
-      be.step(w_rz, M, M, h_prev, H, g, G3, S(1), GruRzStep<S>{g, h_prev, rh, H});
-      be.step(w_n, M, M, rh, H, g + 2 * H, G3, S(1), GruNStep<S>{g, h_prev, a.y + t * BH, H});
+      be.step(w_rz, M, M, hm, H, g, G3, S(1), GruRzStep<S>{g, hm, rh, H});
+      be.step(w_n, M, M, rh, H, g + 2 * H, G3, S(1),
+              GruNStep<S, X>{g, h_prev, a.y + t * BH, H, d_h(t)});
     }
     // r * h of finished rows is never written; dW_hn = dn^T (r * h) reads every row.
     if (a.training) zero_finished_rows(be, a.batch_sizes, T, B, H, a.extra);
   }
   zero_finished_rows(be, a.batch_sizes, T, B, H, a.y);
   gather_final(be, a.batch_sizes, T, B, H, a.y, a.h0, a.h_n);
+}
+
+template <typename S, typename Backend>
+void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
+  if (a.T == 0 || a.B == 0) {
+    be.copy(a.B * a.H, a.h0, a.h_n);
+    return;
+  }
+  if (a.zoneout_h || a.recurrent_mask)
+    gru_forward_impl<true>(be, a);
+  else
+    gru_forward_impl<false>(be, a);
 }
 
 // ============================================================================ backward
@@ -128,7 +159,36 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
 //                 a second fused GEMM per step, whose pointwise pass (GruBeforeRStep)
 //                 produces dr. dW_hn = dn^T (r * h) from the saved r * h.
 
+// The extras' share of a backward step (X): the gradient reaching h_t is dy_t + dh (the
+// running carry: dh_n, or what step t+1 left for h_t besides its GEMM) + dhw (the GEMM,
+// dgates_{t+1} W_hh, written apart) times the recurrent mask; zoneout's update takes
+// (1 - d) of it, and d of it goes to h_{t-1} directly (*keep). Without X: dy_t + dh (the
+// GEMM already added into dh).
+template <bool X, typename S>
+FASTRNN_HD S gru_dh_total(int64_t k, const S* dy, const S* dh, const S* dhw, const S* mask,
+                          const S* d_h, S* keep) {
+  S total = dy[k] + dh[k];
+  *keep = S(0);
+  if constexpr (X) {
+    total += mask ? mask[k] * dhw[k] : dhw[k];
+    if (d_h) {
+      *keep = d_h[k] * total;
+      total = (S(1) - d_h[k]) * total;
+    }
+  }
+  return total;
+}
+
+// The extras of a backward pass (X): the GEMM's output dhw, the recurrent mask and zoneout's
+// factor of the step, each null when absent.
 template <typename S>
+struct GruBackExtras {
+  const S* dhw = nullptr;
+  const S* mask = nullptr;
+  const S* d_h = nullptr;
+};
+
+template <typename S, bool X = false>
 struct GruAfterBackStep {
   S* gates;         // (B, 3H) r, z, n in; dr, dz, dn * r out
   S* extra;         // (B, H)  W_hn h + b_hn in; dn out
@@ -136,75 +196,97 @@ struct GruAfterBackStep {
   const S* dy;      // (B, H)
   S* dh;            // (B, H)  GEMM part of dh_t in (plus the direct part); dh * z out
   int64_t H;
+  GruBackExtras<S> x{};
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 3 * H;
     const int64_t k = b * H + j;
     const S r = g[j], z = g[H + j], n = g[2 * H + j], hn = extra[k];
-    S dn, dz, direct;
-    gru_shared_backward(z, n, h_prev[k], dy[k] + dh[k], dn, dz, direct);
+    S dn, dz, direct, keep;
+    const S total = gru_dh_total<X>(k, dy, dh, x.dhw, x.mask, x.d_h, &keep);
+    gru_shared_backward(z, n, h_prev[k], total, dn, dz, direct);
     g[j] = dn * hn * r * (S(1) - r);
     g[H + j] = dz;
     g[2 * H + j] = dn * r;
     extra[k] = dn;
-    dh[k] = direct;
+    dh[k] = direct + keep;
   }
 };
 
-template <typename S>
+template <typename S, bool X = false>
 struct GruBeforeZnStep {
   S* gates;         // (B, 3H) z, n in; dz, dn out (r stays for GruBeforeRStep)
   const S* h_prev;  // (B, H)
   const S* dy;      // (B, H)
   S* dh;            // (B, H) as in GruAfterBackStep
   int64_t H;
+  GruBackExtras<S> x{};
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 3 * H;
     const int64_t k = b * H + j;
-    S dn, dz, direct;
-    gru_shared_backward(g[H + j], g[2 * H + j], h_prev[k], dy[k] + dh[k], dn, dz, direct);
+    S dn, dz, direct, keep;
+    const S total = gru_dh_total<X>(k, dy, dh, x.dhw, x.mask, x.d_h, &keep);
+    gru_shared_backward(g[H + j], g[2 * H + j], h_prev[k], total, dn, dz, direct);
     g[H + j] = dz;
     g[2 * H + j] = dn;
-    dh[k] = direct;
+    dh[k] = direct + keep;
   }
 };
 
 template <typename S>
 struct GruBeforeRStep {
-  S* gates;         // (B, 3H) r in; dr out
-  const S* h_prev;  // (B, H)
-  const S* drh;     // (B, H) d(r * h) = dn W_hn
-  S* dh;            // (B, H) direct part of dh_{t-1}, += d(r * h) * r
+  S* gates;       // (B, 3H) r in; dr out
+  const S* h_in;  // (B, H) h_{t-1} as it entered W_hh (times the recurrent mask)
+  const S* drh;   // (B, H) d(r * h) = dn W_hn
+  S* dh;          // (B, H) direct part of dh_{t-1}, += d(r * h) * r (* mask)
+  const S* mask;  // (B, H) the recurrent mask, or null
   int64_t H;
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 3 * H;
     const int64_t k = b * H + j;
     const S r = g[j], d = drh[k];
-    g[j] = d * h_prev[k] * r * (S(1) - r);
-    dh[k] += d * r;
+    g[j] = d * h_in[k] * r * (S(1) - r);
+    dh[k] += mask ? d * r * mask[k] : d * r;
   }
 };
 
-template <typename S, typename Backend>
-void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
+// The backward loop; X: with the extras, whose recurrent GEMMs write dgates W_hh into dhw
+// (beta = 0) for the pointwise pass to take times the mask, where the plain loop adds them
+// into the carry (beta = 1).
+template <bool X, typename S, typename Backend>
+void gru_backward_impl(Backend& be, const GruBackwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, I = a.I, H = a.H, BH = B * H, G3 = 3 * H, TB = T * B;
-  be.copy(BH, a.dh_n, a.dh0);
-  if (T == 0 || B == 0) {
-    zero_grads(be, T * B, I, G3, H, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
-    return;
-  }
   const int64_t* bs = a.batch_sizes;
   auto rows = [&](int64_t t) { return rows_at(bs, B, t); };
   auto h_prev = [&](int64_t t) { return t == 0 ? a.h0 : a.y + (t - 1) * BH; };
   auto gates = [&](int64_t t) { return a.gates + t * B * G3; };
+  const S* mask = X ? a.recurrent_mask : nullptr;
+  // h_{t-1} as W_hh multiplied it: the masked states with recurrent dropout.
+  const S* hm = mask ? masked_states(be, T, B, H, a.h0, a.y, mask) : nullptr;
+  auto h_in = [&](int64_t t) { return hm ? hm + t * BH : h_prev(t); };
+  S* dhw = nullptr;  // X: the recurrent GEMMs' output; rows no GEMM wrote stay zero
+  if (X) {
+    dhw = be.alloc(BH);
+    be.fill_zero(BH, dhw);
+  }
+  GruBackExtras<S> ex{dhw, mask, nullptr};
+  auto extras = [&](int64_t t) {
+    GruBackExtras<S> e = ex;
+    e.d_h = X && a.zoneout_h ? a.zoneout_h + t * BH : nullptr;
+    return e;
+  };
+  S* gemm_out = X ? dhw : a.dh0;  // where dgates_{t+1} W_hh goes
+  const S beta = X ? S(0) : S(1);
   if (a.reset_after) {
     auto f = [&](int64_t t) {
-      return GruAfterBackStep<S>{gates(t), a.extra + t * BH, h_prev(t), a.dy + t * BH, a.dh0, H};
+      return GruAfterBackStep<S, X>{gates(t), a.extra + t * BH, h_prev(t), a.dy + t * BH, a.dh0,
+                                    H,        extras(t)};
     };
     const auto w = be.pack(times(a.w_hh, G3, H), T, B);
     be.pointwise(rows(T - 1), H, f(T - 1));
     for (int64_t t = T - 2; t >= 0; --t)
-      be.step(w, rows(t + 1), rows(t), gates(t + 1), G3, a.dh0, H, S(1), f(t));
-    be.step(w, rows(0), gates(0), G3, a.dh0, H, S(1));
+      be.step(w, rows(t + 1), rows(t), gates(t + 1), G3, gemm_out, H, beta, f(t));
+    be.step(w, rows(0), gates(0), G3, gemm_out, H, beta);
+    if (X) be.pointwise(rows(0), H, AddMaskedRows<S>{a.dh0, dhw, mask, H});
     zero_finished_rows(be, bs, T, B, G3, a.gates);
     zero_finished_rows(be, bs, T, B, H, a.extra);
 
@@ -213,7 +295,7 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     input_side_grads(be, TB, I, H, a.extra, H, a.x, a.w_ih + 2 * H * I, S(1), a.dx,
                      a.dw_ih + 2 * H * I, a.db_ih ? a.db_ih + 2 * H : nullptr);
     // h side: gates hold (dr, dz, dn * r) for all three row blocks.
-    hidden_weight_grads(be, T, B, H, G3, a.gates, G3, a.h0, a.y, a.dw_hh);
+    hidden_weight_grads(be, T, B, H, G3, a.gates, G3, hm ? hm : a.h0, hm ? hm + BH : a.y, a.dw_hh);
     if (a.db_hh) be.colsum(TB, G3, a.gates, G3, a.db_hh);
   } else {
     const S* w_hn = a.w_hh + 2 * H * H;
@@ -221,27 +303,42 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     const auto w_n = be.pack(times(w_hn, H, H), T, B);         // d(r * h) from dn
     S* drh = be.alloc(BH);
     auto f_zn = [&](int64_t t) {
-      return GruBeforeZnStep<S>{gates(t), h_prev(t), a.dy + t * BH, a.dh0, H};
+      return GruBeforeZnStep<S, X>{gates(t), h_prev(t), a.dy + t * BH, a.dh0, H, extras(t)};
     };
     auto r_step = [&](int64_t t) {
       be.step(w_n, rows(t), rows(t), gates(t) + 2 * H, G3, drh, H, S(0),
-              GruBeforeRStep<S>{gates(t), h_prev(t), drh, a.dh0, H});
+              GruBeforeRStep<S>{gates(t), h_in(t), drh, a.dh0, mask, H});
     };
     be.pointwise(rows(T - 1), H, f_zn(T - 1));
     r_step(T - 1);
     for (int64_t t = T - 2; t >= 0; --t) {
-      be.step(w_rz, rows(t + 1), rows(t), gates(t + 1), G3, a.dh0, H, S(1), f_zn(t));
+      be.step(w_rz, rows(t + 1), rows(t), gates(t + 1), G3, gemm_out, H, beta, f_zn(t));
       r_step(t);
     }
-    be.step(w_rz, rows(0), gates(0), G3, a.dh0, H, S(1));
+    be.step(w_rz, rows(0), gates(0), G3, gemm_out, H, beta);
+    if (X) be.pointwise(rows(0), H, AddMaskedRows<S>{a.dh0, dhw, mask, H});
     zero_finished_rows(be, bs, T, B, G3, a.gates);
 
     input_side_grads(be, TB, I, G3, a.gates, G3, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
-    hidden_weight_grads(be, T, B, H, 2 * H, a.gates, G3, a.h0, a.y, a.dw_hh);
+    hidden_weight_grads(be, T, B, H, 2 * H, a.gates, G3, hm ? hm : a.h0, hm ? hm + BH : a.y,
+                        a.dw_hh);
     be.gemm(true, false, H, H, TB, S(1), a.gates + 2 * H, G3, a.extra, H, S(0), a.dw_hh + 2 * H * H,
             H);
     if (a.db_hh) be.copy(G3, a.db_ih, a.db_hh);  // every b_hh enters where b_ih does
   }
+}
+
+template <typename S, typename Backend>
+void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
+  be.copy(a.B * a.H, a.dh_n, a.dh0);
+  if (a.T == 0 || a.B == 0) {
+    zero_grads(be, a.T * a.B, a.I, 3 * a.H, a.H, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
+    return;
+  }
+  if (a.zoneout_h || a.recurrent_mask)
+    gru_backward_impl<true>(be, a);
+  else
+    gru_backward_impl<false>(be, a);
 }
 
 FASTRNN_NS_END

@@ -151,4 +151,44 @@ void hidden_weight_grads(Backend& be, int64_t T, int64_t B, int64_t H, int64_t r
   if (T > 1) be.gemm(true, false, rows, H, (T - 1) * B, S(1), dg + B * ldg, ldg, y, H, S(1), dw, H);
 }
 
+// ---------------------------------------------------------------------------- extras
+// Shared by the LSTM's and GRU's regularization extras (zoneout, recurrent dropout).
+
+// out = a * mask (B, N rows): h_{t-1} as it enters W_hh under recurrent dropout.
+template <typename S>
+struct MaskRows {
+  S* out;
+  const S* a;
+  const S* mask;
+  int64_t N;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    out[b * N + j] = a[b * N + j] * mask[b * N + j];
+  }
+};
+
+// carry += dhw * mask (or dhw): dh0 after the loop with the extras.
+template <typename S>
+struct AddMaskedRows {
+  S* carry;
+  const S* dhw;
+  const S* mask;
+  int64_t N;
+  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
+    const int64_t k = b * N + j;
+    carry[k] += mask ? mask[k] * dhw[k] : dhw[k];
+  }
+};
+
+// (T, B, N) workspace: h_{t-1} * mask for every step (h0, then y[0 .. T-2]): what W_hh
+// multiplied under recurrent dropout, for dW_hh (and the reset-before GRU's dr).
+template <typename S, typename Backend>
+const S* masked_states(Backend& be, int64_t T, int64_t B, int64_t N, const S* h0, const S* y,
+                       const S* mask) {
+  S* out = be.alloc(T * B * N);
+  be.pointwise(B, N, MaskRows<S>{out, h0, mask, N});
+  for (int64_t t = 0; t + 1 < T; ++t)
+    be.pointwise(B, N, MaskRows<S>{out + (t + 1) * B * N, y + t * B * N, mask, N});
+  return out;
+}
+
 FASTRNN_NS_END

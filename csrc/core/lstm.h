@@ -65,18 +65,6 @@ struct LstmForwardStepZoneout {
   }
 };
 
-// out = a * mask (B, N rows): h_{t-1} as it enters W_hh under recurrent dropout.
-template <typename S>
-struct MaskRows {
-  S* out;
-  const S* a;
-  const S* mask;
-  int64_t N;
-  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
-    out[b * N + j] = a[b * N + j] * mask[b * N + j];
-  }
-};
-
 // h = d h_prev + (1 - d) h: zoneout of a projected h_t.
 template <typename S>
 struct ZoneoutRows {
@@ -245,19 +233,6 @@ struct LstmProjDhExtras {
   }
 };
 
-// carry += dhw * mask (or dhw): dh0 after the loop with the extras.
-template <typename S>
-struct AddMaskedRows {
-  S* carry;
-  const S* dhw;
-  const S* mask;
-  int64_t N;
-  FASTRNN_HD void operator()(int64_t b, int64_t j) const {
-    const int64_t k = b * N + j;
-    carry[k] += mask ? mask[k] * dhw[k] : dhw[k];
-  }
-};
-
 template <typename S, typename Backend>
 void lstm_backward_with_extras(Backend& be, const LstmBackwardArgs<S>& a);
 
@@ -370,11 +345,8 @@ void lstm_backward_with_extras(Backend& be, const LstmBackwardArgs<S>& a) {
   zero_finished_rows(be, bs, T, B, G4, a.gates);
   input_side_grads(be, T * B, I, G4, a.gates, G4, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
   if (mask) {  // W_hh multiplied h_{t-1} * mask
-    S* h_masked = be.alloc(T * BP);
-    be.pointwise(1, P * B, MaskRows<S>{h_masked, a.h0, mask, P * B});
-    for (int64_t t = 0; t + 1 < T; ++t)
-      be.pointwise(B, P, MaskRows<S>{h_masked + (t + 1) * BP, a.y + t * BP, mask, P});
-    hidden_weight_grads(be, T, B, P, G4, a.gates, G4, h_masked, h_masked + BP, a.dw_hh);
+    const S* hm = masked_states(be, T, B, P, a.h0, a.y, mask);
+    hidden_weight_grads(be, T, B, P, G4, a.gates, G4, hm, hm + BP, a.dw_hh);
   } else {
     hidden_weight_grads(be, T, B, P, G4, a.gates, G4, a.h0, a.y, a.dw_hh);
   }

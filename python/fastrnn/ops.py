@@ -626,16 +626,24 @@ def gru_forward(
     lengths: Lengths = None,
     backend: str = "auto",
     precision: str = "fp32",
+    zoneout: Optional[ArrayLike] = None,
+    recurrent_mask: Optional[ArrayLike] = None,
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[GruSaved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
     reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only;
-    ``precision`` "fp32" or "bf16" (see the module's doc)."""
+    ``precision`` "fp32" or "bf16" (see the module's doc). ``zoneout`` (T, B, H) and
+    ``recurrent_mask`` (B, H): as for :func:`lstm_forward` (the mask applies where h enters
+    W_hh; z * h takes h as it is)."""
     a = _Call(
         "gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths,
         precision,
     )  # fmt: skip
     T, B, H = a.T, a.B, a.H
+    extras = dict(
+        zoneout_h=a.mask("zoneout", zoneout, (T, B, H), "(T, B, H)", 1),
+        recurrent_mask=a.mask("recurrent_mask", recurrent_mask, (B, H), "(B, H)", 0),
+    )
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, 3 * H) if training else None  # inference: chunked in C++
     extra = a.empty(T, B, H) if training else a.empty(B, H)
@@ -648,6 +656,7 @@ def gru_forward(
         training=bool(training),
         reset_after=bool(reset_after),
         H=H,
+        **extras,
     )
     saved = None
     if training:
@@ -655,6 +664,7 @@ def gru_forward(
             **a.saved_fields(y, gates),
             extra=extra,
             reset_after=bool(reset_after),
+            **extras,
         )
         y = _private(a, y)
     return a.results((y,), (h_n,)) + (saved,)
@@ -666,7 +676,13 @@ def gru_backward(
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     b = _Backward("gru_backward", saved, GruSaved, dy, {"dh_n": dh_n})
     s = b.saved
-    s.array_ops.kernels.gru_backward(**b.kernel_args(), extra=s.extra, reset_after=s.reset_after)
+    s.array_ops.kernels.gru_backward(
+        **b.kernel_args(),
+        extra=s.extra,
+        reset_after=s.reset_after,
+        zoneout_h=s.zoneout_h,
+        recurrent_mask=s.recurrent_mask,
+    )
     return b.results()
 
 

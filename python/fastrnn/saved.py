@@ -145,6 +145,9 @@ class GruSaved(SavedState):
 
     extra: Any = None  # (T, B, H)
     reset_after: bool = True
+    # The forward's regularization (fastrnn.ops: in the kernels' row order), or None:
+    zoneout_h: Any = None  # (T, B, H) zoneout's factor d
+    recurrent_mask: Any = None  # (B, H) the recurrent dropout mask
 
     cell = "gru"
 

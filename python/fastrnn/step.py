@@ -39,7 +39,7 @@ _STATIC: Dict[str, Dict[str, Any]] = {
         zoneout_c=None,
         recurrent_mask=None,
     ),
-    "gru": dict(gates=None, training=False),
+    "gru": dict(gates=None, training=False, zoneout_h=None, recurrent_mask=None),
     "rnn": dict(gates=None),
 }
 _SCRATCH = {"lstm": ("cells",), "gru": ("extra",), "rnn": ()}

@@ -31,6 +31,13 @@ struct GruForwardArgs {
   // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
   // S); the backward of a bf16 forward runs in bf16 too.
   bool bf16 = false;
+  // Regularization, fastrnn extras (null: off). zoneout_h (T, B, H): the factor d of
+  // h_t = d h_{t-1} + (1 - d) h~_t, h~ the cell's update (a 0/1 draw in training, p in
+  // evaluation; the outputs are the zoned-out h_t). recurrent_mask (B, H): variational
+  // recurrent dropout, h_{t-1} enters W_hh as h_{t-1} * mask (z h_{t-1} takes h as it is).
+  // The backward takes the forward's.
+  const S* zoneout_h = nullptr;
+  const S* recurrent_mask = nullptr;
 };
 
 template <typename S>
@@ -56,6 +63,13 @@ struct GruBackwardArgs {
   // Matrix products on bf16-rounded operands with fp32 accumulation (everything else in
   // S); the backward of a bf16 forward runs in bf16 too.
   bool bf16 = false;
+  // Regularization, fastrnn extras (null: off). zoneout_h (T, B, H): the factor d of
+  // h_t = d h_{t-1} + (1 - d) h~_t, h~ the cell's update (a 0/1 draw in training, p in
+  // evaluation; the outputs are the zoned-out h_t). recurrent_mask (B, H): variational
+  // recurrent dropout, h_{t-1} enters W_hh as h_{t-1} * mask (z h_{t-1} takes h as it is).
+  // The backward takes the forward's.
+  const S* zoneout_h = nullptr;
+  const S* recurrent_mask = nullptr;
 };
 
 }  // namespace fastrnn
