@@ -26,7 +26,7 @@ import contextlib
 import contextvars
 import functools
 import warnings
-from typing import Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, Optional, Tuple, Union
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -34,6 +34,7 @@ from numpy.typing import ArrayLike
 from . import cuda, ops, reference
 from .cell_spec import CELLS, CellSpec, spec
 from .packed import as_packed
+from .regularization import Regularization, regularization
 from .saved import is_bfloat16
 from .stack import stack_backward, stack_forward
 
@@ -248,9 +249,11 @@ class _RNNBase(_Base):
         backend: str = "auto",
         seed: Optional[int] = None,
         precision: str = "fp32",
+        regularization: Optional[Regularization] = None,
         **options,
     ):
         name = type(self).__name__
+        self.regularization = regularization or Regularization()
         self.input_size = _check_int("input_size", input_size, 1)
         self.hidden_size = _check_int("hidden_size", hidden_size, 1)
         self.num_layers = _check_int("num_layers", num_layers, 1)
@@ -282,6 +285,9 @@ class _RNNBase(_Base):
         self._options = self._spec.check_options(name, options)
         self.precision = _check_precision(name, precision, self.dtype, backend)
         self._dropout_rng = np.random.default_rng(None if seed is None else seed + 1)
+        # zoneout, recurrent dropout and weight drop draw from their own generator, so that
+        # turning them on leaves the dropout masks of a seed as they were.
+        self._regularization_rng = np.random.default_rng(None if seed is None else seed + 2)
         H, D = self.hidden_size, self._D
         shapes = {}
         for layer in range(self.num_layers):
@@ -300,6 +306,11 @@ class _RNNBase(_Base):
         # layer -> the (T, B, D*P) mask applied to that layer's output by the last training
         # forward (0 or 1/(1-dropout)); backward applies the same.
         self.last_dropout_masks: Dict[int, np.ndarray] = {}
+        # (layer, d) -> the regularization masks of the last forward, rows in the caller's
+        # order and steps in the order the direction runs: "zoneout" (the factor d of each
+        # state: LSTM (d_h, d_c), either None; GRU d_h), "recurrent_mask" (B, P),
+        # "weight_drop" (G*H, P) (training only; the last two scaled by 1/(1-p)).
+        self.last_regularization_masks: Dict[Tuple[int, int], Dict[str, Any]] = {}
         self._last_forward = None  # "training" | "inference"
 
     @property
@@ -319,6 +330,38 @@ class _RNNBase(_Base):
 
     def _weights(self, layer: int, d: int) -> list:
         return [self._params.get(n) for n in self._names(layer, d)]
+
+    def _draw_regularization(self, T: int, B: int, training: bool) -> Dict[Tuple[int, int], dict]:
+        """The regularization masks of one forward, per (layer, direction), over the caller's
+        rows (see last_regularization_masks); {} when there is none."""
+        reg, rng, dtype = self.regularization, self._regularization_rng, self.dtype
+        if not reg.active or not (training or reg.zoneout):
+            return {}
+        H, P, G = self.hidden_size, self._P, self._spec.G
+
+        def keep(shape: tuple, p: float) -> np.ndarray:  # 1/(1-p) with probability 1 - p
+            return (rng.random(shape) >= p).astype(dtype) / dtype.type(1 - p)
+
+        def zone(n: int, p: float) -> Optional[np.ndarray]:
+            if p == 0:
+                return None
+            if training:  # d = 1 (keep the previous value) with probability p
+                return (rng.random((T, B, n)) < p).astype(dtype)
+            return np.full((T, B, n), p, dtype)
+
+        out: Dict[Tuple[int, int], dict] = {}
+        for layer in range(self.num_layers):
+            for d in range(self._D):
+                m: Dict[str, Any] = {}
+                if reg.zoneout:
+                    z_h = zone(P, reg.zoneout_h)
+                    m["zoneout"] = (z_h, zone(H, reg.zoneout_c)) if self._cell == "lstm" else z_h
+                if training and reg.recurrent_dropout > 0:
+                    m["recurrent_mask"] = keep((B, P), reg.recurrent_dropout)
+                if training and reg.weight_drop > 0:
+                    m["weight_drop"] = keep((G * H, P), reg.weight_drop)
+                out[layer, d] = m
+        return out
 
     # -- argument handling
     def _input(self, x) -> Tuple[np.ndarray, bool]:
@@ -412,19 +455,43 @@ class _RNNBase(_Base):
             masks[layer] = keep.astype(self.dtype) / self.dtype.type(1 - self.dropout)
             return masks[layer] if pk is None else pk.sort(masks[layer], 1)
 
+        reg = self._draw_regularization(T, B, training)
+        weights = [[self._weights(layer, d) for d in range(D)] for layer in range(L)]
+        for (layer, d), m in reg.items():
+            if "weight_drop" in m:  # W_hh * mask for this call; backward masks dW_hh
+                weights[layer][d][1] = weights[layer][d][1] * m["weight_drop"]
+
+        def extras(layer: int, d: int) -> dict:  # the kernels' rows: sorted by length
+            m = reg.get((layer, d), {})
+            out = {}
+            if "zoneout" in m:
+                z = m["zoneout"]
+                sort = (lambda a: a) if pk is None else (lambda a: pk.sort(a, 1))
+                out["zoneout"] = (
+                    tuple(None if a is None else sort(a) for a in z)
+                    if isinstance(z, tuple)
+                    else sort(z)
+                )
+            if "recurrent_mask" in m:
+                r = m["recurrent_mask"]
+                out["recurrent_mask"] = r if pk is None else pk.sort(r, 0)
+            return out
+
         y, finals, tape = stack_forward(
             self._impl,
             cell,
             dict(self._options, precision=self.precision),
             x,
             init,
-            [[self._weights(layer, d) for d in range(D)] for layer in range(L)],
+            weights,
             None if pk is None else pk.sorted(),
             D,
             draw if training and self.dropout > 0 else None,
             training,
+            extras=extras if reg else None,
         )
         self.last_dropout_masks = masks
+        self.last_regularization_masks = reg
         self._tape = (tape, pk, unbatched) if training else None
         self._last_forward = "training" if training else "inference"
         if pk is not None:
@@ -490,6 +557,9 @@ class _RNNBase(_Base):
             dy = None if dy is None else pk.sort(dy, 1)
             dfinals = [None if g is None else pk.sort(g, 1) for g in dfinals]
         dx, dinit, wgrads = stack_backward(tape, dy, dfinals)
+        for (layer, d), m in self.last_regularization_masks.items():
+            if "weight_drop" in m:  # the gradient through W_hh * mask
+                wgrads[layer][d]["w_hh"] = wgrads[layer][d]["w_hh"] * m["weight_drop"]
         projection = bool(self.proj_size)
         for layer in range(L):
             for d in range(D):
@@ -565,7 +635,9 @@ class RNN(_OneStateLayer):
 class GRU(_OneStateLayer):
     """GRU layers. Arguments as torch.nn.GRU, plus reset_after (True: PyTorch/cuDNN's
     n = tanh(W_in x + b_in + r (W_hn h + b_hn)); False: Cho et al.'s
-    n = tanh(W_in x + b_in + W_hn (r h) + b_hn)), dtype, backend, seed and precision."""
+    n = tanh(W_in x + b_in + W_hn (r h) + b_hn)), dtype, backend, seed and precision, and the
+    regularization keywords zoneout, recurrent_dropout, weight_drop
+    (:mod:`fastrnn.regularization`; off by default)."""
 
     _cell = "gru"
 
@@ -583,6 +655,10 @@ class GRU(_OneStateLayer):
         seed: Optional[int] = None,
         reset_after: bool = True,
         precision: str = "fp32",
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
     ):
         self.reset_after = bool(reset_after)
         super().__init__(
@@ -598,13 +674,15 @@ class GRU(_OneStateLayer):
             backend,
             seed,
             precision,
+            regularization("GRU", "gru", zoneout, recurrent_dropout, weight_drop),
             reset_after=self.reset_after,
         )
 
 
 class LSTM(_RNNBase):
     """LSTM layers. Arguments as torch.nn.LSTM (proj_size included), plus dtype, backend,
-    seed and precision."""
+    seed and precision, and the regularization keywords zoneout (p, or (p_h, p_c)),
+    recurrent_dropout, weight_drop (:mod:`fastrnn.regularization`; off by default)."""
 
     _cell = "lstm"
 
@@ -622,6 +700,10 @@ class LSTM(_RNNBase):
         backend: str = "auto",
         seed: Optional[int] = None,
         precision: str = "fp32",
+        *,
+        zoneout: Union[float, Tuple[float, float]] = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
     ):
         super().__init__(
             input_size,
@@ -636,6 +718,7 @@ class LSTM(_RNNBase):
             backend,
             seed,
             precision,
+            regularization("LSTM", "lstm", zoneout, recurrent_dropout, weight_drop),
         )
 
     def backward(

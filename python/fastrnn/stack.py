@@ -98,6 +98,7 @@ def stack_forward(
     masks: Masks = None,
     training: bool = True,
     arrays: Arrays = HOST,
+    extras: Optional[Callable[[int, int], Dict[str, Any]]] = None,
 ) -> Tuple[np.ndarray, Tuple[np.ndarray, ...], Optional[Tape]]:
     """Runs the stack on x (T, B, I), rows in the kernels' order.
 
@@ -109,6 +110,8 @@ def stack_forward(
     - ``masks``: dropout masks, see :data:`Masks`; the masks used are kept in the tape.
     - ``training``: the kernels' mode; inference keeps nothing and returns no tape.
     - ``arrays``: the operations on x's kind of array (NumPy's by default).
+    - ``extras``: (layer, d) -> more keyword arguments of that call's kernel (the
+      regularization masks, ``zoneout`` and ``recurrent_mask``), or None.
 
     Returns ``y`` (T, B, D*P), the final states (one (L*D, B, n) array per state) and the
     tape (None in inference).
@@ -129,7 +132,7 @@ def stack_forward(
                 [None if s is None else s[k] for s in init],
                 weights[layer][d],
                 training=training,
-                options=options,
+                options=options if extras is None else {**options, **extras(layer, d)},
                 lengths=packed,
             )
             outs.append(y if d == 0 else arrays.reverse(y, packed))
