@@ -19,6 +19,7 @@ except ImportError as e:
         'fastrnn.torch needs PyTorch, which is not installed: pip install "fastrnn[torch]"'
     ) from e
 
+from ..regularization import Regularization
 from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, disabled, fast_path_reason
 from .switch import install, patch, replace_rnns, uninstall
 
@@ -37,4 +38,6 @@ __all__ = [
     "uninstall",
 ]
 
-torch.serialization.add_safe_globals([LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell])
+# torch.load(path) of a whole model holding them, with torch's default weights_only=True (a
+# regularized module holds its options in a Regularization).
+torch.serialization.add_safe_globals([LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Regularization])

@@ -218,6 +218,8 @@ class Run:
     ``layout``: "seq" (x (T, B, I), (B, T, I) with batch_first, or unbatched (T, I)),
     "packed" (a PackedSequence's data (N, I)) or "cell" (x (B, I) or unbatched (I,)).
     ``masks``: layer -> dropout mask (T, B, D*P) in the kernels' layout, or None.
+    ``extras``: (layer, d) -> the regularization arguments of that call's kernel
+    (``zoneout``, ``recurrent_mask``; the route's arrays, rows in the kernels' order), or None.
     ``route``: where the tensors go (:func:`route_of`).
     """
 
@@ -237,6 +239,7 @@ class Run:
         packed: Optional[PackedBatch] = None,
         masks: Optional[Dict[int, Any]] = None,
         route: Arrays = HOST,
+        extras: Optional[Dict[Tuple[int, int], Dict[str, Any]]] = None,
     ) -> None:
         self.cell, self.options, self.L, self.D = cell, options, L, D
         self.layout, self.n_hx, self.bias, self.projection = layout, n_hx, bias, projection
@@ -245,7 +248,7 @@ class Run:
         self.run_packed = None if packed is None else packed.sorted()
         # Flat (T*B) positions of a PackedSequence's rows in the padded sorted layout.
         self.index = None if packed is None else np.flatnonzero(packed.padding_mask())
-        self.masks, self.route = masks, route
+        self.masks, self.route, self.extras = masks, route, extras
         self.n_w = 2 + 2 * bias + projection  # weight tensors per (layer, direction)
 
     # -- layouts: caller's <-> kernels' (T, B, N), rows sorted
@@ -325,6 +328,7 @@ class Run:
             self.masks,
             training,
             self.route,
+            extras=None if not self.extras else lambda layer, d: self.extras[layer, d],
         )
         return self.seq_out(y), [self.state_out(f) for f in finals], tape
 

@@ -36,6 +36,7 @@ from torch.nn.utils.rnn import PackedSequence
 
 from ..cell_spec import spec
 from ..packed import PackedBatch
+from ..regularization import Regularization, regularization
 from ..step import CellStep
 from .function import HOST, Run, route_of, run
 
@@ -141,6 +142,9 @@ class _Fast:
     """What the drop-in layers and cells share (mixed in before the torch.nn class)."""
 
     reset_after: bool = True  # GRU, GRUCell: torch's form unless constructed with False
+    # LSTM, GRU: zoneout, recurrent dropout, weight drop (fastrnn extras; set on an instance
+    # only when constructed with any).
+    regularization: Regularization = Regularization()
     _cell_name = ""  # a key of fastrnn.cell_spec.CELLS
 
     def _options(self) -> Tuple[Tuple[str, object], ...]:
@@ -179,6 +183,15 @@ class _Fast:
 
     def _fallback(self, input, hx):
         _CHECKED.pop(self, None)  # views of weights this call did not take: not kept alive
+        if self.regularization.active:
+            raise RuntimeError(
+                f"fastrnn.torch.{type(self).__name__} with zoneout, recurrent_dropout or "
+                f"weight_drop runs on fastrnn's kernels only (float32/float64/bfloat16 tensors "
+                f"on the CPU, or float32/float64 on a GPU where fastrnn's CUDA backend is "
+                f"usable, outside fastrnn.torch.disabled(), TorchScript, tracing, export, "
+                f"autocast to float16); torch.nn has no such {self._torch_name()} to fall "
+                f"back to"
+            )
         if not self.reset_after:
             raise RuntimeError(
                 f"fastrnn.torch.{type(self).__name__}(reset_after=False) runs on fastrnn's "
@@ -190,9 +203,23 @@ class _Fast:
         return super().forward(input, hx)
 
     def extra_repr(self) -> str:
-        """torch.nn's repr, plus reset_after=False where set."""
+        """torch.nn's repr, plus reset_after=False and the regularization where set."""
         s = super().extra_repr()
-        return s if self.reset_after else s + ", reset_after=False"
+        if not self.reset_after:
+            s += ", reset_after=False"
+        r = self.regularization
+        if r.zoneout:
+            z = r.zoneout_h if self._cell_name == "gru" or r.zoneout_h == r.zoneout_c else (
+                r.zoneout_h, r.zoneout_c)  # fmt: skip
+            s += f", zoneout={z}"
+        if r.recurrent_dropout:
+            s += f", recurrent_dropout={r.recurrent_dropout}"
+        if r.weight_drop:
+            s += f", weight_drop={r.weight_drop}"
+        return s
+
+    def _torch_name(self) -> str:
+        return spec(self._cell_name).torch_class
 
 
 class _Layer(_Fast):
@@ -217,6 +244,12 @@ class _Layer(_Fast):
             return self._fallback(input, hx)
         plan, x, states, weights, mode = plan
         flat, arrays = weights.computed(mode, plan.route)
+        drop = self.last_regularization_masks if self.regularization.weight_drop else {}
+        if any("weight_drop" in m for m in drop.values()):  # W_hh * mask, through autograd
+            flat, arrays = list(flat), None
+            for (layer, d), m in drop.items():
+                k = (layer * plan.D + d) * plan.n_w + 1  # weight_hh of (layer, d)
+                flat[k] = flat[k] * m["weight_drop"]
         y, finals = run(plan, x, states, flat, arrays)
         y, finals = _cast_out(y, finals, mode)
         if plan.layout == "packed":
@@ -277,15 +310,72 @@ class _Layer(_Fast):
         dropout = self.training and self.dropout > 0 and L > 1
         shape = (L, D, len(states), self.bias, bool(self.proj_size))
         options = self._options() + (("precision", mode.precision),)
-        if pk is None and not dropout:  # nothing per call in the Run: shared
+        reg = self._regularization_masks(x, pk, T, B, route, mode)
+        if pk is None and not dropout and not reg:  # nothing per call in the Run: shared
             plan = _seq_run(self._cell_name, options, *shape, self.batch_first, unbatched, route)
         else:
             masks = self._masks(x, pk, T, B, D * P, route, mode) if dropout else None
             layout = "seq" if pk is None else "packed"
+            extras = {k: {n: v for n, v in m.items() if n != "weight_drop"}
+                      for k, m in reg.items()}  # fmt: skip
             plan = Run(cell, dict(options), L, D, layout, *shape[2:],
                        batch_first=self.batch_first, unbatched=unbatched, packed=pk,
-                       masks=masks, route=route)  # fmt: skip
+                       masks=masks, route=route, extras=extras)  # fmt: skip
         return plan, x.to(mode.compute), [s.to(mode.compute) for s in states], weights, mode
+
+    def _regularization_masks(self, x, pk, T: int, B: int, route, mode: _Mode) -> dict:
+        """(layer, d) -> this call's regularization masks, drawn from torch's RNG on x's
+        device over the caller's rows (a PackedSequence's: the sequences in their order before
+        packing), in the mode's compute dtype, steps in the order the direction runs:
+        "zoneout" and "recurrent_mask" as the route's arrays, rows in the kernels' order;
+        "weight_drop" a tensor (G*H, P). Kept as tensors over the caller's rows in
+        ``last_regularization_masks``. {} without regularization."""
+        reg = self.regularization
+        self.last_regularization_masks = {}
+        if not reg.active or not (self.training or reg.zoneout):
+            return {}
+        H, P, G = self.hidden_size, self.proj_size or self.hidden_size, spec(self._cell_name).G
+        opts = dict(dtype=mode.compute, device=x.device)
+
+        def keep(shape: tuple, p: float) -> Tensor:
+            return (torch.rand(shape, **opts) >= p).to(mode.compute) / (1 - p)
+
+        def zone(n: int, p: float) -> Optional[Tensor]:
+            if p == 0:
+                return None
+            if self.training:
+                return (torch.rand((T, B, n), **opts) < p).to(mode.compute)
+            return torch.full((T, B, n), p, **opts)
+
+        def kernel_rows(t: Optional[Tensor], axis: int):
+            if t is None:
+                return None
+            a = route.of_tensors([t])[0]
+            if pk is None or pk.identity:
+                return a
+            return route.take(a, pk.sorted_indices, axis)
+
+        out = {}
+        for layer in range(self.num_layers):
+            for d in range(2 if self.bidirectional else 1):
+                kept: dict = {}
+                call: dict = {}
+                if reg.zoneout:
+                    z_h = zone(P, reg.zoneout_h)
+                    if self._cell_name == "lstm":
+                        kept["zoneout"] = (z_h, zone(H, reg.zoneout_c))
+                        call["zoneout"] = tuple(kernel_rows(z, 1) for z in kept["zoneout"])
+                    else:
+                        kept["zoneout"] = z_h
+                        call["zoneout"] = kernel_rows(z_h, 1)
+                if self.training and reg.recurrent_dropout > 0:
+                    kept["recurrent_mask"] = keep((B, P), reg.recurrent_dropout)
+                    call["recurrent_mask"] = kernel_rows(kept["recurrent_mask"], 0)
+                if self.training and reg.weight_drop > 0:
+                    kept["weight_drop"] = call["weight_drop"] = keep((G * H, P), reg.weight_drop)
+                self.last_regularization_masks[layer, d] = kept
+                out[layer, d] = call
+        return out
 
     def _masks(self, x, pk, T: int, B: int, width: int, route, mode: _Mode) -> dict:
         """Dropout masks (T, B, width) in the kernels' layout and the route's kind of array,
@@ -474,17 +564,37 @@ def _cell_run(name: str, options: Tuple, n_hx: int, bias: bool, unbatched: bool,
                unbatched=unbatched, route=route)  # fmt: skip
 
 
-class LSTM(_Layer, torch.nn.LSTM):
+class _Regularized(_Layer):
+    """LSTM and GRU: torch.nn's constructor plus the keywords ``zoneout``,
+    ``recurrent_dropout``, ``weight_drop`` (:mod:`fastrnn.regularization`; off by default,
+    and then behaviour is torch.nn's). Masks are drawn from torch's RNG on the input's device
+    in each training forward (zoneout's factor p in evaluation) and kept, as tensors over
+    the input's rows, in ``last_regularization_masks[(layer, direction)]``."""
+
+    def __init__(
+        self, *args, zoneout=0.0, recurrent_dropout: float = 0.0, weight_drop: float = 0.0,
+        **kwargs,
+    ) -> None:  # fmt: skip
+        super().__init__(*args, **kwargs)
+        reg = regularization(
+            type(self).__name__, self._cell_name, zoneout, recurrent_dropout, weight_drop
+        )
+        if reg.active:
+            self.regularization = reg
+        self.last_regularization_masks: dict = {}
+
+
+class LSTM(_Regularized, torch.nn.LSTM):
     """torch.nn.LSTM running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
-    fastrnn's CUDA backend is usable)."""
+    fastrnn's CUDA backend is usable); the regularization keywords of :class:`_Regularized`."""
 
     _cell_name = "lstm"
 
 
-class GRU(_Layer, torch.nn.GRU):
+class GRU(_Regularized, torch.nn.GRU):
     """torch.nn.GRU running fastrnn's kernels on float32/float64 tensors (CPU; CUDA where
     fastrnn's CUDA backend is usable); one more keyword, ``reset_after`` (default True:
-    torch's form)."""
+    torch's form), and the regularization keywords of :class:`_Regularized`."""
 
     _cell_name = "gru"
 
