@@ -108,6 +108,18 @@ def test_train_charlm_on_the_numpy_backend(corpus):
     assert "backend numpy" in p.stderr and "done: step 2" in p.stdout
 
 
+def test_train_charlm_with_regularization_keeps_it_in_the_checkpoint(corpus, tmp_path):
+    ckpt = str(tmp_path / "r.npz")
+    reg = ["--zoneout", "0.1", "--recurrent-dropout", "0.2", "--weight-drop", "0.3"]
+    common = ["--text", corpus, "--sample-every", "0", *TINY]
+    p = run("train-charlm", "--steps", "2", *reg, "--checkpoint", ckpt, *common)
+    assert "zoneout 0.1, recurrent dropout 0.2, weight drop 0.3" in p.stderr
+    model = charlm.load_checkpoint(ckpt)[0]
+    assert (model.config.zoneout, model.config.recurrent_dropout, model.config.weight_drop) == (
+        0.1, 0.2, 0.3)  # fmt: skip
+    assert model.lstm.regularization.weight_drop == 0.3
+
+
 def test_train_charlm_in_bf16_keeps_its_precision_in_the_checkpoint(corpus, tmp_path):
     ckpt = str(tmp_path / "bf16.npz")
     common = ["--text", corpus, "--sample-every", "0", *TINY]
@@ -180,6 +192,8 @@ def test_sample_command(corpus, tmp_path):
         ("binary", ["train-charlm", "--text", "{path}"], "is not UTF-8 text"),
         (None, ["train-charlm", "--temperature", "0"], "--temperature must be > 0"),
         (None, ["train-charlm", "--held-out", "0.5"], "--held-out must be in [0, 0.5)"),
+        (None, ["train-charlm", "--zoneout", "1"], "--zoneout must be in [0, 1)"),
+        (None, ["train-charlm", "--weight-drop", "-0.1"], "--weight-drop must be in [0, 1)"),
         (None, ["sample", "/no/such.npz"], "no such checkpoint"),
         ("garbage", ["sample", "{path}"], "not a readable .npz checkpoint"),
         ("mismatched", ["sample", "{path}"], "param/head_b has shape (27,), the model needs (28,)"),

@@ -54,6 +54,10 @@ class CharLMConfig:
     seed: int = 0
     backend: str = "auto"
     precision: str = "fp32"  # the LSTM's products: "fp32" or "bf16" (fastrnn.ops)
+    # The LSTM's regularization (fastrnn.regularization; 0: off).
+    zoneout: float = 0.0
+    recurrent_dropout: float = 0.0
+    weight_drop: float = 0.0
 
 
 class CharLM:
@@ -72,6 +76,9 @@ class CharLM:
             backend=c.backend,
             seed=c.seed,
             precision=c.precision,
+            zoneout=c.zoneout,
+            recurrent_dropout=c.recurrent_dropout,
+            weight_drop=c.weight_drop,
         )
         self.embed = (rng.standard_normal((V, c.embed_size)) * 0.1).astype(np.float32)
         k = 1 / np.sqrt(c.hidden_size)

@@ -106,6 +106,20 @@ def cmd_check(args) -> int:
         raise UserError(str(e)) from None
 
 
+def _regularization_note(c) -> str:
+    """The char LM's regularization, for its banner ("" when off)."""
+    parts = [
+        f"{name} {p}"
+        for name, p in (
+            ("zoneout", c.zoneout),
+            ("recurrent dropout", c.recurrent_dropout),
+            ("weight drop", c.weight_drop),
+        )
+        if p
+    ]
+    return "; " + ", ".join(parts) if parts else ""
+
+
 def read_text(path: Optional[str]) -> str:
     if path is None:
         from .charlm import default_corpus
@@ -139,6 +153,10 @@ def cmd_train_charlm(args) -> int:
     fastrnn.set_numpy_blas_threads(1)
     if not 0 <= args.held_out < 0.5:
         raise UserError(f"--held-out must be in [0, 0.5), got {args.held_out}")
+    for flag in ("zoneout", "recurrent_dropout", "weight_drop"):
+        p = getattr(args, flag)
+        if not 0 <= p < 1:
+            raise UserError(f"--{flag.replace('_', '-')} must be in [0, 1), got {p}")
     if args.resume:
         model, opt, step, state = _load(args.resume, args.backend)
         text = read_text(args.text)
@@ -162,6 +180,9 @@ def cmd_train_charlm(args) -> int:
             seed=args.seed,
             backend=args.backend,
             precision=args.precision,
+            zoneout=args.zoneout,
+            recurrent_dropout=args.recurrent_dropout,
+            weight_drop=args.weight_drop,
         )
         model = charlm.CharLM("".join(sorted(set(text))), config)
         opt, step, state = Adam(model.params(), config.lr), 0, None
@@ -177,7 +198,8 @@ def cmd_train_charlm(args) -> int:
         f"{len(model.vocab)} distinct; unigram entropy "
         f"{base:.2f} bits/char (a model that ignores context). LSTM {c.num_layers}x"
         f"{c.hidden_size}, batch {c.batch_size} x {c.seq_len} chars, backend "
-        f"{c.backend}, {c.precision} products, {fastrnn.get_num_threads()} threads",
+        f"{c.backend}, {c.precision} products, {fastrnn.get_num_threads()} threads"
+        + _regularization_note(c),
         file=sys.stderr,
     )
     core = blas_core(_command(args))
@@ -299,6 +321,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="the LSTM's matrix products: float32, or bf16 operands with float32 sums",
     )
+    for flag, what in (
+        ("--zoneout", "zoneout probability of the LSTM's h and c"),
+        ("--recurrent-dropout", "variational dropout on h where it enters W_hh"),
+        ("--weight-drop", "DropConnect on the LSTM's recurrent matrices"),
+    ):
+        s.add_argument(flag, type=float, default=0.0, help=f"{what} (0: off)")
     s.add_argument(
         "--held-out",
         type=float,
