@@ -21,6 +21,11 @@ CASES = [
     (4, 2, 3, 5, 0, [4, 2], {"zo_h", "rd"}),
     (7, 1, 3, 40, 0, None, {"zo", "rd"}),
     (20, 16, 33, 67, 0, "random", {"zo", "rd"}),
+    (5, 3, 4, 6, 0, None, {"ln"}),
+    (6, 4, 5, 7, 0, [3, 0, 6, 1], {"ln", "zo", "rd"}),
+    (4, 2, 3, 5, 0, None, {"ln", "zo_eval"}),
+    (7, 1, 3, 40, 0, None, {"ln", "rd"}),
+    (20, 16, 33, 67, 0, "random", {"ln", "zo", "rd"}),
 ]
 IDS = [f"T{c[0]}-B{c[1]}-H{c[3]}-p{c[4]}-{'len' if c[5] else 'full'}-{'+'.join(sorted(c[6]))}"
        for c in CASES]  # fmt: skip
@@ -47,6 +52,10 @@ def _problem(T, B, I, H, proj, lengths, extras, dtype, seed=0):
         kw["zoneout"] = (np.full((T, B, P), 0.25, dtype), np.full((T, B, H), 0.1, dtype))
     if "rd" in extras:
         kw["recurrent_mask"] = ((rng.random((B, P)) < 0.75) / 0.75).astype(dtype)
+    if "ln" in extras:
+        kw["layer_norm"] = tuple(
+            (1 if i < 3 else 0) + arr(n, scale=0.3) for i, n in enumerate((4 * H, 4 * H, H, H))
+        )
     grads_in = [arr(T, B, P), arr(B, P), arr(B, H)]
     return a, kw, grads_in
 
@@ -71,11 +80,13 @@ def test_lstm_extras_match_the_reference(case, dtype, cpu_isa):
     a, kw, g = _problem(*case, dtype)
     want = _run(reference, a, kw, g)
     _check(_run(ops, a, kw, g), want, TOL[dtype])
-    plain = {k: v for k, v in kw.items() if k not in ("zoneout", "recurrent_mask")}
+    plain = {k: v for k, v in kw.items() if k not in ("zoneout", "recurrent_mask", "layer_norm")}
     assert not np.allclose(_run(ops, a, plain, g)[0][0], want[0][0])  # the extras acted
 
 
-@pytest.mark.parametrize("case", CASES[:4] + CASES[5:7], ids=IDS[:4] + IDS[5:7])
+@pytest.mark.parametrize(
+    "case", CASES[:4] + CASES[5:7] + CASES[8:12], ids=IDS[:4] + IDS[5:7] + IDS[8:12]
+)
 def test_lstm_extras_on_the_cuda_backend(case, cuda_device):
     a, kw, g = _problem(*case, np.float64)
     _check(_run(_OpsOn("cuda"), a, kw, g), _run(reference, a, kw, g), TOL[np.float64])
@@ -133,8 +144,9 @@ def test_gru_extras_on_the_cuda_backend(case, cuda_device):
     _check(_gru_run(_OpsOn("cuda"), a, kw, g), _gru_run(reference, a, kw, g), 1e-10)
 
 
-def test_lstm_extras_in_inference_equal_training():
-    a, kw, _ = _problem(*CASES[3], np.float64)
+@pytest.mark.parametrize("case", [CASES[3], CASES[9]], ids=[IDS[3], IDS[9]])
+def test_lstm_extras_in_inference_equal_training(case):
+    a, kw, _ = _problem(*case, np.float64)
     args = [a[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")]
     train = ops.lstm_forward(*args, True, **kw)[:3]
     infer = ops.lstm_forward(*args, False, **kw)[:3]
@@ -149,11 +161,33 @@ def test_lstm_extras_in_inference_equal_training():
         (dict(zoneout=(np.zeros((5, 3, 5)), None)), ValueError, r"'zoneout\[0\]' has shape"),
         (dict(zoneout=(None, np.zeros((5, 3, 6), np.float32))), TypeError, "share one dtype"),
         (dict(recurrent_mask=np.zeros((6, 3))), ValueError, "'recurrent_mask' has shape"),
+        (dict(layer_norm=(np.ones(24),) * 3), TypeError, "layer_norm must be a tuple of 4"),
+        (
+            dict(layer_norm=(np.ones(24), np.ones(24), np.ones(5), np.zeros(6))),
+            ValueError,
+            r"'layer_norm\[2\]' has shape \(5,\), expected \(H,\)",
+        ),  # fmt: skip
+        # fmt: skip
     ],
-    ids=["not-a-pair", "zoneout-shape", "zoneout-dtype", "mask-shape"],
+    ids=[
+        "not-a-pair",
+        "zoneout-shape",
+        "zoneout-dtype",
+        "mask-shape",
+        "ln-count",
+        "ln-shape",
+    ],  # fmt: skip
 )
 def test_lstm_extras_bad_input(change, error, message):
     a, kw, _ = _problem(*CASES[0], np.float64)
     args = [a[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")]
     with pytest.raises(error, match=message):
         ops.lstm_forward(*args, True, **change)
+
+
+def test_layer_norm_takes_no_projection():
+    a, kw, _ = _problem(*CASES[3], np.float64)  # a projection to P = 3, H = 7
+    args = [a[k] for k in ("x", "h0", "c0", "w_ih", "w_hh", "b_ih", "b_hh")]
+    ln = (np.ones(28), np.ones(28), np.ones(7), np.zeros(7))
+    with pytest.raises(ValueError, match="layer_norm takes no projection"):
+        ops.lstm_forward(*args, True, w_hr=kw["w_hr"], layer_norm=ln)

@@ -14,9 +14,12 @@ from cells import TOL, assert_close
 # The parameters of each kernel, in order: the C++ names (fastrnn/{lstm,gru,rnn}.h fields).
 PARAMS = {
     "lstm_forward": "x h0 c0 w_ih w_hh b_ih b_hh w_hr batch_sizes y h_n c_n gates cells m "
-    "training H P bf16 zoneout_h zoneout_c recurrent_mask",
+    "training H P bf16 zoneout_h zoneout_c recurrent_mask ln_ih_weight ln_hh_weight "
+    "ln_cell_weight ln_cell_bias ln_ih ln_hh ln_cell ln_rstd",
     "lstm_backward": "x h0 y w_ih w_hh w_hr batch_sizes gates cells m dy dh_n dc_n dx dh0 dc0 "
-    "dw_ih dw_hh dw_hr db_ih db_hh H P bf16 zoneout_h zoneout_c recurrent_mask",
+    "dw_ih dw_hh dw_hr db_ih db_hh H P bf16 zoneout_h zoneout_c recurrent_mask ln_ih_weight "
+    "ln_hh_weight ln_cell_weight ln_cell_bias ln_ih ln_hh ln_cell ln_rstd dln_ih_weight "
+    "dln_hh_weight dln_cell_weight dln_cell_bias",
     "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after "
     "H bf16 zoneout_h recurrent_mask",
     "gru_backward": "x h0 y w_ih w_hh batch_sizes gates extra dy dh_n dx dh0 dw_ih dw_hh db_ih "

@@ -126,16 +126,45 @@ struct NumpyArrays {
 
 // ---------------------------------------------------------------------------- LSTM
 
-inline constexpr const char* lstm_forward_params[] = {
-    "x",           "h0", "c0",   "w_ih",      "w_hh",      "b_ih",          "b_hh", "w_hr",
-    "batch_sizes", "y",  "h_n",  "c_n",       "gates",     "cells",         "m",    "training",
-    "H",           "P",  "bf16", "zoneout_h", "zoneout_c", "recurrent_mask"};
+inline constexpr const char* lstm_forward_params[] = {"x",
+                                                      "h0",
+                                                      "c0",
+                                                      "w_ih",
+                                                      "w_hh",
+                                                      "b_ih",
+                                                      "b_hh",
+                                                      "w_hr",
+                                                      "batch_sizes",
+                                                      "y",
+                                                      "h_n",
+                                                      "c_n",
+                                                      "gates",
+                                                      "cells",
+                                                      "m",
+                                                      "training",
+                                                      "H",
+                                                      "P",
+                                                      "bf16",
+                                                      "zoneout_h",
+                                                      "zoneout_c",
+                                                      "recurrent_mask",
+                                                      "ln_ih_weight",
+                                                      "ln_hh_weight",
+                                                      "ln_cell_weight",
+                                                      "ln_cell_bias",
+                                                      "ln_ih",
+                                                      "ln_hh",
+                                                      "ln_cell",
+                                                      "ln_rstd"};
 template <typename Arrays, typename S>
 void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, py::object w_hh,
                   py::object b_ih, py::object b_hh, py::object w_hr, py::object batch_sizes,
                   py::object y, py::object h_n, py::object c_n, py::object gates, py::object cells,
                   py::object m, bool training, int64_t H, int64_t P, bool bf16,
-                  py::object zoneout_h, py::object zoneout_c, py::object recurrent_mask) {
+                  py::object zoneout_h, py::object zoneout_c, py::object recurrent_mask,
+                  py::object ln_ih_weight, py::object ln_hh_weight, py::object ln_cell_weight,
+                  py::object ln_cell_bias, py::object ln_ih, py::object ln_hh, py::object ln_cell,
+                  py::object ln_rstd) {
   const char* fn = "lstm_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
   fastrnn::LstmForwardArgs<S> a{};
@@ -168,23 +197,73 @@ void lstm_forward(py::object x, py::object h0, py::object c0, py::object w_ih, p
   a.zoneout_c = Arrays::template arg<S>(fn, "zoneout_c", zoneout_c, {T, B, H}, false, true);
   a.recurrent_mask =
       Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, P}, false, true);
+  a.ln_ih_weight = Arrays::template arg<S>(fn, "ln_ih_weight", ln_ih_weight, {G}, false, true);
+  if (a.ln_ih_weight) {
+    if (a.w_hr) throw py::value_error("lstm_forward: layer norm takes no projection (w_hr)");
+    a.ln_hh_weight = Arrays::template arg<S>(fn, "ln_hh_weight", ln_hh_weight, {G}, false);
+    a.ln_cell_weight = Arrays::template arg<S>(fn, "ln_cell_weight", ln_cell_weight, {H}, false);
+    a.ln_cell_bias = Arrays::template arg<S>(fn, "ln_cell_bias", ln_cell_bias, {H}, false);
+    if (training) {
+      a.ln_ih = Arrays::template arg<S>(fn, "ln_ih", ln_ih, {T, B, G}, true);
+      a.ln_hh = Arrays::template arg<S>(fn, "ln_hh", ln_hh, {T, B, G}, true);
+      a.ln_cell = Arrays::template arg<S>(fn, "ln_cell", ln_cell, {T, B, H}, true);
+      a.ln_rstd = Arrays::template arg<S>(fn, "ln_rstd", ln_rstd, {T, B, 3}, true);
+    }
+  }
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
-inline constexpr const char* lstm_backward_params[] = {
-    "x",     "h0",    "y",     "w_ih",      "w_hh",      "w_hr",          "batch_sizes",
-    "gates", "cells", "m",     "dy",        "dh_n",      "dc_n",          "dx",
-    "dh0",   "dc0",   "dw_ih", "dw_hh",     "dw_hr",     "db_ih",         "db_hh",
-    "H",     "P",     "bf16",  "zoneout_h", "zoneout_c", "recurrent_mask"};
+inline constexpr const char* lstm_backward_params[] = {"x",
+                                                       "h0",
+                                                       "y",
+                                                       "w_ih",
+                                                       "w_hh",
+                                                       "w_hr",
+                                                       "batch_sizes",
+                                                       "gates",
+                                                       "cells",
+                                                       "m",
+                                                       "dy",
+                                                       "dh_n",
+                                                       "dc_n",
+                                                       "dx",
+                                                       "dh0",
+                                                       "dc0",
+                                                       "dw_ih",
+                                                       "dw_hh",
+                                                       "dw_hr",
+                                                       "db_ih",
+                                                       "db_hh",
+                                                       "H",
+                                                       "P",
+                                                       "bf16",
+                                                       "zoneout_h",
+                                                       "zoneout_c",
+                                                       "recurrent_mask",
+                                                       "ln_ih_weight",
+                                                       "ln_hh_weight",
+                                                       "ln_cell_weight",
+                                                       "ln_cell_bias",
+                                                       "ln_ih",
+                                                       "ln_hh",
+                                                       "ln_cell",
+                                                       "ln_rstd",
+                                                       "dln_ih_weight",
+                                                       "dln_hh_weight",
+                                                       "dln_cell_weight",
+                                                       "dln_cell_bias"};
 template <typename Arrays, typename S>
 void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                    py::object w_hr, py::object batch_sizes, py::object gates, py::object cells,
                    py::object m, py::object dy, py::object dh_n, py::object dc_n, py::object dx,
                    py::object dh0, py::object dc0, py::object dw_ih, py::object dw_hh,
                    py::object dw_hr, py::object db_ih, py::object db_hh, int64_t H, int64_t P,
-                   bool bf16, py::object zoneout_h, py::object zoneout_c,
-                   py::object recurrent_mask) {
+                   bool bf16, py::object zoneout_h, py::object zoneout_c, py::object recurrent_mask,
+                   py::object ln_ih_weight, py::object ln_hh_weight, py::object ln_cell_weight,
+                   py::object ln_cell_bias, py::object ln_ih, py::object ln_hh, py::object ln_cell,
+                   py::object ln_rstd, py::object dln_ih_weight, py::object dln_hh_weight,
+                   py::object dln_cell_weight, py::object dln_cell_bias) {
   const char* fn = "lstm_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 4 * H;
   fastrnn::LstmBackwardArgs<S> a{};
@@ -220,6 +299,21 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
   a.zoneout_c = Arrays::template arg<S>(fn, "zoneout_c", zoneout_c, {T, B, H}, false, true);
   a.recurrent_mask =
       Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, P}, false, true);
+  a.ln_ih_weight = Arrays::template arg<S>(fn, "ln_ih_weight", ln_ih_weight, {G}, false, true);
+  if (a.ln_ih_weight) {
+    if (a.w_hr) throw py::value_error("lstm_backward: layer norm takes no projection (w_hr)");
+    a.ln_hh_weight = Arrays::template arg<S>(fn, "ln_hh_weight", ln_hh_weight, {G}, false);
+    a.ln_cell_weight = Arrays::template arg<S>(fn, "ln_cell_weight", ln_cell_weight, {H}, false);
+    a.ln_cell_bias = Arrays::template arg<S>(fn, "ln_cell_bias", ln_cell_bias, {H}, false);
+    a.ln_ih = Arrays::template arg<S>(fn, "ln_ih", ln_ih, {T, B, G}, true);
+    a.ln_hh = Arrays::template arg<S>(fn, "ln_hh", ln_hh, {T, B, G}, true);
+    a.ln_cell = Arrays::template arg<S>(fn, "ln_cell", ln_cell, {T, B, H}, false);
+    a.ln_rstd = Arrays::template arg<S>(fn, "ln_rstd", ln_rstd, {T, B, 3}, false);
+    a.dln_ih_weight = Arrays::template arg<S>(fn, "dln_ih_weight", dln_ih_weight, {G}, true);
+    a.dln_hh_weight = Arrays::template arg<S>(fn, "dln_hh_weight", dln_hh_weight, {G}, true);
+    a.dln_cell_weight = Arrays::template arg<S>(fn, "dln_cell_weight", dln_cell_weight, {H}, true);
+    a.dln_cell_bias = Arrays::template arg<S>(fn, "dln_cell_bias", dln_cell_bias, {H}, true);
+  }
   py::gil_scoped_release release;
   Arrays::run(a);
 }

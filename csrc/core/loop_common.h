@@ -179,6 +179,18 @@ struct AddMaskedRows {
   }
 };
 
+// The backward of the extras (zoneout, recurrent dropout): the gradient reaching h_t is
+// dy_t + carry (dh_n, or the zoneout share step t+1 left for h_t) + dgates_{t+1} W_hh times
+// the recurrent mask (h_t entered step t+1's product as h_t * mask). With zoneout on h,
+// the update h~_t takes (1 - d_h) of it and carry keeps d_h of it for h_{t-1} (else 0).
+template <typename S>
+FASTRNN_HD S lstm_dh_extras(int64_t k, const S* dy, S* carry, const S* dhw, const S* mask,
+                            const S* d_h) {
+  const S total = dy[k] + carry[k] + (mask ? mask[k] * dhw[k] : dhw[k]);
+  carry[k] = d_h ? d_h[k] * total : S(0);
+  return d_h ? (S(1) - d_h[k]) * total : total;
+}
+
 // (T, B, N) workspace: h_{t-1} * mask for every step (h0, then y[0 .. T-2]): what W_hh
 // multiplied under recurrent dropout, for dW_hh (and the reset-before GRU's dr).
 template <typename S, typename Backend>

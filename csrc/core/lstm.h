@@ -14,6 +14,7 @@
 
 #include "core/cell_math.h"
 #include "core/loop_common.h"
+#include "core/lstm_layer_norm.h"
 #include "fastrnn/lstm.h"
 
 FASTRNN_NS_BEGIN
@@ -88,6 +89,10 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
   if (T == 0 || B == 0) {
     be.copy(BP, a.h0, a.h_n);
     be.copy(BH, a.c0, a.c_n);
+    return;
+  }
+  if (a.ln_ih_weight) {
+    lstm_layer_norm_forward_loop(be, a);
     return;
   }
   StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G4, a.x, a.w_ih,
@@ -175,18 +180,6 @@ struct LstmProjDh {
   }
 };
 
-// The backward of the extras (zoneout, recurrent dropout): the gradient reaching h_t is
-// dy_t + carry (dh_n, or the zoneout share step t+1 left for h_t) + dgates_{t+1} W_hh times
-// the recurrent mask (h_t entered step t+1's product as h_t * mask). With zoneout on h,
-// the update h~_t takes (1 - d_h) of it and carry keeps d_h of it for h_{t-1} (else 0).
-template <typename S>
-FASTRNN_HD S lstm_dh_extras(int64_t k, const S* dy, S* carry, const S* dhw, const S* mask,
-                            const S* d_h) {
-  const S total = dy[k] + carry[k] + (mask ? mask[k] * dhw[k] : dhw[k]);
-  carry[k] = d_h ? d_h[k] * total : S(0);
-  return d_h ? (S(1) - d_h[k]) * total : total;
-}
-
 // LstmBackwardStep with the extras. Without a projection the gradient reaching h_t comes
 // from lstm_dh_extras; with one, from dm (m_t's, after W_hr; dh_t's extras were taken by
 // LstmProjDhExtras). Zoneout on c: c~_t (before zoneout) recomputed from the gates, the cell
@@ -244,7 +237,17 @@ void lstm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
   be.copy(BH, a.dc_n, a.dc0);  // and dc0 as the running dc
   if (T == 0 || B == 0) {
     if (a.dw_hr) be.fill_zero(P * H, a.dw_hr);
+    if (a.dln_ih_weight) {
+      be.fill_zero(G4, a.dln_ih_weight);
+      be.fill_zero(G4, a.dln_hh_weight);
+      be.fill_zero(H, a.dln_cell_weight);
+      be.fill_zero(H, a.dln_cell_bias);
+    }
     zero_grads(be, T * B, I, G4, P, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
+    return;
+  }
+  if (a.ln_ih_weight) {
+    lstm_layer_norm_backward_loop(be, a);
     return;
   }
   if (a.zoneout_h || a.zoneout_c || a.recurrent_mask) {

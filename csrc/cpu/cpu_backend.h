@@ -10,6 +10,7 @@
 //              GEMVs over unit blocks with the pointwise update behind each; more rows, the
 //              BLAS, then the pointwise pass)
 //   pointwise  f(b, j) over a (M, N) range, rows split over the pool
+//   rows       f(b) over M whole rows, rows split over the pool (layer norm's row statistics)
 //   colsum     bias gradients: out[j] = sum_m A[m, j], in a fixed order
 //   alloc      workspace living as long as the backend object (one kernel call)
 // With `bf16` set, every product takes bf16-rounded operands and accumulates in fp32 (the
@@ -187,6 +188,19 @@ class CpuBackend {
           for (int64_t b = m0; b < m1; ++b) run_row(f, b, 0, N);
         },
         std::max<int64_t>(1, 32768 / N));
+  }
+
+  // f(b) for b < M: a whole row each (what needs the row's statistics: layer norm), rows split
+  // over the pool; `width` the row's elements, to size the threads' shares.
+  template <typename F>
+  void rows(int64_t M, int64_t width, const F& f) {
+    if (M == 0) return;
+    parallel_for(
+        M,
+        [&](int64_t m0, int64_t m1) {
+          for (int64_t b = m0; b < m1; ++b) f(b);
+        },
+        std::max<int64_t>(1, 8192 / std::max<int64_t>(width, 1)));
   }
 
   // out[j] = sum over m of A[m, j] (m in order, so the result never depends on threads).

@@ -7,6 +7,7 @@
 //              GEMM takes W or W^T)
 //   step       the recurrent GEMM, then one pointwise launch of the cell functor
 //   pointwise  one launch of f(b, j) over (M, N) (kernels.h: Elementwise)
+//   rows       one launch, a thread per row (layer norm's row statistics)
 //   colsum     one launch, a thread per column, rows in order (deterministic)
 //   alloc      device workspace, freed (stream-ordered) when the backend goes
 // Nothing here waits for the device: a whole forward or backward is queued on the stream.
@@ -100,6 +101,13 @@ class CudaBackend {
   void pointwise(int64_t M, int64_t N, const F& f) {
     if (M == 0 || N == 0) return;
     dev_.launch(launch_dims(M * N), Elementwise<F>{M, N, f});
+  }
+
+  // f(b) for b < M, one thread a row (layer norm's row statistics; simple, not yet fast).
+  template <typename F>
+  void rows(int64_t M, int64_t /*width*/, const F& f) {
+    if (M == 0) return;
+    dev_.launch(launch_dims(M), EachRow<F>{M, f});
   }
 
   void colsum(int64_t M, int64_t N, const S* A, int64_t lda, S* out) {

@@ -44,6 +44,17 @@ struct Elementwise {
   }
 };
 
+// f(b) for every b < M: one item per row, grid-stride (a row's work that needs its
+// statistics, as layer norm's).
+template <typename F>
+struct EachRow {
+  int64_t M;
+  F f;
+  FASTRNN_HD void operator()(const ThreadIndex& ix) const {
+    for (int64_t b = ix.global(); b < M; b += ix.stride()) f(b);
+  }
+};
+
 // out[j] = sum over m of A[m * lda + j]: one thread per column, rows added in order, so the
 // result is deterministic (no atomics) and neighbouring threads read neighbouring addresses.
 template <typename S>

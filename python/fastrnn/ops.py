@@ -367,6 +367,35 @@ def _check_precision(fn: str, precision: str, dtype, xp) -> str:
     return precision
 
 
+# The kernels' names of the layer-norm weights, in layer_norm's order.
+_LSTM_LN = ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias")
+
+
+def _layer_norm(a: "_Call", value, sizes: tuple, letters: tuple) -> Optional[tuple]:
+    """layer_norm's arrays, checked (one per size, x's dtype), or None."""
+    if value is None:
+        return None
+    fn = a.fn
+    if not isinstance(value, (tuple, list)) or len(value) != len(sizes):
+        raise TypeError(
+            f"{fn}: layer_norm must be a tuple of {len(sizes)} arrays, got {type(value).__name__}"
+        )
+    out = []
+    for i, (v, n, letter) in enumerate(zip(value, sizes, letters)):
+        name = f"layer_norm[{i}]"
+        arr = _as_float_array(fn, name, v, xp=a.xp, bf16=True)
+        if a.io_dtype is not None and is_bfloat16(arr.dtype):
+            arr = _float32(arr)
+        if arr.dtype != a.dtype:
+            raise TypeError(
+                f"{fn}: argument '{name}' has dtype {arr.dtype} but x has dtype "
+                f"{a.io_dtype or a.dtype}; all arrays must share one dtype"
+            )
+        _check_shape(fn, name, arr, (n,), f"({letter},) = ({n},)")
+        out.append(a.xp.contiguous(arr))
+    return tuple(out)
+
+
 def _pair(fn: str, name: str, value) -> tuple:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"{fn}: {name} must be a pair (for h, for c), got {type(value).__name__}")
@@ -518,6 +547,7 @@ def lstm_forward(
     precision: str = "fp32",
     zoneout: Optional[Tuple[Optional[ArrayLike], Optional[ArrayLike]]] = None,
     recurrent_mask: Optional[ArrayLike] = None,
+    layer_norm: Optional[Tuple[ArrayLike, ArrayLike, ArrayLike, ArrayLike]] = None,
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Result[DeviceArrayT], Optional[LstmSaved]]:
     """LSTM over T steps: ``(y (T,B,P), h_n (B,P), c_n (B,H), saved)``; saved is None unless
     ``training``. ``w_hr`` (P, H) adds a projection (LSTMP: h = W_hr (o * tanh(c)), P < H);
@@ -528,7 +558,11 @@ def lstm_forward(
     (d_h (T, B, P), d_c (T, B, H)), either None, the factor d of h_t = d h_{t-1} + (1 - d) h~_t
     (and of c) -- a 0/1 draw in training, the probability p in evaluation; the outputs are
     the zoned-out h_t. ``recurrent_mask`` (B, P): h_{t-1} enters W_hh as h_{t-1} * mask
-    (variational recurrent dropout, scaled by the caller). The backward uses the same."""
+    (variational recurrent dropout, scaled by the caller). The backward uses the same.
+
+    ``layer_norm`` (gamma_ih (4H), gamma_hh (4H), gamma_c (H), beta_c (H)): the
+    layer-normalized LSTM (no projection; see :mod:`fastrnn.reference`); the backward then
+    returns their gradients last, in that order."""
     a = _Call(
         "lstm_forward",
         spec("lstm"),
@@ -550,6 +584,20 @@ def lstm_forward(
         zoneout_c=a.mask("zoneout[1]", d_c, (T, B, H), "(T, B, H)", 1),
         recurrent_mask=a.mask("recurrent_mask", recurrent_mask, (B, P), "(B, P)", 0),
     )
+    ln = _layer_norm(a, layer_norm, (4 * H, 4 * H, H, H), ("4H", "4H", "H", "H"))
+    if ln is not None and a.w_hr is not None:
+        raise ValueError("lstm_forward: layer_norm takes no projection (w_hr)")
+    ln_saved = {}
+    if ln is not None:
+        ln_saved = dict(ln_ih=None, ln_hh=None, ln_cell=None, ln_rstd=None)
+        if training:
+            ln_saved = dict(
+                ln_ih=a.empty(T, B, 4 * H),
+                ln_hh=a.empty(T, B, 4 * H),
+                ln_cell=a.empty(T, B, H),
+                ln_rstd=a.empty(T, B, 3),
+            )
+    ln_args = dict(zip(_LSTM_LN, ln or (None,) * 4))
     y, h_n, c_n = a.empty(T, B, P), a.empty(B, P), a.empty(B, H)
     gates = a.empty(T, B, 4 * H) if training else None  # inference: chunked in C++
     cells = a.empty(T + 1, B, H) if training else a.empty(B, H)
@@ -567,6 +615,8 @@ def lstm_forward(
         H=H,
         P=P,
         **extras,
+        **ln_args,
+        **{k: ln_saved.get(k) for k in ("ln_ih", "ln_hh", "ln_cell", "ln_rstd")},
     )
     saved = None
     if training:
@@ -576,6 +626,8 @@ def lstm_forward(
             w_hr=a.w_hr,
             m=m,
             **extras,
+            layer_norm=ln,
+            **ln_saved,
         )
         y = _private(a, y)
     return a.results((y,), (h_n, c_n)) + (saved,)
@@ -596,6 +648,8 @@ def lstm_backward(
     b = _Backward("lstm_backward", saved, LstmSaved, dy, {"dh_n": dh_n, "dc_n": dc_n})
     s = b.saved
     dw_hr = None if s.w_hr is None else s.array_ops.empty(tuple(s.w_hr.shape), s.dtype)
+    ln = s.layer_norm
+    dln = None if ln is None else [s.array_ops.empty(tuple(g.shape), s.dtype) for g in ln]
     s.array_ops.kernels.lstm_backward(
         **b.kernel_args(),
         cells=s.cells,
@@ -606,8 +660,14 @@ def lstm_backward(
         zoneout_h=s.zoneout_h,
         zoneout_c=s.zoneout_c,
         recurrent_mask=s.recurrent_mask,
+        **dict(zip(_LSTM_LN, ln or (None,) * 4)),
+        ln_ih=s.ln_ih,
+        ln_hh=s.ln_hh,
+        ln_cell=s.ln_cell,
+        ln_rstd=s.ln_rstd,
+        **dict(zip((f"d{n}" for n in _LSTM_LN), dln or (None,) * 4)),
     )
-    return b.results() if dw_hr is None else b.results(dw_hr)
+    return b.results(*([] if dw_hr is None else [dw_hr]), *(dln or []))
 
 
 # ----------------------------------------------------------------------------- GRU

@@ -130,6 +130,13 @@ class LstmSaved(SavedState):
     zoneout_h: Any = None  # (T, B, P) zoneout's factor d for h
     zoneout_c: Any = None  # (T, B, H) ... for c
     recurrent_mask: Any = None  # (B, P) the recurrent dropout mask
+    # Layer norm (fastrnn.ops): its weights (gamma_ih, gamma_hh, gamma_c, beta_c) or None, and
+    # the normalized values the kernels keep (see csrc/core/lstm_layer_norm.h).
+    layer_norm: Any = None
+    ln_ih: Any = None  # (T, B, 4H)
+    ln_hh: Any = None  # (T, B, 4H)
+    ln_cell: Any = None  # (T, B, H)
+    ln_rstd: Any = None  # (T, B, 3)
 
     cell = "lstm"
 

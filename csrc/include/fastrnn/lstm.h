@@ -41,6 +41,20 @@ struct LstmForwardArgs {
   const S* zoneout_h = nullptr;
   const S* zoneout_c = nullptr;
   const S* recurrent_mask = nullptr;
+  // Layer norm (fastrnn extra; null weights: off; no projection). a = LN(W_ih x; ln_ih_weight)
+  // + LN(W_hh h; ln_hh_weight) + b_ih + b_hh, each over the row's 4H, and
+  // h = o tanh(LN(c; ln_cell_weight, ln_cell_bias)) (LN(v; g, b) = g (v - mean) / std + b,
+  // std with the biased variance + 1e-5). Training saves the normalized values, ln_ih and
+  // ln_hh (T, B, 4H), ln_cell (T, B, H), and their 1/std in ln_rstd (T, B, 3) (ih, hh,
+  // cell); inference needs none of them (null).
+  const S* ln_ih_weight = nullptr;    // (4H)
+  const S* ln_hh_weight = nullptr;    // (4H)
+  const S* ln_cell_weight = nullptr;  // (H)
+  const S* ln_cell_bias = nullptr;    // (H)
+  S* ln_ih = nullptr;
+  S* ln_hh = nullptr;
+  S* ln_cell = nullptr;
+  S* ln_rstd = nullptr;
 };
 
 template <typename S>
@@ -78,6 +92,20 @@ struct LstmBackwardArgs {
   const S* zoneout_h = nullptr;
   const S* zoneout_c = nullptr;
   const S* recurrent_mask = nullptr;
+  // Layer norm: the forward's weights and saved values (ln_ih and ln_hh are overwritten), and
+  // the gradients of the weights (out).
+  const S* ln_ih_weight = nullptr;
+  const S* ln_hh_weight = nullptr;
+  const S* ln_cell_weight = nullptr;
+  const S* ln_cell_bias = nullptr;
+  S* ln_ih = nullptr;
+  S* ln_hh = nullptr;
+  const S* ln_cell = nullptr;
+  const S* ln_rstd = nullptr;
+  S* dln_ih_weight = nullptr;
+  S* dln_hh_weight = nullptr;
+  S* dln_cell_weight = nullptr;
+  S* dln_cell_bias = nullptr;
 };
 
 }  // namespace fastrnn
