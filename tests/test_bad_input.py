@@ -182,6 +182,11 @@ def test_binding_checks_shapes_itself():
             bf16=False,
             zoneout_h=None,
             recurrent_mask=None,
+            ln_ih_weight=None,
+            ln_hh_weight=None,
+            ln_ih=None,
+            ln_hh=None,
+            ln_rstd=None,
         )
     with pytest.raises(TypeError, match="argument 'w_hh' has dtype float64, expected float32"):
         _C.gru_forward(
@@ -202,6 +207,11 @@ def test_binding_checks_shapes_itself():
             bf16=False,
             zoneout_h=None,
             recurrent_mask=None,
+            ln_ih_weight=None,
+            ln_hh_weight=None,
+            ln_ih=None,
+            ln_hh=None,
+            ln_rstd=None,
         )
     with pytest.raises(ValueError, match="argument 'y' must be C-contiguous"):
         _C.gru_forward(
@@ -222,6 +232,11 @@ def test_binding_checks_shapes_itself():
             bf16=False,
             zoneout_h=None,
             recurrent_mask=None,
+            ln_ih_weight=None,
+            ln_hh_weight=None,
+            ln_ih=None,
+            ln_hh=None,
+            ln_rstd=None,
         )
 
 

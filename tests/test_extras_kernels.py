@@ -101,6 +101,11 @@ GRU_CASES = [
     (4, 2, 3, 5, True, None, {"zo_eval", "rd"}),
     (7, 1, 3, 40, False, None, {"zo", "rd"}),
     (20, 16, 33, 67, True, "random", {"zo", "rd"}),
+    (5, 3, 4, 6, True, None, {"ln"}),
+    (6, 4, 5, 7, True, [3, 0, 6, 1], {"ln", "zo", "rd"}),
+    (4, 2, 3, 5, True, None, {"ln", "zo_eval"}),
+    (7, 1, 3, 40, True, None, {"ln", "rd"}),
+    (20, 16, 33, 67, True, "random", {"ln", "zo", "rd"}),
 ]
 GRU_IDS = [f"T{c[0]}-B{c[1]}-H{c[3]}-{'after' if c[4] else 'before'}-"
            f"{'len' if c[5] else 'full'}-{'+'.join(sorted(c[6]))}" for c in GRU_CASES]  # fmt: skip
@@ -115,6 +120,8 @@ def _gru_problem(T, B, I, H, reset_after, lengths, extras, dtype, seed=1):
         kw["zoneout"] = kw["zoneout"][0]
     if "zo_eval" in extras:
         kw["zoneout"] = np.full((T, B, H), rng.uniform(0.1, 0.5), dtype)
+    if "ln" in extras:
+        kw["layer_norm"] = kw["layer_norm"][0][: 3 * H], kw["layer_norm"][1][: 3 * H]
     kw["reset_after"] = reset_after
     return a, kw, g[:2]
 
@@ -134,11 +141,11 @@ def test_gru_extras_match_the_reference(case, dtype, cpu_isa):
     a, kw, g = _gru_problem(*case, dtype)
     want = _gru_run(reference, a, kw, g)
     _check(_gru_run(ops, a, kw, g), want, TOL[dtype])
-    plain = {k: v for k, v in kw.items() if k not in ("zoneout", "recurrent_mask")}
+    plain = {k: v for k, v in kw.items() if k not in ("zoneout", "recurrent_mask", "layer_norm")}
     assert not np.allclose(_gru_run(ops, a, plain, g)[0][0], want[0][0])
 
 
-@pytest.mark.parametrize("case", GRU_CASES[:6], ids=GRU_IDS[:6])
+@pytest.mark.parametrize("case", GRU_CASES[:6] + GRU_CASES[7:11], ids=GRU_IDS[:6] + GRU_IDS[7:11])
 def test_gru_extras_on_the_cuda_backend(case, cuda_device):
     a, kw, g = _gru_problem(*case, np.float64)
     _check(_gru_run(_OpsOn("cuda"), a, kw, g), _gru_run(reference, a, kw, g), 1e-10)
@@ -191,3 +198,10 @@ def test_layer_norm_takes_no_projection():
     ln = (np.ones(28), np.ones(28), np.ones(7), np.zeros(7))
     with pytest.raises(ValueError, match="layer_norm takes no projection"):
         ops.lstm_forward(*args, True, w_hr=kw["w_hr"], layer_norm=ln)
+
+
+def test_layer_norm_gru_needs_reset_after():
+    a, kw, _ = _gru_problem(*GRU_CASES[7], np.float64)
+    args = [a[k] for k in ("x", "h0", "w_ih", "w_hh", "b_ih", "b_hh")]
+    with pytest.raises(ValueError, match="layer_norm takes the reset-after form"):
+        ops.gru_forward(*args, True, False, layer_norm=kw["layer_norm"])

@@ -21,9 +21,10 @@ PARAMS = {
     "ln_hh_weight ln_cell_weight ln_cell_bias ln_ih ln_hh ln_cell ln_rstd dln_ih_weight "
     "dln_hh_weight dln_cell_weight dln_cell_bias",
     "gru_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates extra training reset_after "
-    "H bf16 zoneout_h recurrent_mask",
+    "H bf16 zoneout_h recurrent_mask ln_ih_weight ln_hh_weight ln_ih ln_hh ln_rstd",
     "gru_backward": "x h0 y w_ih w_hh batch_sizes gates extra dy dh_n dx dh0 dw_ih dw_hh db_ih "
-    "db_hh reset_after H bf16 zoneout_h recurrent_mask",
+    "db_hh reset_after H bf16 zoneout_h recurrent_mask ln_ih_weight ln_hh_weight ln_ih ln_hh "
+    "ln_rstd dln_ih_weight dln_hh_weight",
     "rnn_forward": "x h0 w_ih w_hh b_ih b_hh batch_sizes y h_n gates nonlinearity H bf16",
     "rnn_backward": "x h0 y w_ih w_hh batch_sizes gates dy dh_n dx dh0 dw_ih dw_hh db_ih db_hh "
     "nonlinearity H bf16",

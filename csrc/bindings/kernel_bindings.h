@@ -320,15 +320,35 @@ void lstm_backward(py::object x, py::object h0, py::object y, py::object w_ih, p
 
 // ---------------------------------------------------------------------------- GRU
 
-inline constexpr const char* gru_forward_params[] = {
-    "x",           "h0", "w_ih", "w_hh",      "b_ih",          "b_hh",
-    "batch_sizes", "y",  "h_n",  "gates",     "extra",         "training",
-    "reset_after", "H",  "bf16", "zoneout_h", "recurrent_mask"};
+inline constexpr const char* gru_forward_params[] = {"x",
+                                                     "h0",
+                                                     "w_ih",
+                                                     "w_hh",
+                                                     "b_ih",
+                                                     "b_hh",
+                                                     "batch_sizes",
+                                                     "y",
+                                                     "h_n",
+                                                     "gates",
+                                                     "extra",
+                                                     "training",
+                                                     "reset_after",
+                                                     "H",
+                                                     "bf16",
+                                                     "zoneout_h",
+                                                     "recurrent_mask",
+                                                     "ln_ih_weight",
+                                                     "ln_hh_weight",
+                                                     "ln_ih",
+                                                     "ln_hh",
+                                                     "ln_rstd"};
 template <typename Arrays, typename S>
 void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, py::object b_ih,
                  py::object b_hh, py::object batch_sizes, py::object y, py::object h_n,
                  py::object gates, py::object extra, bool training, bool reset_after, int64_t H,
-                 bool bf16, py::object zoneout_h, py::object recurrent_mask) {
+                 bool bf16, py::object zoneout_h, py::object recurrent_mask,
+                 py::object ln_ih_weight, py::object ln_hh_weight, py::object ln_ih,
+                 py::object ln_hh, py::object ln_rstd) {
   const char* fn = "gru_forward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
   fastrnn::GruForwardArgs<S> a{};
@@ -352,20 +372,57 @@ void gru_forward(py::object x, py::object h0, py::object w_ih, py::object w_hh, 
   a.zoneout_h = Arrays::template arg<S>(fn, "zoneout_h", zoneout_h, {T, B, H}, false, true);
   a.recurrent_mask =
       Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, H}, false, true);
+  a.ln_ih_weight = Arrays::template arg<S>(fn, "ln_ih_weight", ln_ih_weight, {G}, false, true);
+  if (a.ln_ih_weight) {
+    if (!reset_after) throw py::value_error("gru_forward: layer norm takes reset_after=True");
+    a.ln_hh_weight = Arrays::template arg<S>(fn, "ln_hh_weight", ln_hh_weight, {G}, false);
+    if (training) {
+      a.ln_ih = Arrays::template arg<S>(fn, "ln_ih", ln_ih, {T, B, G}, true);
+      a.ln_hh = Arrays::template arg<S>(fn, "ln_hh", ln_hh, {T, B, G}, true);
+      a.ln_rstd = Arrays::template arg<S>(fn, "ln_rstd", ln_rstd, {T, B, 2}, true);
+    }
+  }
   py::gil_scoped_release release;
   Arrays::run(a);
 }
 
-inline constexpr const char* gru_backward_params[] = {
-    "x",     "h0",    "y",           "w_ih", "w_hh", "batch_sizes", "gates",
-    "extra", "dy",    "dh_n",        "dx",   "dh0",  "dw_ih",       "dw_hh",
-    "db_ih", "db_hh", "reset_after", "H",    "bf16", "zoneout_h",   "recurrent_mask"};
+inline constexpr const char* gru_backward_params[] = {"x",
+                                                      "h0",
+                                                      "y",
+                                                      "w_ih",
+                                                      "w_hh",
+                                                      "batch_sizes",
+                                                      "gates",
+                                                      "extra",
+                                                      "dy",
+                                                      "dh_n",
+                                                      "dx",
+                                                      "dh0",
+                                                      "dw_ih",
+                                                      "dw_hh",
+                                                      "db_ih",
+                                                      "db_hh",
+                                                      "reset_after",
+                                                      "H",
+                                                      "bf16",
+                                                      "zoneout_h",
+                                                      "recurrent_mask",
+                                                      "ln_ih_weight",
+                                                      "ln_hh_weight",
+                                                      "ln_ih",
+                                                      "ln_hh",
+                                                      "ln_rstd",
+                                                      "dln_ih_weight",
+                                                      "dln_hh_weight"};
 template <typename Arrays, typename S>
 void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py::object w_hh,
                   py::object batch_sizes, py::object gates, py::object extra, py::object dy,
                   py::object dh_n, py::object dx, py::object dh0, py::object dw_ih,
                   py::object dw_hh, py::object db_ih, py::object db_hh, bool reset_after, int64_t H,
-                  bool bf16, py::object zoneout_h, py::object recurrent_mask) {
+                  bool bf16, py::object zoneout_h, py::object recurrent_mask,
+                  py::object ln_ih_weight, py::object ln_hh_weight, py::object ln_ih,
+                  py::object ln_hh, py::object ln_rstd, py::object dln_ih_weight,
+                  py::object dln_hh_weight) {
   const char* fn = "gru_backward";
   const int64_t T = Arrays::dim(x, 0), B = Arrays::dim(x, 1), I = Arrays::dim(x, 2), G = 3 * H;
   fastrnn::GruBackwardArgs<S> a{};
@@ -393,6 +450,16 @@ void gru_backward(py::object x, py::object h0, py::object y, py::object w_ih, py
   a.zoneout_h = Arrays::template arg<S>(fn, "zoneout_h", zoneout_h, {T, B, H}, false, true);
   a.recurrent_mask =
       Arrays::template arg<S>(fn, "recurrent_mask", recurrent_mask, {B, H}, false, true);
+  a.ln_ih_weight = Arrays::template arg<S>(fn, "ln_ih_weight", ln_ih_weight, {G}, false, true);
+  if (a.ln_ih_weight) {
+    if (!reset_after) throw py::value_error("gru_backward: layer norm takes reset_after=True");
+    a.ln_hh_weight = Arrays::template arg<S>(fn, "ln_hh_weight", ln_hh_weight, {G}, false);
+    a.ln_ih = Arrays::template arg<S>(fn, "ln_ih", ln_ih, {T, B, G}, true);
+    a.ln_hh = Arrays::template arg<S>(fn, "ln_hh", ln_hh, {T, B, G}, true);
+    a.ln_rstd = Arrays::template arg<S>(fn, "ln_rstd", ln_rstd, {T, B, 2}, false);
+    a.dln_ih_weight = Arrays::template arg<S>(fn, "dln_ih_weight", dln_ih_weight, {G}, true);
+    a.dln_hh_weight = Arrays::template arg<S>(fn, "dln_hh_weight", dln_hh_weight, {G}, true);
+  }
   py::gil_scoped_release release;
   Arrays::run(a);
 }

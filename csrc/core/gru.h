@@ -13,6 +13,7 @@
 #pragma once
 
 #include "core/cell_math.h"
+#include "core/gru_layer_norm.h"
 #include "core/loop_common.h"
 #include "fastrnn/gru.h"
 
@@ -143,6 +144,10 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
     be.copy(a.B * a.H, a.h0, a.h_n);
     return;
   }
+  if (a.ln_ih_weight) {
+    gru_layer_norm_forward_loop(be, a);
+    return;
+  }
   if (a.zoneout_h || a.recurrent_mask)
     gru_forward_impl<true>(be, a);
   else
@@ -158,35 +163,6 @@ void gru_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
 //   reset_before: gates_t become (dr, dz, dn), the x-side gradients; d(r * h) = dn W_hn is
 //                 a second fused GEMM per step, whose pointwise pass (GruBeforeRStep)
 //                 produces dr. dW_hn = dn^T (r * h) from the saved r * h.
-
-// The extras' share of a backward step (X): the gradient reaching h_t is dy_t + dh (the
-// running carry: dh_n, or what step t+1 left for h_t besides its GEMM) + dhw (the GEMM,
-// dgates_{t+1} W_hh, written apart) times the recurrent mask; zoneout's update takes
-// (1 - d) of it, and d of it goes to h_{t-1} directly (*keep). Without X: dy_t + dh (the
-// GEMM already added into dh).
-template <bool X, typename S>
-FASTRNN_HD S gru_dh_total(int64_t k, const S* dy, const S* dh, const S* dhw, const S* mask,
-                          const S* d_h, S* keep) {
-  S total = dy[k] + dh[k];
-  *keep = S(0);
-  if constexpr (X) {
-    total += mask ? mask[k] * dhw[k] : dhw[k];
-    if (d_h) {
-      *keep = d_h[k] * total;
-      total = (S(1) - d_h[k]) * total;
-    }
-  }
-  return total;
-}
-
-// The extras of a backward pass (X): the GEMM's output dhw, the recurrent mask and zoneout's
-// factor of the step, each null when absent.
-template <typename S>
-struct GruBackExtras {
-  const S* dhw = nullptr;
-  const S* mask = nullptr;
-  const S* d_h = nullptr;
-};
 
 template <typename S, bool X = false>
 struct GruAfterBackStep {
@@ -333,6 +309,14 @@ void gru_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
   be.copy(a.B * a.H, a.dh_n, a.dh0);
   if (a.T == 0 || a.B == 0) {
     zero_grads(be, a.T * a.B, a.I, 3 * a.H, a.H, a.dx, a.dw_ih, a.dw_hh, a.db_ih, a.db_hh);
+    if (a.dln_ih_weight) {
+      be.fill_zero(3 * a.H, a.dln_ih_weight);
+      be.fill_zero(3 * a.H, a.dln_hh_weight);
+    }
+    return;
+  }
+  if (a.ln_ih_weight) {
+    gru_layer_norm_backward_loop(be, a);
     return;
   }
   if (a.zoneout_h || a.recurrent_mask)

@@ -191,6 +191,35 @@ FASTRNN_HD S lstm_dh_extras(int64_t k, const S* dy, S* carry, const S* dhw, cons
   return d_h ? (S(1) - d_h[k]) * total : total;
 }
 
+// The extras' share of a backward step (X): the gradient reaching h_t is dy_t + dh (the
+// running carry: dh_n, or what step t+1 left for h_t besides its GEMM) + dhw (the GEMM,
+// dgates_{t+1} W_hh, written apart) times the recurrent mask; zoneout's update takes
+// (1 - d) of it, and d of it goes to h_{t-1} directly (*keep). Without X: dy_t + dh (the
+// GEMM already added into dh).
+template <bool X, typename S>
+FASTRNN_HD S gru_dh_total(int64_t k, const S* dy, const S* dh, const S* dhw, const S* mask,
+                          const S* d_h, S* keep) {
+  S total = dy[k] + dh[k];
+  *keep = S(0);
+  if constexpr (X) {
+    total += mask ? mask[k] * dhw[k] : dhw[k];
+    if (d_h) {
+      *keep = d_h[k] * total;
+      total = (S(1) - d_h[k]) * total;
+    }
+  }
+  return total;
+}
+
+// The extras of a backward pass (X): the GEMM's output dhw, the recurrent mask and zoneout's
+// factor of the step, each null when absent.
+template <typename S>
+struct GruBackExtras {
+  const S* dhw = nullptr;
+  const S* mask = nullptr;
+  const S* d_h = nullptr;
+};
+
 // (T, B, N) workspace: h_{t-1} * mask for every step (h0, then y[0 .. T-2]): what W_hh
 // multiplied under recurrent dropout, for dW_hh (and the reset-before GRU's dr).
 template <typename S, typename Backend>

@@ -14,70 +14,12 @@
 // Inference allocates them as workspace (the x side for all T: its memory grows with T).
 #pragma once
 
-#include <cmath>
-
 #include "core/cell_math.h"
+#include "core/layer_norm.h"
 #include "core/loop_common.h"
 #include "fastrnn/lstm.h"
 
 FASTRNN_NS_BEGIN
-
-constexpr double kLayerNormEps = 1e-5;  // torch.nn.LayerNorm's default
-
-template <typename S>
-FASTRNN_HD S inverse_sqrt(S v) {
-#ifdef __CUDA_ARCH__
-  return S(1) / sqrt(v);
-#else
-  return S(1) / std::sqrt(v);
-#endif
-}
-
-// v (N) normalized in place, (v - mean) / std with the biased variance; returns 1/std.
-template <typename S>
-FASTRNN_HD S normalize_row(S* v, int64_t N) {
-  S mean = S(0);
-  for (int64_t n = 0; n < N; ++n) mean += v[n];
-  mean /= S(N);
-  S var = S(0);
-  for (int64_t n = 0; n < N; ++n) var += (v[n] - mean) * (v[n] - mean);
-  const S rstd = inverse_sqrt(var / S(N) + S(kLayerNormEps));
-  for (int64_t n = 0; n < N; ++n) v[n] = (v[n] - mean) * rstd;
-  return rstd;
-}
-
-// Layer norm's backward for one row: the input's gradient from d(out) = dout, the normalized
-// values v_hat and 1/std, the gain g: rstd (dv - mean(dv) - v_hat mean(dv v_hat)) with
-// dv = dout * g. Writes it to dx (which may be dout); prod, if given, gets dout * v_hat
-// (the row's share of g's gradient; may be v_hat).
-template <typename S>
-FASTRNN_HD void layer_norm_row_backward(const S* dout, const S* v_hat, S rstd, const S* g,
-                                        int64_t N, S* dx, S* prod) {
-  S m1 = S(0), m2 = S(0);
-  for (int64_t n = 0; n < N; ++n) {
-    const S dv = dout[n] * g[n];
-    m1 += dv;
-    m2 += dv * v_hat[n];
-  }
-  m1 /= S(N);
-  m2 /= S(N);
-  for (int64_t n = 0; n < N; ++n) {
-    const S d = dout[n], vh = v_hat[n];
-    if (prod) prod[n] = d * vh;
-    dx[n] = rstd * (d * g[n] - m1 - vh * m2);
-  }
-}
-
-// Normalizes rows of `v` (M, N) in place, 1/std to rstd[b * rstd_stride].
-template <typename S>
-struct NormalizeRows {
-  S* v;
-  S* rstd;
-  int64_t rstd_stride, N;
-  FASTRNN_HD void operator()(int64_t b) const {
-    rstd[b * rstd_stride] = normalize_row(v + b * N, N);
-  }
-};
 
 // ============================================================================ forward
 

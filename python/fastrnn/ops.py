@@ -369,6 +369,7 @@ def _check_precision(fn: str, precision: str, dtype, xp) -> str:
 
 # The kernels' names of the layer-norm weights, in layer_norm's order.
 _LSTM_LN = ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias")
+_GRU_LN = _LSTM_LN[:2]
 
 
 def _layer_norm(a: "_Call", value, sizes: tuple, letters: tuple) -> Optional[tuple]:
@@ -688,13 +689,16 @@ def gru_forward(
     precision: str = "fp32",
     zoneout: Optional[ArrayLike] = None,
     recurrent_mask: Optional[ArrayLike] = None,
+    layer_norm: Optional[Tuple[ArrayLike, ArrayLike]] = None,
 ) -> Tuple[Result[DeviceArrayT], Result[DeviceArrayT], Optional[GruSaved]]:
     """GRU over T steps: ``(y (T,B,H), h_n (B,H), saved)``. ``reset_after`` chooses where the
     reset gate applies (True: cuDNN/PyTorch; False: Cho et al. 2014); see the README.
     ``lengths`` (B,) or a PackedBatch runs sequence b for its first lengths[b] steps only;
     ``precision`` "fp32" or "bf16" (see the module's doc). ``zoneout`` (T, B, H) and
     ``recurrent_mask`` (B, H): as for :func:`lstm_forward` (the mask applies where h enters
-    W_hh; z * h takes h as it is)."""
+    W_hh; z * h takes h as it is). ``layer_norm`` (gamma_ih (3H), gamma_hh (3H)): the
+    layer-normalized GRU (reset_after only; see :mod:`fastrnn.reference`); the backward then
+    returns their gradients last."""
     a = _Call(
         "gru_forward", spec("gru"), backend, x, {"h0": h0}, w_ih, w_hh, b_ih, b_hh, None, lengths,
         precision,
@@ -704,6 +708,15 @@ def gru_forward(
         zoneout_h=a.mask("zoneout", zoneout, (T, B, H), "(T, B, H)", 1),
         recurrent_mask=a.mask("recurrent_mask", recurrent_mask, (B, H), "(B, H)", 0),
     )
+    ln = _layer_norm(a, layer_norm, (3 * H, 3 * H), ("3H", "3H"))
+    if ln is not None and not reset_after:
+        raise ValueError("gru_forward: layer_norm takes the reset-after form (reset_after=True)")
+    ln_saved = dict(ln_ih=None, ln_hh=None, ln_rstd=None)
+    if ln is not None and training:
+        ln_saved = dict(
+            ln_ih=a.empty(T, B, 3 * H), ln_hh=a.empty(T, B, 3 * H), ln_rstd=a.empty(T, B, 2)
+        )
+    ln_args = dict(zip(_GRU_LN, ln or (None, None)))
     y, h_n = a.empty(T, B, H), a.empty(B, H)
     gates = a.empty(T, B, 3 * H) if training else None  # inference: chunked in C++
     extra = a.empty(T, B, H) if training else a.empty(B, H)
@@ -717,6 +730,8 @@ def gru_forward(
         reset_after=bool(reset_after),
         H=H,
         **extras,
+        **ln_args,
+        **ln_saved,
     )
     saved = None
     if training:
@@ -725,6 +740,8 @@ def gru_forward(
             extra=extra,
             reset_after=bool(reset_after),
             **extras,
+            layer_norm=ln,
+            **ln_saved,
         )
         y = _private(a, y)
     return a.results((y,), (h_n,)) + (saved,)
@@ -736,14 +753,21 @@ def gru_backward(
     """BPTT through :func:`gru_forward`: ``(dx, dh0, dw_ih, dw_hh, db_ih, db_hh)``."""
     b = _Backward("gru_backward", saved, GruSaved, dy, {"dh_n": dh_n})
     s = b.saved
+    ln = s.layer_norm
+    dln = None if ln is None else [s.array_ops.empty(tuple(g.shape), s.dtype) for g in ln]
     s.array_ops.kernels.gru_backward(
         **b.kernel_args(),
         extra=s.extra,
         reset_after=s.reset_after,
         zoneout_h=s.zoneout_h,
         recurrent_mask=s.recurrent_mask,
+        **dict(zip(_GRU_LN, ln or (None, None))),
+        ln_ih=s.ln_ih,
+        ln_hh=s.ln_hh,
+        ln_rstd=s.ln_rstd,
+        **dict(zip((f"d{n}" for n in _GRU_LN), dln or (None, None))),
     )
-    return b.results()
+    return b.results(*(dln or []))
 
 
 # ----------------------------------------------------------------------------- RNN

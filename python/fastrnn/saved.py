@@ -155,6 +155,12 @@ class GruSaved(SavedState):
     # The forward's regularization (fastrnn.ops: in the kernels' row order), or None:
     zoneout_h: Any = None  # (T, B, H) zoneout's factor d
     recurrent_mask: Any = None  # (B, H) the recurrent dropout mask
+    # Layer norm (fastrnn.ops): its weights (gamma_ih, gamma_hh) or None, and the normalized
+    # values the kernels keep (see csrc/core/gru_layer_norm.h).
+    layer_norm: Any = None
+    ln_ih: Any = None  # (T, B, 3H)
+    ln_hh: Any = None  # (T, B, 3H)
+    ln_rstd: Any = None  # (T, B, 2)
 
     cell = "gru"
 

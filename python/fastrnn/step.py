@@ -47,7 +47,17 @@ _STATIC: Dict[str, Dict[str, Any]] = {
         ln_cell=None,
         ln_rstd=None,
     ),
-    "gru": dict(gates=None, training=False, zoneout_h=None, recurrent_mask=None),
+    "gru": dict(
+        gates=None,
+        training=False,
+        zoneout_h=None,
+        recurrent_mask=None,
+        ln_ih_weight=None,
+        ln_hh_weight=None,
+        ln_ih=None,
+        ln_hh=None,
+        ln_rstd=None,
+    ),
     "rnn": dict(gates=None),
 }
 _SCRATCH = {"lstm": ("cells",), "gru": ("extra",), "rnn": ()}

@@ -38,6 +38,15 @@ struct GruForwardArgs {
   // The backward takes the forward's.
   const S* zoneout_h = nullptr;
   const S* recurrent_mask = nullptr;
+  // Layer norm (fastrnn extra; null weights: off; reset_after only): a^x = LN(W_ih x;
+  // ln_ih_weight) + b_ih, a^h = LN(W_hh h; ln_hh_weight) + b_hh, each over the row's 3H (LN as
+  // in fastrnn/lstm.h). Training saves the normalized values, ln_ih and ln_hh (T, B, 3H),
+  // and their 1/std in ln_rstd (T, B, 2); inference needs none of them (null).
+  const S* ln_ih_weight = nullptr;  // (3H)
+  const S* ln_hh_weight = nullptr;  // (3H)
+  S* ln_ih = nullptr;
+  S* ln_hh = nullptr;
+  S* ln_rstd = nullptr;
 };
 
 template <typename S>
@@ -70,6 +79,15 @@ struct GruBackwardArgs {
   // The backward takes the forward's.
   const S* zoneout_h = nullptr;
   const S* recurrent_mask = nullptr;
+  // Layer norm: the forward's weights and saved values (ln_ih and ln_hh are overwritten), and
+  // the gradients of the weights (out).
+  const S* ln_ih_weight = nullptr;
+  const S* ln_hh_weight = nullptr;
+  S* ln_ih = nullptr;
+  S* ln_hh = nullptr;
+  const S* ln_rstd = nullptr;
+  S* dln_ih_weight = nullptr;
+  S* dln_hh_weight = nullptr;
 };
 
 }  // namespace fastrnn
