@@ -1,5 +1,6 @@
 """The NumPy layers' regularization keywords (issue 13): zoneout, variational recurrent
-dropout and weight drop on LSTM and GRU layers -- against the reference called directly with
+dropout and weight drop on LSTM and GRU layers, and the layer-normalized LayerNormLSTM and
+LayerNormGRU -- against the reference called directly with
 the layer's own masks (single layer: every output and gradient, weight drop's gradient
 through its mask), on the kernels and the reference backend, with lengths and every layer
 option; the masks' rates, reproducibility and evaluation's formula; bad options."""
@@ -58,13 +59,15 @@ def test_a_regularized_layer_is_the_reference_with_its_masks(cls, backend, lengt
                                atol=1e-12)  # fmt: skip
 
 
-@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "LayerNormLSTM", "LayerNormGRU"])
 def test_every_layer_option_on_the_kernels_and_the_reference(cls):
     """Stacked, bidirectional, batch_first, lengths, dropout between layers, projection: the
     kernels and the reference backend agree (the same seed draws the same masks)."""
     kw = dict(num_layers=2, bidirectional=True, batch_first=True, dropout=0.3,
-              zoneout=(0.2, 0.1) if cls == "LSTM" else 0.2, recurrent_dropout=0.3,
+              zoneout=0.2, recurrent_dropout=0.3,
               weight_drop=0.25, **({"proj_size": 3} if cls == "LSTM" else {}))  # fmt: skip
+    if cls.endswith("LSTM"):
+        kw["zoneout"] = (0.2, 0.1)
     x = np.random.default_rng(2).standard_normal((B, T, I))
     runs = []
     for backend in ("cpu", "numpy"):
@@ -151,3 +154,52 @@ def test_bad_options(cls, kw, message):
 def test_rnn_takes_none_of_them():
     with pytest.raises(TypeError, match="zoneout"):
         fastrnn.RNN(I, H, zoneout=0.1)
+
+
+@pytest.mark.parametrize("cls", ["LayerNormLSTM", "LayerNormGRU"])
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_a_layer_norm_layer_is_the_reference_with_its_parameters(cls, backend):
+    """One layer: outputs and every gradient, the layer-norm parameters' included, equal the
+    reference's called with the layer's parameters (gains and bias moved off 1 and 0)."""
+    m = _layer(cls, backend)
+    rng = np.random.default_rng(6)
+    ln_names = [n for n in m.parameters() if n.startswith("layer_norm_")]
+    for n in ln_names:
+        m.parameters()[n][...] += rng.standard_normal(m.parameters()[n].shape) * 0.3
+    x = rng.standard_normal((T, B, I))
+    y, finals = m(x, lengths=LENGTHS)
+    w = _weights(m)
+    ln = tuple(m.parameters()[n] for n in ln_names)
+    kw = dict(lengths=LENGTHS, layer_norm=ln)
+    if cls == "LayerNormLSTM":
+        *want, saved = reference.lstm_forward(x, None, None, *w, **kw)
+        got, n_states = [y, *(f[0] for f in finals)], 2
+    else:
+        *want, saved = reference.gru_forward(x, None, *w, **kw)
+        got, n_states = [y, finals[0]], 1
+    for g, v in zip(got, want):
+        np.testing.assert_allclose(g, v, atol=1e-12)
+    dy = rng.standard_normal(y.shape)
+    m.zero_grad()
+    dx, _ = m.backward(dy)
+    backward = reference.lstm_backward if cls == "LayerNormLSTM" else reference.gru_backward
+    grads = backward(saved, dy, *[None] * n_states)
+    np.testing.assert_allclose(dx, grads[0], atol=1e-12)
+    names = ["weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0"] + ln_names
+    for name, g in zip(names, grads[1 + n_states :]):
+        np.testing.assert_allclose(m.grads[name], g, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("cls,n", [("LayerNormLSTM", 4), ("LayerNormGRU", 2)])
+def test_layer_norm_parameters_are_named_and_initialized_as_documented(cls, n):
+    m = getattr(fastrnn, cls)(I, H, num_layers=2, bidirectional=True)
+    ln = {k: v for k, v in m.parameters().items() if k.startswith("layer_norm_")}
+    assert len(ln) == n * 4 and "layer_norm_ih_weight_l1_reverse" in ln
+    for k, v in ln.items():
+        G = 4 if cls == "LayerNormLSTM" else 3
+        assert v.shape == ((H,) if "_cell_" in k else (G * H,))
+        assert np.all(v == (0 if "cell_bias" in k else 1)), k
+    other = getattr(fastrnn, cls)(I, H, num_layers=2, bidirectional=True, seed=3)
+    other.load_state_dict(m.state_dict())
+    with pytest.raises(TypeError):
+        getattr(fastrnn, cls)(I, H, proj_size=2)

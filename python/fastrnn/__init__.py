@@ -59,13 +59,15 @@ _C = _load_extension()
 
 from . import cell_spec, convert, cuda, ops, reference, train  # noqa: E402
 from .cells import GRUCell, LSTMCell, RNNCell  # noqa: E402
-from .layers import GRU, LSTM, RNN, backends, no_grad  # noqa: E402
+from .layers import GRU, LSTM, RNN, LayerNormGRU, LayerNormLSTM, backends, no_grad  # noqa: E402
 from .packed import PackedBatch  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = [
     "LSTM",
     "GRU",
+    "LayerNormLSTM",
+    "LayerNormGRU",
     "RNN",
     "LSTMCell",
     "GRUCell",

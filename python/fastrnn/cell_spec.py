@@ -72,6 +72,23 @@ class CellSpec:
         """The kernels' weight arguments, in the order of torch.nn's parameters."""
         return ("w_ih", "w_hh", "b_ih", "b_hh") + (("w_hr",) if projection else ())
 
+    @property
+    def layer_norm_args(self) -> Tuple[str, ...]:
+        """The kernels' layer-norm weights (``layer_norm=``, in order); () for none."""
+        return {
+            "lstm": ("ln_ih_weight", "ln_hh_weight", "ln_cell_weight", "ln_cell_bias"),
+            "gru": ("ln_ih_weight", "ln_hh_weight"),
+        }.get(self.name, ())
+
+    def layer_norm_params(self, hidden_size: int, suffix: str = "") -> Dict[str, Tuple[int, ...]]:
+        """Name -> shape of the layer-norm parameters of one (layer, direction), in the order
+        of :attr:`layer_norm_args`: layer_norm_ih_weight, layer_norm_hh_weight (G*H) and the
+        LSTM's layer_norm_cell_weight, layer_norm_cell_bias (H)."""
+        GH = self.G * hidden_size
+        names = ("ih_weight", "hh_weight", "cell_weight", "cell_bias")[: len(self.layer_norm_args)]
+        shapes = ((GH,), (GH,), (hidden_size,), (hidden_size,))
+        return {f"layer_norm_{n}{suffix}": s for n, s in zip(names, shapes)}
+
     def grad_names(self, projection: bool = False) -> Tuple[str, ...]:
         """What ``<name>_backward`` returns, in order: d of x, of each initial state, of each
         weight argument."""
@@ -163,8 +180,11 @@ class CellSpec:
         """``module.<name>_backward``; ``dfinals`` holds the final-state gradients (None for
         zeros). Returns name -> gradient, named as in :meth:`grad_names`."""
         kw = {f"d{s}_n": g for s, g in zip(self.states, dfinals)}
+        n_ln = len(getattr(saved, "layer_norm", None) or ())  # read before the call uses it up
         grads = getattr(module, self.backward_name)(saved, dy=dy, **kw)
-        return dict(zip(self.grad_names(len(grads) > len(self.grad_names())), grads))
+        projection = len(grads) - n_ln > len(self.grad_names())
+        names = self.grad_names(projection) + self.layer_norm_args[:n_ln]
+        return dict(zip(names, grads))
 
 
 CELLS: Dict[str, CellSpec] = {

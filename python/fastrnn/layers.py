@@ -38,7 +38,16 @@ from .regularization import Regularization, regularization
 from .saved import is_bfloat16
 from .stack import stack_backward, stack_forward
 
-__all__ = ["RNN", "LSTM", "GRU", "backends", "no_grad", "get_backend"]
+__all__ = [
+    "RNN",
+    "LSTM",
+    "GRU",
+    "LayerNormLSTM",
+    "LayerNormGRU",
+    "backends",
+    "no_grad",
+    "get_backend",
+]
 
 _no_grad_depth = contextvars.ContextVar("fastrnn_no_grad", default=0)
 
@@ -235,6 +244,8 @@ class _Base:
 
 
 class _RNNBase(_Base):
+    _layer_norm = False  # LayerNormLSTM, LayerNormGRU
+
     def __init__(
         self,
         input_size: int,
@@ -302,6 +313,13 @@ class _RNNBase(_Base):
                     )
                 )
         self._init_params(shapes, H, seed)
+        if self._layer_norm:  # gains 1, biases 0, as torch.nn.LayerNorm's
+            for layer in range(self.num_layers):
+                for d in range(D):
+                    for n, shape in self._spec.layer_norm_params(H, self._suffix(layer, d)).items():
+                        init = np.zeros if n.startswith("layer_norm_cell_bias") else np.ones
+                        self._params[n] = init(shape, self.dtype)
+                        self.grads[n] = np.zeros(shape, self.dtype)
         self._tape = None  # what the last training forward keeps for backward
         # layer -> the (T, B, D*P) mask applied to that layer's output by the last training
         # forward (0 or 1/(1-dropout)); backward applies the same.
@@ -330,6 +348,10 @@ class _RNNBase(_Base):
 
     def _weights(self, layer: int, d: int) -> list:
         return [self._params.get(n) for n in self._names(layer, d)]
+
+    def _ln_names(self, layer: int, d: int) -> tuple:
+        """The layer-norm parameters of (layer, d), in the order the kernels take them."""
+        return tuple(self._spec.layer_norm_params(self.hidden_size, self._suffix(layer, d)))
 
     def _draw_regularization(self, T: int, B: int, training: bool) -> Dict[Tuple[int, int], dict]:
         """The regularization masks of one forward, per (layer, direction), over the caller's
@@ -464,6 +486,8 @@ class _RNNBase(_Base):
         def extras(layer: int, d: int) -> dict:  # the kernels' rows: sorted by length
             m = reg.get((layer, d), {})
             out = {}
+            if self._layer_norm:
+                out["layer_norm"] = tuple(self._params[n] for n in self._ln_names(layer, d))
             if "zoneout" in m:
                 z = m["zoneout"]
                 sort = (lambda a: a) if pk is None else (lambda a: pk.sort(a, 1))
@@ -488,7 +512,7 @@ class _RNNBase(_Base):
             D,
             draw if training and self.dropout > 0 else None,
             training,
-            extras=extras if reg else None,
+            extras=extras if reg or self._layer_norm else None,
         )
         self.last_dropout_masks = masks
         self.last_regularization_masks = reg
@@ -563,10 +587,11 @@ class _RNNBase(_Base):
         projection = bool(self.proj_size)
         for layer in range(L):
             for d in range(D):
-                self._accumulate(
-                    self._names(layer, d),
-                    [wgrads[layer][d][w] for w in cell.weight_args(projection)],
-                )
+                args = cell.weight_args(projection)
+                names = self._names(layer, d)
+                if self._layer_norm:
+                    args, names = args + cell.layer_norm_args, names + self._ln_names(layer, d)
+                self._accumulate(names, [wgrads[layer][d][w] for w in args])
         if pk is not None:
             dx = pk.unsort(dx, 1)
             dinit = [pk.unsort(g, 1) for g in dinit]
@@ -674,7 +699,7 @@ class GRU(_OneStateLayer):
             backend,
             seed,
             precision,
-            regularization("GRU", "gru", zoneout, recurrent_dropout, weight_drop),
+            regularization(type(self).__name__, "gru", zoneout, recurrent_dropout, weight_drop),
             reset_after=self.reset_after,
         )
 
@@ -718,7 +743,7 @@ class LSTM(_RNNBase):
             backend,
             seed,
             precision,
-            regularization("LSTM", "lstm", zoneout, recurrent_dropout, weight_drop),
+            regularization(type(self).__name__, "lstm", zoneout, recurrent_dropout, weight_drop),
         )
 
     def backward(
@@ -734,3 +759,71 @@ class LSTM(_RNNBase):
             raise TypeError("LSTM.backward: dstate must be a tuple (dh_n, dc_n)")
         dx, (dh0, dc0) = self._backward(dy, list(dstate))
         return dx, (dh0, dc0)
+
+
+class LayerNormLSTM(LSTM):
+    """Layer-normalized LSTM layers (Ba et al. 2016; the math in :mod:`fastrnn.reference`):
+    a = LN(W_ih x; gamma_ih) + LN(W_hh h; gamma_hh) + b_ih + b_hh over the 4H gate
+    pre-activations, h = o tanh(LN(c; gamma_c, beta_c)). Arguments as :class:`LSTM` but
+    proj_size; the parameters torch.nn.LSTM has plus layer_norm_ih_weight_l{k},
+    layer_norm_hh_weight_l{k} (4H), layer_norm_cell_weight_l{k}, layer_norm_cell_bias_l{k}
+    (H) (``_reverse`` for the second direction); the gains start at 1, the bias at 0."""
+
+    _layer_norm = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        precision: str = "fp32",
+        *,
+        zoneout: Union[float, Tuple[float, float]] = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+    ):
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional, 0,
+            dtype, backend, seed, precision, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_drop=weight_drop,
+        )  # fmt: skip
+
+
+class LayerNormGRU(GRU):
+    """Layer-normalized GRU layers, reset after (the math in :mod:`fastrnn.reference`):
+    a^x = LN(W_ih x; gamma_ih) + b_ih, a^h = LN(W_hh h; gamma_hh) + b_hh over the 3H
+    pre-activations. Arguments as :class:`GRU` but reset_after; the parameters torch.nn.GRU
+    has plus layer_norm_ih_weight_l{k}, layer_norm_hh_weight_l{k} (3H), starting at 1."""
+
+    _layer_norm = True
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        dtype=np.float32,
+        backend: str = "auto",
+        seed: Optional[int] = None,
+        precision: str = "fp32",
+        *,
+        zoneout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        weight_drop: float = 0.0,
+    ):
+        super().__init__(
+            input_size, hidden_size, num_layers, bias, batch_first, dropout, bidirectional,
+            dtype, backend, seed, True, precision, zoneout=zoneout,
+            recurrent_dropout=recurrent_dropout, weight_drop=weight_drop,
+        )  # fmt: skip

@@ -189,7 +189,8 @@ def stack_backward(
             )
             for out, s in zip(dinit, cell.states):
                 out[k] = grads[f"{s}0"]
-            wgrads[layer][d] = {w: grads[w] for w in cell.weight_args("w_hr" in grads)}
+            names = cell.weight_args("w_hr" in grads) + cell.layer_norm_args
+            wgrads[layer][d] = {w: grads[w] for w in names if w in grads}
             if layer == 0 and not need_dx:
                 continue
             dx_d = grads["x"] if d == 0 else arrays.reverse(grads["x"], packed)

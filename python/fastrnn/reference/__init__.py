@@ -287,6 +287,7 @@ def lstm_forward(
             m=None if w_hr is None else _stack(ms, (0, B, H), x.dtype),
             precision=precision,
             extras=extras,
+            layer_norm=layer_norm,
         )
     return y, h, c, saved
 
@@ -458,6 +459,7 @@ def gru_forward(
             reset_after=bool(reset_after),
             precision=precision,
             extras=extras,
+            layer_norm=layer_norm,
         )
     return y, h, saved
 
