@@ -727,7 +727,7 @@ def test_bf16_module_on_the_device(where, cls):
     assert max(rel) < 2.0**-7 and rel[0] > 1e-4  # (W_hh's gradient without hx: 0 and 0)
 
 
-@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+@pytest.mark.parametrize("cls", ["LSTM", "GRU", "LayerNormLSTM", "LayerNormGRU"])
 def test_regularized_layer_on_the_device(where, cls):
     """zoneout, recurrent dropout and weight drop on the CUDA route: the plain torch
     equations of tests/test_torch_regularization.py with the module's masks."""
@@ -738,7 +738,7 @@ def test_regularized_layer_on_the_device(where, cls):
                          weight_drop=0.3, dtype=torch.float64, device=where.device)  # fmt: skip
     x = torch.randn(T, B, I, dtype=torch.float64).to(where.device)
     hx = [torch.randn(2, B, H, dtype=torch.float64).to(where.device) for _ in range(2)]
-    arg = tuple(hx) if cls == "LSTM" else hx[0]
+    arg = tuple(hx) if cls.endswith("LSTM") else hx[0]
     got = _flat(m(x, arg))
     assert where.calls
     _close(got, _flat(_plain(m, x, arg)), 1e-10)

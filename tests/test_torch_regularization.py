@@ -14,11 +14,18 @@ from test_torch_dropin import FAST  # noqa: E402
 T, B, I, H = 5, 3, 4, 6
 
 
-def _lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, d_h, d_c, r):
-    a = x @ w_ih.T + (h * r) @ w_hh.T + b_ih + b_hh
+def _ln(v, gain, bias=None):
+    return torch.nn.functional.layer_norm(v, v.shape[-1:], gain, bias, 1e-5)
+
+
+def _lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, d_h, d_c, r, ln=None):
+    if ln is None:
+        a = x @ w_ih.T + (h * r) @ w_hh.T + b_ih + b_hh
+    else:
+        a = _ln(x @ w_ih.T, ln[0]) + _ln((h * r) @ w_hh.T, ln[1]) + b_ih + b_hh
     i, f, g, o = a.chunk(4, dim=1)
     c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-    h_new = torch.sigmoid(o) * torch.tanh(c_new)
+    h_new = torch.sigmoid(o) * torch.tanh(c_new if ln is None else _ln(c_new, ln[2], ln[3]))
     if w_hr is not None:
         h_new = h_new @ w_hr.T
     if d_c is not None:
@@ -28,9 +35,11 @@ def _lstm_step(x, h, c, w_ih, w_hh, b_ih, b_hh, w_hr, d_h, d_c, r):
     return h_new, c_new
 
 
-def _gru_step(x, h, w_ih, w_hh, b_ih, b_hh, d_h, r):
-    gx = x @ w_ih.T + b_ih
-    gh = (h * r) @ w_hh.T + b_hh
+def _gru_step(x, h, w_ih, w_hh, b_ih, b_hh, d_h, r, ln=None):
+    if ln is None:
+        gx, gh = x @ w_ih.T + b_ih, (h * r) @ w_hh.T + b_hh
+    else:
+        gx, gh = _ln(x @ w_ih.T, ln[0]) + b_ih, _ln((h * r) @ w_hh.T, ln[1]) + b_hh
     rx, zx, nx = gx.chunk(3, dim=1)
     rh, zh, nh = gh.chunk(3, dim=1)
     rg, z = torch.sigmoid(rx + rh), torch.sigmoid(zx + zh)
@@ -51,6 +60,8 @@ def _plain(m, x, hx):
         for d in range(D):
             sfx = f"_l{layer}" + ("_reverse" if d else "")
             w = [getattr(m, f"{n}{sfx}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+            ln = [p for n, p in m.named_parameters() if n.startswith("layer_norm_") and
+                  n.endswith(sfx) and (d or not n.endswith("_reverse"))] or None  # fmt: skip
             masks = m.last_regularization_masks.get((layer, d), {})
             if "weight_drop" in masks:
                 w[1] = w[1] * masks["weight_drop"]
@@ -65,9 +76,9 @@ def _plain(m, x, hx):
                     d_h = None if z[0] is None else z[0][t]
                     d_c = None if z[1] is None else z[1][t]
                     w_hr = getattr(m, f"weight_hr{sfx}", None)
-                    h, c = _lstm_step(seq[t], h, c, *w, w_hr, d_h, d_c, r)
+                    h, c = _lstm_step(seq[t], h, c, *w, w_hr, d_h, d_c, r, ln)
                 else:
-                    h = _gru_step(seq[t], h, *w, None if z is None else z[t], r)
+                    h = _gru_step(seq[t], h, *w, None if z is None else z[t], r, ln)
                 ys.append(h)
             y = torch.stack(ys)
             outs.append(y if d == 0 else y.flip(0))
@@ -92,6 +103,10 @@ CASES = [
     ),  # fmt: skip
     ("GRU", dict(zoneout=0.3)),
     ("GRU", dict(recurrent_dropout=0.3, weight_drop=0.3, num_layers=2, bidirectional=True)),
+    ("LayerNormLSTM", dict()),
+    ("LayerNormLSTM", dict(zoneout=0.2, recurrent_dropout=0.2, num_layers=2, bidirectional=True)),
+    ("LayerNormGRU", dict()),
+    ("LayerNormGRU", dict(zoneout=0.2, weight_drop=0.2, num_layers=2, bidirectional=True)),
 ]
 
 
@@ -100,13 +115,18 @@ CASES = [
 def test_the_drop_in_is_the_plain_torch_equations_with_its_masks(cls, kw, training):
     torch.manual_seed(0)
     m = getattr(ft, cls)(I, H, dtype=torch.float64, **kw).train(training)
+    with torch.no_grad():  # gains and biases away from 1 and 0
+        for n, p in m.named_parameters():
+            if n.startswith("layer_norm_"):
+                p.add_(torch.randn(p.shape, dtype=p.dtype) * 0.3)
     P = m.proj_size or H
     D, L = 2 if m.bidirectional else 1, m.num_layers
     x = torch.randn(T, B, I, dtype=torch.float64, requires_grad=True)
     hx = [torch.randn(L * D, B, P, dtype=torch.float64, requires_grad=True)]
-    if cls == "LSTM":
+    lstm = cls.endswith("LSTM")
+    if lstm:
         hx.append(torch.randn(L * D, B, H, dtype=torch.float64, requires_grad=True))
-    arg = tuple(hx) if cls == "LSTM" else hx[0]
+    arg = tuple(hx) if lstm else hx[0]
     got = _flat(m(x, arg))
     assert type(got[0].grad_fn).__name__ == FAST
     want = _flat(_plain(m, x, arg))
@@ -189,3 +209,23 @@ def test_without_the_kernels_it_is_an_error_not_torchs_lstm():
 def test_bad_probabilities(kw):
     with pytest.raises(ValueError, match="must be a number in"):
         ft.LSTM(I, H, **kw)
+
+
+@pytest.mark.parametrize("cls,names", [
+    ("LayerNormLSTM", ["ih_weight", "hh_weight", "cell_weight", "cell_bias"]),
+    ("LayerNormGRU", ["ih_weight", "hh_weight"]),
+])  # fmt: skip
+def test_layer_norm_classes_state_dict_names(cls, names):
+    m = getattr(ft, cls)(I, H, num_layers=2, bidirectional=True)
+    base = torch.nn.LSTM if cls == "LayerNormLSTM" else torch.nn.GRU
+    plain = list(base(I, H, num_layers=2, bidirectional=True).state_dict())
+    want = plain + [f"layer_norm_{n}_l{k}{s}" for k in range(2) for s in ("", "_reverse")
+                    for n in names]  # fmt: skip
+    assert list(m.state_dict()) == want
+    for n, p in m.state_dict().items():
+        if n.startswith("layer_norm_"):
+            assert torch.all(p == (0 if "cell_bias" in n else 1))
+    other = getattr(ft, cls)(I, H, num_layers=2, bidirectional=True)
+    other.load_state_dict(m.state_dict())
+    with ft.disabled(), pytest.raises(RuntimeError, match=f"{cls} with layer norm runs on"):
+        m(torch.randn(T, B, I))

@@ -20,7 +20,18 @@ except ImportError as e:
     ) from e
 
 from ..regularization import Regularization
-from .modules import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNCell, disabled, fast_path_reason
+from .modules import (
+    GRU,
+    LSTM,
+    RNN,
+    GRUCell,
+    LayerNormGRU,
+    LayerNormLSTM,
+    LSTMCell,
+    RNNCell,
+    disabled,
+    fast_path_reason,
+)
 from .switch import install, patch, replace_rnns, uninstall
 
 __all__ = [
@@ -30,6 +41,8 @@ __all__ = [
     "LSTMCell",
     "GRUCell",
     "RNNCell",
+    "LayerNormLSTM",
+    "LayerNormGRU",
     "disabled",
     "fast_path_reason",
     "replace_rnns",
@@ -40,4 +53,6 @@ __all__ = [
 
 # torch.load(path) of a whole model holding them, with torch's default weights_only=True (a
 # regularized module holds its options in a Regularization).
-torch.serialization.add_safe_globals([LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, Regularization])
+torch.serialization.add_safe_globals(
+    [LSTM, GRU, RNN, LSTMCell, GRUCell, RNNCell, LayerNormLSTM, LayerNormGRU, Regularization]
+)

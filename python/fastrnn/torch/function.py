@@ -220,6 +220,7 @@ class Run:
     ``masks``: layer -> dropout mask (T, B, D*P) in the kernels' layout, or None.
     ``extras``: (layer, d) -> the regularization arguments of that call's kernel
     (``zoneout``, ``recurrent_mask``; the route's arrays, rows in the kernels' order), or None.
+    ``layer_norm``: the flat weights end with each (layer, direction)'s layer-norm parameters.
     ``route``: where the tensors go (:func:`route_of`).
     """
 
@@ -240,6 +241,7 @@ class Run:
         masks: Optional[Dict[int, Any]] = None,
         route: Arrays = HOST,
         extras: Optional[Dict[Tuple[int, int], Dict[str, Any]]] = None,
+        layer_norm: bool = False,
     ) -> None:
         self.cell, self.options, self.L, self.D = cell, options, L, D
         self.layout, self.n_hx, self.bias, self.projection = layout, n_hx, bias, projection
@@ -250,6 +252,9 @@ class Run:
         self.index = None if packed is None else np.flatnonzero(packed.padding_mask())
         self.masks, self.route, self.extras = masks, route, extras
         self.n_w = 2 + 2 * bias + projection  # weight tensors per (layer, direction)
+        # Layer norm: its parameters per (layer, direction), after all the weights in the flat
+        # list (the layer-normalized classes' order).
+        self.n_ln = len(cell.layer_norm_args) if layer_norm else 0
 
     # -- layouts: caller's <-> kernels' (T, B, N), rows sorted
     def seq_in(self, a: np.ndarray) -> np.ndarray:
@@ -308,6 +313,22 @@ class Run:
             out.append(dirs)
         return out
 
+    def call_extras(self, flat: Sequence[np.ndarray]):
+        """(layer, d) -> the extra keyword arguments of that call's kernel (the
+        regularization masks, the layer-norm parameters from the flat weights), or None."""
+        if not self.extras and not self.n_ln:
+            return None
+        tail = flat[self.L * self.D * self.n_w :]
+
+        def extras(layer: int, d: int) -> dict:
+            out = dict(self.extras[layer, d]) if self.extras else {}
+            if self.n_ln:
+                k = (layer * self.D + d) * self.n_ln
+                out["layer_norm"] = tuple(tail[k : k + self.n_ln])
+            return out
+
+        return extras
+
     # -- the computation on NumPy arrays
     def forward(
         self, arrays: Sequence[np.ndarray], training: bool
@@ -328,7 +349,7 @@ class Run:
             self.masks,
             training,
             self.route,
-            extras=None if not self.extras else lambda layer, d: self.extras[layer, d],
+            extras=self.call_extras(arrays[1 + self.n_hx :]),
         )
         return self.seq_out(y), [self.state_out(f) for f in finals], tape
 
@@ -353,6 +374,9 @@ class Run:
         for layer in range(self.L):
             for d in range(self.D):
                 out += [wgrads[layer][d][n] for n in names]
+        for layer in range(self.L):
+            for d in range(self.D):
+                out += [wgrads[layer][d][n] for n in self.cell.layer_norm_args[: self.n_ln]]
         return [g if need else None for g, need in zip(out, needs)]
 
 

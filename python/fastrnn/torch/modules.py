@@ -40,7 +40,18 @@ from ..regularization import Regularization, regularization
 from ..step import CellStep
 from .function import HOST, Run, route_of, run
 
-__all__ = ["LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell", "disabled", "fast_path_reason"]
+__all__ = [
+    "LSTM",
+    "GRU",
+    "RNN",
+    "LSTMCell",
+    "GRUCell",
+    "RNNCell",
+    "LayerNormLSTM",
+    "LayerNormGRU",
+    "disabled",
+    "fast_path_reason",
+]
 
 _disabled = contextvars.ContextVar("fastrnn_torch_disabled", default=False)
 _FLOATS = (torch.float32, torch.float64)
@@ -145,6 +156,7 @@ class _Fast:
     # LSTM, GRU: zoneout, recurrent dropout, weight drop (fastrnn extras; set on an instance
     # only when constructed with any).
     regularization: Regularization = Regularization()
+    _layer_norm = False  # LayerNormLSTM, LayerNormGRU
     _cell_name = ""  # a key of fastrnn.cell_spec.CELLS
 
     def _options(self) -> Tuple[Tuple[str, object], ...]:
@@ -183,10 +195,11 @@ class _Fast:
 
     def _fallback(self, input, hx):
         _CHECKED.pop(self, None)  # views of weights this call did not take: not kept alive
-        if self.regularization.active:
+        if self._layer_norm or self.regularization.active:
+            what = "layer norm" if self._layer_norm else "zoneout, recurrent_dropout or weight_drop"
             raise RuntimeError(
-                f"fastrnn.torch.{type(self).__name__} with zoneout, recurrent_dropout or "
-                f"weight_drop runs on fastrnn's kernels only (float32/float64/bfloat16 tensors "
+                f"fastrnn.torch.{type(self).__name__} with {what} "
+                f"runs on fastrnn's kernels only (float32/float64/bfloat16 tensors "
                 f"on the CPU, or float32/float64 on a GPU where fastrnn's CUDA backend is "
                 f"usable, outside fastrnn.torch.disabled(), TorchScript, tracing, export, "
                 f"autocast to float16); torch.nn has no such {self._torch_name()} to fall "
@@ -257,7 +270,18 @@ class _Layer(_Fast):
         return y, (tuple(finals) if len(finals) > 1 else finals[0])
 
     def _weight_names(self) -> List[str]:
-        return self._flat_weights_names
+        if not self._layer_norm:
+            return self._flat_weights_names
+        return self._flat_weights_names + self._layer_norm_names()
+
+    def _layer_norm_names(self) -> List[str]:
+        """The layer-norm parameters, per (layer, direction) in order (as Run takes them)."""
+        cell, names = spec(self._cell_name), []
+        for layer in range(self.num_layers):
+            for d in range(2 if self.bidirectional else 1):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                names += list(cell.layer_norm_params(self.hidden_size, sfx))
+        return names
 
     def _plan(self, input, hx) -> Optional[Tuple[Run, Tensor, list, "_CheckedWeights", _Mode]]:
         """The Run for this call with the tensors it takes (x and the states in the mode's
@@ -312,7 +336,8 @@ class _Layer(_Fast):
         options = self._options() + (("precision", mode.precision),)
         reg = self._regularization_masks(x, pk, T, B, route, mode)
         if pk is None and not dropout and not reg:  # nothing per call in the Run: shared
-            plan = _seq_run(self._cell_name, options, *shape, self.batch_first, unbatched, route)
+            plan = _seq_run(self._cell_name, options, *shape, self.batch_first, unbatched, route,
+                            self._layer_norm)  # fmt: skip
         else:
             masks = self._masks(x, pk, T, B, D * P, route, mode) if dropout else None
             layout = "seq" if pk is None else "packed"
@@ -320,7 +345,8 @@ class _Layer(_Fast):
                       for k, m in reg.items()}  # fmt: skip
             plan = Run(cell, dict(options), L, D, layout, *shape[2:],
                        batch_first=self.batch_first, unbatched=unbatched, packed=pk,
-                       masks=masks, route=route, extras=extras)  # fmt: skip
+                       masks=masks, route=route, extras=extras,
+                       layer_norm=self._layer_norm)  # fmt: skip
         return plan, x.to(mode.compute), [s.to(mode.compute) for s in states], weights, mode
 
     def _regularization_masks(self, x, pk, T: int, B: int, route, mode: _Mode) -> dict:
@@ -550,11 +576,12 @@ _CHECKED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 @functools.lru_cache(maxsize=64)
 def _seq_run(
     name: str, options: Tuple, L: int, D: int, n_hx: int, bias: bool, projection: bool,
-    batch_first: bool, unbatched: bool, route,
+    batch_first: bool, unbatched: bool, route, layer_norm: bool = False,
 ) -> Run:  # fmt: skip
     """The Run of a layer call on a tensor without dropout (no per-call data: shared)."""
     return Run(spec(name), dict(options), L, D, "seq", n_hx, bias, projection,
-               batch_first=batch_first, unbatched=unbatched, route=route)  # fmt: skip
+               batch_first=batch_first, unbatched=unbatched, route=route,
+               layer_norm=layer_norm)  # fmt: skip
 
 
 @functools.lru_cache(maxsize=64)
@@ -634,3 +661,63 @@ class RNNCell(_Cell, torch.nn.RNNCell):
     fastrnn's CUDA backend is usable)."""
 
     _cell_name = "rnn"
+
+
+class _LayerNormed:
+    """LayerNormLSTM, LayerNormGRU: torch.nn's constructor arguments (but proj_size; GRU:
+    reset after), the regularization keywords, and the layer-norm parameters of each
+    (layer, direction) registered after torch.nn's (gains 1, the LSTM's cell bias 0)."""
+
+    _layer_norm = True
+
+    def _add_layer_norm(self, device, dtype) -> None:
+        cell = spec(self._cell_name)
+        for layer in range(self.num_layers):
+            for d in range(2 if self.bidirectional else 1):
+                sfx = f"_l{layer}" + ("_reverse" if d else "")
+                for n, shape in cell.layer_norm_params(self.hidden_size, sfx).items():
+                    init = torch.zeros if "cell_bias" in n else torch.ones
+                    self.register_parameter(
+                        n, torch.nn.Parameter(init(shape, device=device, dtype=dtype))
+                    )
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialization of its parameters; the layer-norm ones to 1 and 0."""
+        super().reset_parameters()
+        with torch.no_grad():
+            for n, p in self.named_parameters():
+                if n.startswith("layer_norm_"):
+                    p.fill_(0 if "cell_bias" in n else 1)
+
+
+class LayerNormLSTM(_LayerNormed, LSTM):
+    """The layer-normalized LSTM (Ba et al. 2016) on fastrnn's kernels: a = LN(W_ih x;
+    gamma_ih) + LN(W_hh h; gamma_hh) + b_ih + b_hh over the 4H gate pre-activations,
+    h = o tanh(LN(c; gamma_c, beta_c)). torch.nn.LSTM's constructor arguments but proj_size,
+    and zoneout, recurrent_dropout, weight_drop; its parameters plus
+    layer_norm_ih_weight_l{k}, layer_norm_hh_weight_l{k} (4H), layer_norm_cell_weight_l{k},
+    layer_norm_cell_bias_l{k} (H) (``_reverse`` for the second direction). No torch.nn
+    fallback: where the kernels cannot run, an error."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, **regularization) -> None:  # fmt: skip
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         device=device, dtype=dtype, **regularization)  # fmt: skip
+        self._add_layer_norm(device, dtype)
+
+
+class LayerNormGRU(_LayerNormed, GRU):
+    """The layer-normalized GRU on fastrnn's kernels, reset after: a^x = LN(W_ih x;
+    gamma_ih) + b_ih, a^h = LN(W_hh h; gamma_hh) + b_hh over the 3H pre-activations.
+    torch.nn.GRU's constructor arguments and zoneout, recurrent_dropout, weight_drop; its
+    parameters plus layer_norm_ih_weight_l{k}, layer_norm_hh_weight_l{k} (3H)."""
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, **regularization) -> None:  # fmt: skip
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         device=device, dtype=dtype, **regularization)  # fmt: skip
+        self._add_layer_norm(device, dtype)
