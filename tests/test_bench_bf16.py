@@ -228,3 +228,25 @@ def test_a_bad_match_is_one_line_and_exit_2(value, message):
     p = bench("--peers", "fastrnn", "--match", value)
     assert p.returncode == 2 and f"--match: {message}" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_layer_norm_rows_follow_their_plain_rows(tmp_path):
+    """--layer-norm: after each LSTM/GRU forward and train row, its layer-normalized,
+    zoned-out row, on fastrnn (and torch and dropin where installed)."""
+    torch = importlib.util.find_spec("torch") is not None
+    out = tmp_path / "ln.json"
+    peers = "fastrnn" + (",torch,dropin" if torch else "")
+    p = subprocess.run(
+        [sys.executable, "-m", "fastrnn", "bench", "--quick", "--cells", "gru", "--threads", "1",
+         "--repeats", "1", "--layer-norm", "--peers", peers, "--match", "(forward|train).*B=1 ",
+         "--json", str(out)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    cases = json.loads(out.read_text())["cases"]
+    assert [(c["mode"], c["layer_norm"]) for c in cases] == [
+        ("forward", False), ("forward", True), ("train", False), ("train", True)
+    ]  # fmt: skip
+    for c in cases:
+        assert c["label"].endswith("ln+zoneout") == c["layer_norm"]
+        assert set(c["ratios"]) == ({"torch", "dropin"} if torch else set())

@@ -21,15 +21,27 @@ FASTRNN_HD S inverse_sqrt(S v) {
 #endif
 }
 
+// sum of f(n) over n < N, in 16 interleaved partial sums (a fixed order, so the result does not
+// depend on the compiler, and one the compiler vectorizes without reassociating).
+template <typename S, typename F>
+FASTRNN_HD S row_sum(int64_t N, const F& f) {
+  constexpr int V = 16;
+  S part[V] = {};
+  int64_t n = 0;
+  for (; n + V <= N; n += V)
+    for (int l = 0; l < V; ++l) part[l] += f(n + l);
+  S total = S(0);
+  for (int l = 0; l < V; ++l) total += part[l];
+  for (; n < N; ++n) total += f(n);
+  return total;
+}
+
 // v (N) normalized in place, (v - mean) / std with the biased variance; returns 1/std.
 template <typename S>
 FASTRNN_HD S normalize_row(S* v, int64_t N) {
-  S mean = S(0);
-  for (int64_t n = 0; n < N; ++n) mean += v[n];
-  mean /= S(N);
-  S var = S(0);
-  for (int64_t n = 0; n < N; ++n) var += (v[n] - mean) * (v[n] - mean);
-  const S rstd = inverse_sqrt(var / S(N) + S(kLayerNormEps));
+  const S mean = row_sum<S>(N, [&](int64_t n) { return v[n]; }) / S(N);
+  const S var = row_sum<S>(N, [&](int64_t n) { return (v[n] - mean) * (v[n] - mean); }) / S(N);
+  const S rstd = inverse_sqrt(var + S(kLayerNormEps));
   for (int64_t n = 0; n < N; ++n) v[n] = (v[n] - mean) * rstd;
   return rstd;
 }
@@ -41,14 +53,8 @@ FASTRNN_HD S normalize_row(S* v, int64_t N) {
 template <typename S>
 FASTRNN_HD void layer_norm_row_backward(const S* dout, const S* v_hat, S rstd, const S* g,
                                         int64_t N, S* dx, S* prod) {
-  S m1 = S(0), m2 = S(0);
-  for (int64_t n = 0; n < N; ++n) {
-    const S dv = dout[n] * g[n];
-    m1 += dv;
-    m2 += dv * v_hat[n];
-  }
-  m1 /= S(N);
-  m2 /= S(N);
+  const S m1 = row_sum<S>(N, [&](int64_t n) { return dout[n] * g[n]; }) / S(N);
+  const S m2 = row_sum<S>(N, [&](int64_t n) { return dout[n] * g[n] * v_hat[n]; }) / S(N);
   for (int64_t n = 0; n < N; ++n) {
     const S d = dout[n], vh = v_hat[n];
     if (prod) prod[n] = d * vh;

@@ -19,6 +19,7 @@ from fastrnn.openblas import blas_core
 from fastrnn.progress import Progress
 
 from .case import Case, grid
+from .layer_norm import dropin_layer_norm_case, fastrnn_layer_norm_case, torch_layer_norm_case
 from .peers import (
     available_peers,
     case_peers,
@@ -67,6 +68,13 @@ def add_arguments(p) -> None:
         help="only the cases whose label matches (e.g. 'T=100 B=64 H=512|stream.*H=512 thr=2')",
     )
     p.add_argument(
+        "--layer-norm",
+        action="store_true",
+        help="after each LSTM and GRU forward and train row, the layer-normalized cell with "
+        "zoneout 0.1 (fastrnn.ops; PyTorch as a Python loop over the cell with nn.LayerNorm; "
+        "fastrnn.torch's LayerNormLSTM/GRU)",
+    )
+    p.add_argument(
         "--precision",
         default="fp32",
         help="comma-separated from fp32,bf16: the products of each case's rows (default: fp32; "
@@ -84,7 +92,14 @@ def run_case(case: Case, peers: List[str], repeats: int, jax_threads: Optional[i
     prec = case.precision
     peers = case_peers(peers, prec)  # those with a form of this precision
     fns: Dict[str, Callable[[], None]] = {}
-    if case.mode == "stream":
+    if case.layer_norm:
+        x = rng.standard_normal((case.T, case.B, case.H)).astype(np.float32)
+        fns["fastrnn"] = fastrnn_layer_norm_case(case.cell, case.mode, x, w)
+        if "torch" in peers:
+            fns["torch"] = torch_layer_norm_case(case.cell, case.mode, x, w)
+        if "dropin" in peers:
+            fns["dropin"] = dropin_layer_norm_case(case.cell, case.mode, x, w)
+    elif case.mode == "stream":
         fns["fastrnn"] = fastrnn_stream(case.cell, case.H, w, case.T, prec)
         if "torch" in peers:
             fns["torch"] = torch_case(case.cell, "stream", None, w, case.T, precision=prec)
@@ -151,7 +166,7 @@ def run_bench(args) -> int:
     if args.plot and not args.plot.endswith(".png"):
         raise UserError("--plot: the file name must end in .png")
     repeats = args.repeats or (3 if args.quick else 5)
-    cases = grid(args.quick, cells, threads, precisions)
+    cases = grid(args.quick, cells, threads, precisions, getattr(args, "layer_norm", False))
     if args.match:
         try:
             pattern = re.compile(args.match)
