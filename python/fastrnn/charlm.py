@@ -16,7 +16,7 @@ from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from .layers import LSTM, no_grad
+from .layers import LSTM, LayerNormLSTM, no_grad
 from .train import Adam, clip_grad_norm, softmax_cross_entropy
 
 __all__ = [
@@ -58,6 +58,7 @@ class CharLMConfig:
     zoneout: float = 0.0
     recurrent_dropout: float = 0.0
     weight_drop: float = 0.0
+    layer_norm: bool = False  # a LayerNormLSTM
 
 
 class CharLM:
@@ -68,7 +69,7 @@ class CharLM:
         self.index = {ch: i for i, ch in enumerate(vocab)}
         V, c = len(vocab), config
         rng = np.random.default_rng(c.seed)
-        self.lstm = LSTM(
+        self.lstm = (LayerNormLSTM if c.layer_norm else LSTM)(
             c.embed_size,
             c.hidden_size,
             c.num_layers,

@@ -117,6 +117,8 @@ def _regularization_note(c) -> str:
         )
         if p
     ]
+    if c.layer_norm:
+        parts.insert(0, "layer norm")
     return "; " + ", ".join(parts) if parts else ""
 
 
@@ -183,6 +185,7 @@ def cmd_train_charlm(args) -> int:
             zoneout=args.zoneout,
             recurrent_dropout=args.recurrent_dropout,
             weight_drop=args.weight_drop,
+            layer_norm=args.layer_norm,
         )
         model = charlm.CharLM("".join(sorted(set(text))), config)
         opt, step, state = Adam(model.params(), config.lr), 0, None
@@ -321,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp32",
         help="the LSTM's matrix products: float32, or bf16 operands with float32 sums",
     )
+    s.add_argument("--layer-norm", action="store_true", help="a layer-normalized LSTM")
     for flag, what in (
         ("--zoneout", "zoneout probability of the LSTM's h and c"),
         ("--recurrent-dropout", "variational dropout on h where it enters W_hh"),
