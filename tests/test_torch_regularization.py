@@ -229,3 +229,17 @@ def test_layer_norm_classes_state_dict_names(cls, names):
     other.load_state_dict(m.state_dict())
     with ft.disabled(), pytest.raises(RuntimeError, match=f"{cls} with layer norm runs on"):
         m(torch.randn(T, B, I))
+
+
+def test_mask_rates_and_scales():
+    m = ft.LSTM(8, 64, zoneout=(0.3, 0.1), recurrent_dropout=0.4, weight_drop=0.2)
+    torch.manual_seed(0)
+    m(torch.zeros(50, 32, 8))
+    masks = m.last_regularization_masks[0, 0]
+    d_h, d_c = masks["zoneout"]
+    assert set(d_h.unique().tolist()) == {0.0, 1.0} and abs(d_h.mean().item() - 0.3) < 0.01
+    assert abs(d_c.mean().item() - 0.1) < 0.01
+    for name, p in (("recurrent_mask", 0.4), ("weight_drop", 0.2)):
+        a = masks[name]
+        torch.testing.assert_close(a.unique(), torch.tensor([0.0, 1 / (1 - p)]))
+        assert abs((a == 0).float().mean().item() - p) < 0.03, name
