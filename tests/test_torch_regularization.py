@@ -243,3 +243,38 @@ def test_mask_rates_and_scales():
         a = masks[name]
         torch.testing.assert_close(a.unique(), torch.tensor([0.0, 1 / (1 - p)]))
         assert abs((a == 0).float().mean().item() - p) < 0.03, name
+
+
+@pytest.mark.parametrize("cls,kw", [("LayerNormLSTM", dict(proj_size=2)),
+                                    ("LayerNormGRU", dict(reset_after=False))])  # fmt: skip
+def test_layer_norm_classes_refuse_what_they_do_not_take(cls, kw):
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{next(iter(kw))}'"):
+        getattr(ft, cls)(I, H, **kw)
+
+
+@pytest.mark.parametrize("cls,kw", [("LSTM", dict(zoneout=0.3)), ("LayerNormGRU", {})])
+def test_bad_input_gets_torch_nns_own_error(cls, kw):
+    """Input torch.nn rejects (here a wrong input size) raises torch.nn's error, not the
+    kernels-only one."""
+    m, base = getattr(ft, cls)(I, H, **kw), getattr(torch.nn, cls.replace("LayerNorm", ""))(I, H)
+    x = torch.randn(T, B, I + 1)
+    with pytest.raises(RuntimeError) as want:
+        base(x)
+    with pytest.raises(RuntimeError) as got:
+        m(x)
+    assert str(got.value) == str(want.value)
+
+
+def test_in_evaluation_dropouts_fall_back_to_torch():
+    """recurrent_dropout and weight_drop are off in evaluation, where torch.nn computes the
+    same: a float16 module falls back rather than raising (zoneout would not)."""
+    m = ft.LSTM(I, H, recurrent_dropout=0.3, weight_drop=0.3).eval().half()
+    assert m(torch.randn(T, B, I).half())[0].dtype == torch.float16
+    with pytest.raises(RuntimeError, match="runs on fastrnn's kernels only"):
+        ft.LSTM(I, H, zoneout=0.3).eval().half()(torch.randn(T, B, I).half())
+
+
+def test_numpy_scalars_are_probabilities():
+    import numpy as np
+
+    assert ft.GRU(I, H, zoneout=np.float32(0.25)).regularization.zoneout_h == 0.25

@@ -336,7 +336,7 @@ class _Call:
                 f"{self.fn}: argument '{name}' has dtype {arr.dtype} but x has dtype "
                 f"{self.io_dtype or self.dtype}; all arrays must share one dtype"
             )
-        _check_shape(self.fn, name, arr, shape, f"{letters} = {shape}")
+        _check_shape(self.fn, name, arr, shape, letters)
         return self.xp.contiguous(self.sort(arr, batch_axis))
 
     def results(self, seqs: tuple, states: tuple) -> tuple:
@@ -378,9 +378,12 @@ def _layer_norm(a: "_Call", value, sizes: tuple, letters: tuple) -> Optional[tup
         return None
     fn = a.fn
     if not isinstance(value, (tuple, list)) or len(value) != len(sizes):
-        raise TypeError(
-            f"{fn}: layer_norm must be a tuple of {len(sizes)} arrays, got {type(value).__name__}"
+        got = (
+            f"a {type(value).__name__} of {len(value)}"
+            if isinstance(value, (tuple, list))
+            else type(value).__name__
         )
+        raise TypeError(f"{fn}: layer_norm must be a tuple of {len(sizes)} arrays, got {got}")
     out = []
     for i, (v, n, letter) in enumerate(zip(value, sizes, letters)):
         name = f"layer_norm[{i}]"
@@ -392,7 +395,7 @@ def _layer_norm(a: "_Call", value, sizes: tuple, letters: tuple) -> Optional[tup
                 f"{fn}: argument '{name}' has dtype {arr.dtype} but x has dtype "
                 f"{a.io_dtype or a.dtype}; all arrays must share one dtype"
             )
-        _check_shape(fn, name, arr, (n,), f"({letter},) = ({n},)")
+        _check_shape(fn, name, arr, (n,), f"({letter},)")
         out.append(a.xp.contiguous(arr))
     return tuple(out)
 

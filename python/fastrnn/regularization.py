@@ -16,6 +16,7 @@ NumPy layers) or from torch's (:mod:`fastrnn.torch`).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Tuple, Union
 
@@ -43,7 +44,7 @@ class Regularization:
 
 
 def _probability(name: str, what: str, p) -> float:
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not 0 <= p < 1:
         raise ValueError(f"{name}: {what} must be a number in [0, 1), got {p!r}")
     return float(p)
 

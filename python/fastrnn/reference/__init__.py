@@ -25,7 +25,9 @@ The LSTM and GRU also take, keyword-only (issue 13; fastrnn extras, off by defau
   gamma_hh (3H)): a^x = LN(W_ih x; gamma_ih, 0) + b_ih, a^h = LN(W_hh h; gamma_hh, 0) + b_hh,
   n = tanh(a^x_n + r * a^h_n). The backward returns their gradients last, in that order.
 - ``zoneout``: the per-element factor d of h_t = d * h_{t-1} + (1 - d) * h~_t (h~ the cell's
-  update; d a 0/1 draw in training, the probability p in evaluation). LSTM, a tuple
+  update; d a 0/1 draw in training, the probability p in evaluation). The LSTM's update uses
+  the cell before zoneout, h~_t = o * tanh(c~_t), c_t = d_c * c_{t-1} + (1 - d_c) * c~_t (as
+  Krueger et al.). LSTM, a tuple
   (d_h (T, B, P), d_c (T, B, H)) (either may be None); GRU, d_h (T, B, H). The outputs are
   the zoned-out h_t.
 - ``recurrent_mask`` (B, P): variational recurrent dropout, already scaled by 1/(1 - p): h_{t-1}

@@ -195,8 +195,13 @@ class _Fast:
 
     def _fallback(self, input, hx):
         _CHECKED.pop(self, None)  # views of weights this call did not take: not kept alive
-        if self._layer_norm or self.regularization.active:
+        reg = self.regularization
+        # In evaluation, recurrent dropout and weight drop are off: torch.nn computes the same.
+        drops = self.training and (reg.recurrent_dropout > 0 or reg.weight_drop > 0)
+        if self._layer_norm or reg.zoneout or drops:
             what = "layer norm" if self._layer_norm else "zoneout, recurrent_dropout or weight_drop"
+            with torch.no_grad():  # input torch.nn would reject: its own error, not ours
+                super().forward(input, hx)
             raise RuntimeError(
                 f"fastrnn.torch.{type(self).__name__} with {what} "
                 f"runs on fastrnn's kernels only (float32/float64/bfloat16 tensors "
@@ -663,6 +668,14 @@ class RNNCell(_Cell, torch.nn.RNNCell):
     _cell_name = "rnn"
 
 
+def _regularization_only(name: str, kwargs: dict) -> None:
+    """TypeError for a keyword the layer-normalized classes do not take (proj_size,
+    reset_after, ...), as Python gives for an unknown one."""
+    for k in kwargs:
+        if k not in ("zoneout", "recurrent_dropout", "weight_drop"):
+            raise TypeError(f"{name}.__init__() got an unexpected keyword argument {k!r}")
+
+
 class _LayerNormed:
     """LayerNormLSTM, LayerNormGRU: torch.nn's constructor arguments (but proj_size; GRU:
     reset after), the regularization keywords, and the layer-norm parameters of each
@@ -702,6 +715,7 @@ class LayerNormLSTM(_LayerNormed, LSTM):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, **regularization) -> None:  # fmt: skip
+        _regularization_only(type(self).__name__, regularization)
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          device=device, dtype=dtype, **regularization)  # fmt: skip
@@ -717,6 +731,7 @@ class LayerNormGRU(_LayerNormed, GRU):
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  device=None, dtype=None, **regularization) -> None:  # fmt: skip
+        _regularization_only(type(self).__name__, regularization)
         super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
                          batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
                          device=device, dtype=dtype, **regularization)  # fmt: skip
