@@ -69,7 +69,8 @@ done
 if [ "$#" -eq 0 ]; then
   set --
   for t in test_kernels test_bad_input test_reference test_layers test_cells test_cuda \
-    test_thread_pool test_kernel_bindings test_packed test_fuzz; do
+    test_thread_pool test_kernel_bindings test_packed test_fuzz test_extras_kernels test_bf16 \
+    test_reference_extras test_layers_regularization; do
     if [ -f "$ROOT/tests/$t.py" ]; then set -- "$@" "tests/$t.py"; fi
   done
 fi
