@@ -45,24 +45,26 @@ struct LstmForwardStep {
 // LstmForwardStep with zoneout (either of d_h, d_c null: that state is not zoned out):
 // h_t = d_h h_{t-1} + (1 - d_h) o tanh(c~_t), c_t = d_c c_{t-1} + (1 - d_c) c~_t. With a
 // projection, d_h is null here and the loop zones out h_t after W_hr.
-template <typename S>
-struct LstmForwardStepZoneout {
+template <typename S, bool ZoneH, bool ZoneC>  // which states are zoned out (compile time:
+struct LstmForwardStepZoneout {                // no per-element test, so the pass vectorizes)
   S* gates;
   const S* c_prev;
   S* c;
   S* h;
   int64_t H;
   const S* h_prev;  // (B, H) h_{t-1}
-  const S* d_h;     // (B, H) of step t, or null
-  const S* d_c;     // (B, H) of step t, or null
+  const S* d_h;     // (B, H) of step t (ZoneH)
+  const S* d_c;     // (B, H) of step t (ZoneC)
   FASTRNN_HD void operator()(int64_t b, int64_t j) const {
     S* g = gates + b * 4 * H;
     const int64_t k = b * H + j;
     const S cp = c_prev[k];
     S c_new, h_new;
     lstm_cell_forward(g[j], g[H + j], g[2 * H + j], g[3 * H + j], cp, c_new, h_new);
-    c[k] = d_c ? d_c[k] * cp + (S(1) - d_c[k]) * c_new : c_new;
-    h[k] = d_h ? d_h[k] * h_prev[k] + (S(1) - d_h[k]) * h_new : h_new;
+    if constexpr (ZoneC) c_new = d_c[k] * cp + (S(1) - d_c[k]) * c_new;
+    if constexpr (ZoneH) h_new = d_h[k] * h_prev[k] + (S(1) - d_h[k]) * h_new;
+    c[k] = c_new;
+    h[k] = h_new;
   }
 };
 
@@ -119,8 +121,15 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
     if (zoneout) {
       const S* d_h = a.zoneout_h && !proj ? a.zoneout_h + t * BP : nullptr;
       const S* d_c = a.zoneout_c ? a.zoneout_c + t * BH : nullptr;
-      be.step(w, M, M, h_in, P, g, G4, S(1),
-              LstmForwardStepZoneout<S>{g, c_prev, c, m_t, H, h_prev, d_h, d_c});
+      auto zoned = [&](auto f) { be.step(w, M, M, h_in, P, g, G4, S(1), f); };
+      if (d_h && d_c)
+        zoned(LstmForwardStepZoneout<S, true, true>{g, c_prev, c, m_t, H, h_prev, d_h, d_c});
+      else if (d_h)
+        zoned(LstmForwardStepZoneout<S, true, false>{g, c_prev, c, m_t, H, h_prev, d_h, d_c});
+      else if (d_c)
+        zoned(LstmForwardStepZoneout<S, false, true>{g, c_prev, c, m_t, H, h_prev, d_h, d_c});
+      else  // h zoned out after the projection, below
+        zoned(LstmForwardStep<S>{g, c_prev, c, m_t, H});
     } else {
       be.step(w, M, M, h_in, P, g, G4, S(1), LstmForwardStep<S>{g, c_prev, c, m_t, H});
     }
