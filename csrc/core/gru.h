@@ -99,13 +99,7 @@ void gru_forward_impl(Backend& be, const GruForwardArgs<S>& a) {
   const int64_t extra_stride = a.training ? BH : 0;
   StepGates<S, Backend> gates(be, a.training ? a.gates : nullptr, T, B, a.I, G3, a.x, a.w_ih,
                               a.b_ih, a.b_hh, a.reset_after ? 2 * H : G3);
-  // With recurrent dropout, h_{t-1} enters W_hh as h_{t-1} * mask.
-  S* h_masked = X && a.recurrent_mask ? be.alloc(BH) : nullptr;
-  auto h_in = [&](int64_t M, const S* h_prev) -> const S* {
-    if (!h_masked) return h_prev;
-    be.pointwise(M, H, MaskRows<S>{h_masked, h_prev, a.recurrent_mask, H});
-    return h_masked;
-  };
+  RecurrentInput<S, Backend> recurrent_input(be, B, H, X ? a.recurrent_mask : nullptr);
   auto d_h = [&](int64_t t) -> const S* { return a.zoneout_h ? a.zoneout_h + t * BH : nullptr; };
   if (a.reset_after) {
     const auto w = be.pack(times_transposed(a.w_hh, 3, H, H), T, B);
@@ -116,7 +110,7 @@ void gru_forward_impl(Backend& be, const GruForwardArgs<S>& a) {
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
       const GruAfterStep<S, X> f{
           gates.at(t), gh, b_hn, h_prev, a.y + t * BH, a.extra + t * extra_stride, H, d_h(t)};
-      be.step(w, M, M, h_in(M, h_prev), H, gh, G3, S(0), f);
+      be.step(w, M, M, recurrent_input(M, h_prev), H, gh, G3, S(0), f);
     }
   } else {
     const auto w_rz = be.pack(times_transposed(a.w_hh, 2, H, H), T, B);
@@ -125,7 +119,7 @@ void gru_forward_impl(Backend& be, const GruForwardArgs<S>& a) {
       const int64_t M = rows_at(a.batch_sizes, B, t);
       S* g = gates.at(t);
       const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-      const S* hm = h_in(M, h_prev);
+      const S* hm = recurrent_input(M, h_prev);
       S* rh = a.extra + t * extra_stride;
       be.step(w_rz, M, M, hm, H, g, G3, S(1), GruRzStep<S>{g, hm, rh, H});
       be.step(w_n, M, M, rh, H, g + 2 * H, G3, S(1),

@@ -68,15 +68,11 @@ void gru_layer_norm_forward_loop(Backend& be, const GruForwardArgs<S>& a) {
   be.gemm(false, true, TB, G3, a.I, S(1), a.x, a.I, a.w_ih, a.I, S(0), xh, G3);
   be.rows(TB, G3, NormalizeRows<S>{xh, rstd, 2, G3});
   const auto w = be.pack(times_transposed(a.w_hh, 3, H, H), T, B);
-  S* h_masked = a.recurrent_mask ? be.alloc(BH) : nullptr;
+  RecurrentInput<S, Backend> recurrent_input(be, B, H, a.recurrent_mask);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-    const S* h_in = h_prev;
-    if (h_masked) {
-      be.pointwise(M, H, MaskRows<S>{h_masked, h_prev, a.recurrent_mask, H});
-      h_in = h_masked;
-    }
+    const S* h_in = recurrent_input(M, h_prev);
     S* hh = train ? a.ln_hh + t * B * G3 : hh_work;
     be.step(w, M, h_in, H, hh, G3, S(0));
     const GruLayerNormStep<S> f{xh + t * B * G3,
@@ -141,21 +137,6 @@ struct GruLayerNormBackStep {
   }
 };
 
-// The x side after the loop, one row: dg (gates) -> the gradient of W_ih x (in place), and
-// ln_ih <- dg * its normalized value.
-template <typename S>
-struct GruLayerNormInputRows {
-  S* gates;
-  S* xh;
-  const S* rstd;
-  const S* g_ih;
-  int64_t G;
-  FASTRNN_HD void operator()(int64_t b) const {
-    layer_norm_row_backward(gates + b * G, xh + b * G, rstd[b * 2], g_ih, G, gates + b * G,
-                            xh + b * G);
-  }
-};
-
 template <typename S, typename Backend>
 void gru_layer_norm_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, I = a.I, H = a.H, BH = B * H, G3 = 3 * H, TB = T * B;
@@ -199,17 +180,12 @@ void gru_layer_norm_backward_loop(Backend& be, const GruBackwardArgs<S>& a) {
     be.copy(2 * H, a.db_ih, a.db_hh);  // r, z: b_hh enters where b_ih does
     be.colsum(TB, H, a.extra, H, a.db_hh + 2 * H);
   }
-  be.rows(TB, G3, GruLayerNormInputRows<S>{a.gates, a.ln_ih, a.ln_rstd, a.ln_ih_weight, G3});
+  be.rows(TB, G3, LayerNormInputRows<S>{a.gates, a.ln_ih, a.ln_rstd, 2, a.ln_ih_weight, G3});
   zero_finished_rows(be, bs, T, B, G3, a.ln_ih);
   be.colsum(TB, G3, a.ln_ih, G3, a.dln_ih_weight);
   input_side_grads(be, TB, I, G3, a.gates, G3, a.x, a.w_ih, S(0), a.dx, a.dw_ih,
                    static_cast<S*>(nullptr));
-  if (mask) {
-    const S* hm = masked_states(be, T, B, H, a.h0, a.y, mask);
-    hidden_weight_grads(be, T, B, H, G3, dph, G3, hm, hm + BH, a.dw_hh);
-  } else {
-    hidden_weight_grads(be, T, B, H, G3, dph, G3, a.h0, a.y, a.dw_hh);
-  }
+  recurrent_weight_grads(be, T, B, H, G3, dph, G3, a.h0, a.y, mask, a.dw_hh);
 }
 
 FASTRNN_NS_END

@@ -73,4 +73,21 @@ struct NormalizeRows {
   }
 };
 
+// The x side of a layer-normalized cell's backward, one row of (TB, G): da (gates) -> the
+// gradient of W_ih x through its layer norm (in place), and xh <- da * its normalized value
+// (the row's share of the gain's gradient); 1/std at rstd[b * rstd_stride].
+template <typename S>
+struct LayerNormInputRows {
+  S* gates;
+  S* xh;
+  const S* rstd;
+  int64_t rstd_stride;
+  const S* g_ih;
+  int64_t G;
+  FASTRNN_HD void operator()(int64_t b) const {
+    layer_norm_row_backward(gates + b * G, xh + b * G, rstd[b * rstd_stride], g_ih, G,
+                            gates + b * G, xh + b * G);
+  }
+};
+
 FASTRNN_NS_END

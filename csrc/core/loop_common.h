@@ -232,4 +232,34 @@ const S* masked_states(Backend& be, int64_t T, int64_t B, int64_t N, const S* h0
   return out;
 }
 
+// dW_hh (rows, N) = sum over steps of dg_t^T h_{t-1} with the states as W_hh multiplied them:
+// times the recurrent mask where there is one (hidden_weight_grads on masked_states).
+template <typename S, typename Backend>
+void recurrent_weight_grads(Backend& be, int64_t T, int64_t B, int64_t N, int64_t rows, const S* dg,
+                            int64_t ldg, const S* h0, const S* y, const S* mask, S* dw) {
+  const S* hm = mask ? masked_states(be, T, B, N, h0, y, mask) : nullptr;
+  hidden_weight_grads(be, T, B, N, rows, dg, ldg, hm ? hm : h0, hm ? hm + B * N : y, dw);
+}
+
+// h_{t-1} as it enters W_hh: itself, or under recurrent dropout h_{t-1} * mask, written for
+// the step's rows into a (B, N) buffer of its own.
+template <typename S, typename Backend>
+class RecurrentInput {
+ public:
+  RecurrentInput(Backend& be, int64_t B, int64_t N, const S* mask)
+      : be_(be), N_(N), mask_(mask), masked_(mask ? be.alloc(B * N) : nullptr) {}
+
+  const S* operator()(int64_t M, const S* h_prev) {
+    if (!mask_) return h_prev;
+    be_.pointwise(M, N_, MaskRows<S>{masked_, h_prev, mask_, N_});
+    return masked_;
+  }
+
+ private:
+  Backend& be_;
+  int64_t N_;
+  const S* mask_;
+  S* masked_;
+};
+
 FASTRNN_NS_END

@@ -104,16 +104,12 @@ void lstm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
   typename Backend::Packed w_r;
   if (proj) w_r = be.pack(times_transposed(a.w_hr, 1, P, H), T, B);
   const bool zoneout = a.zoneout_h || a.zoneout_c;
-  S* h_masked = a.recurrent_mask ? be.alloc(BP) : nullptr;  // h_{t-1} * mask
+  RecurrentInput<S, Backend> recurrent_input(be, B, P, a.recurrent_mask);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     S* g = gates.at(t);
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BP;
-    const S* h_in = h_prev;  // what enters W_hh
-    if (h_masked) {
-      be.pointwise(M, P, MaskRows<S>{h_masked, h_prev, a.recurrent_mask, P});
-      h_in = h_masked;
-    }
+    const S* h_in = recurrent_input(M, h_prev);  // what enters W_hh
     S* y_t = a.y + t * BP;
     S* m_t = proj ? a.m + t * c_stride : y_t;
     S* c_prev = a.cells + t * c_stride;
@@ -356,12 +352,7 @@ void lstm_backward_with_extras(Backend& be, const LstmBackwardArgs<S>& a) {
 
   zero_finished_rows(be, bs, T, B, G4, a.gates);
   input_side_grads(be, T * B, I, G4, a.gates, G4, a.x, a.w_ih, S(0), a.dx, a.dw_ih, a.db_ih);
-  if (mask) {  // W_hh multiplied h_{t-1} * mask
-    const S* hm = masked_states(be, T, B, P, a.h0, a.y, mask);
-    hidden_weight_grads(be, T, B, P, G4, a.gates, G4, hm, hm + BP, a.dw_hh);
-  } else {
-    hidden_weight_grads(be, T, B, P, G4, a.gates, G4, a.h0, a.y, a.dw_hh);
-  }
+  recurrent_weight_grads(be, T, B, P, G4, a.gates, G4, a.h0, a.y, mask, a.dw_hh);
   if (a.db_hh) be.copy(G4, a.db_ih, a.db_hh);
 }
 

@@ -81,15 +81,11 @@ void lstm_layer_norm_forward_loop(Backend& be, const LstmForwardArgs<S>& a) {
   be.gemm(false, true, TB, G4, a.I, S(1), a.x, a.I, a.w_ih, a.I, S(0), xh, G4);
   be.rows(TB, G4, NormalizeRows<S>{xh, rstd, 3, G4});
   const auto w = be.pack(times_transposed(a.w_hh, 4, H, H), T, B);
-  S* h_masked = a.recurrent_mask ? be.alloc(BH) : nullptr;
+  RecurrentInput<S, Backend> recurrent_input(be, B, H, a.recurrent_mask);
   for (int64_t t = 0; t < T; ++t) {
     const int64_t M = rows_at(a.batch_sizes, B, t);
     const S* h_prev = t == 0 ? a.h0 : a.y + (t - 1) * BH;
-    const S* h_in = h_prev;
-    if (h_masked) {
-      be.pointwise(M, H, MaskRows<S>{h_masked, h_prev, a.recurrent_mask, H});
-      h_in = h_masked;
-    }
+    const S* h_in = recurrent_input(M, h_prev);
     S* hh = train ? a.ln_hh + t * B * G4 : hh_work;
     be.step(w, M, h_in, H, hh, G4, S(0));
     const LstmLayerNormStep<S> f{xh + t * B * G4,
@@ -179,21 +175,6 @@ struct LstmLayerNormBackStep {
   }
 };
 
-// The x side after the loop, one row: da (gates) -> the gradient of W_ih x (in place), and
-// ln_ih <- da * its normalized value.
-template <typename S>
-struct LstmLayerNormInputRows {
-  S* gates;  // (TB, 4H) da in, dpx out
-  S* xh;     // (TB, 4H) normalized W_ih x in, da * it out
-  const S* rstd;
-  const S* g_ih;
-  int64_t G;
-  FASTRNN_HD void operator()(int64_t b) const {
-    layer_norm_row_backward(gates + b * G, xh + b * G, rstd[b * 3], g_ih, G, gates + b * G,
-                            xh + b * G);
-  }
-};
-
 template <typename S, typename Backend>
 void lstm_layer_norm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
   const int64_t T = a.T, B = a.B, I = a.I, H = a.H, BH = B * H, G4 = 4 * H, TB = T * B;
@@ -246,17 +227,12 @@ void lstm_layer_norm_backward_loop(Backend& be, const LstmBackwardArgs<S>& a) {
     be.copy(G4, a.db_ih, a.db_hh);  // b_ih and b_hh enter the same sum
   }
   // x side: da -> the gradient of W_ih x through its layer norm, then the large GEMMs.
-  be.rows(TB, G4, LstmLayerNormInputRows<S>{a.gates, a.ln_ih, a.ln_rstd, a.ln_ih_weight, G4});
+  be.rows(TB, G4, LayerNormInputRows<S>{a.gates, a.ln_ih, a.ln_rstd, 3, a.ln_ih_weight, G4});
   zero_finished_rows(be, bs, T, B, G4, a.ln_ih);
   be.colsum(TB, G4, a.ln_ih, G4, a.dln_ih_weight);
   input_side_grads(be, TB, I, G4, a.gates, G4, a.x, a.w_ih, S(0), a.dx, a.dw_ih,
                    static_cast<S*>(nullptr));
-  if (mask) {
-    const S* hm = masked_states(be, T, B, H, a.h0, a.y, mask);
-    hidden_weight_grads(be, T, B, H, G4, dph, G4, hm, hm + BH, a.dw_hh);
-  } else {
-    hidden_weight_grads(be, T, B, H, G4, dph, G4, a.h0, a.y, a.dw_hh);
-  }
+  recurrent_weight_grads(be, T, B, H, G4, dph, G4, a.h0, a.y, mask, a.dw_hh);
 }
 
 FASTRNN_NS_END
