@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from fastrnn import _C, ops
+from fastrnn.cell_spec import spec
 
 from cells import VARIANT_IDS, VARIANTS, backward, forward, make_problem
 
@@ -180,13 +181,7 @@ def test_binding_checks_shapes_itself():
             reset_after=False,
             H=H,
             bf16=False,
-            zoneout_h=None,
-            recurrent_mask=None,
-            ln_ih_weight=None,
-            ln_hh_weight=None,
-            ln_ih=None,
-            ln_hh=None,
-            ln_rstd=None,
+            **dict.fromkeys(spec("gru").forward_extras),
         )
     with pytest.raises(TypeError, match="argument 'w_hh' has dtype float64, expected float32"):
         _C.gru_forward(
@@ -205,13 +200,7 @@ def test_binding_checks_shapes_itself():
             reset_after=False,
             H=H,
             bf16=False,
-            zoneout_h=None,
-            recurrent_mask=None,
-            ln_ih_weight=None,
-            ln_hh_weight=None,
-            ln_ih=None,
-            ln_hh=None,
-            ln_rstd=None,
+            **dict.fromkeys(spec("gru").forward_extras),
         )
     with pytest.raises(ValueError, match="argument 'y' must be C-contiguous"):
         _C.gru_forward(
@@ -230,13 +219,7 @@ def test_binding_checks_shapes_itself():
             reset_after=False,
             H=H,
             bf16=False,
-            zoneout_h=None,
-            recurrent_mask=None,
-            ln_ih_weight=None,
-            ln_hh_weight=None,
-            ln_ih=None,
-            ln_hh=None,
-            ln_rstd=None,
+            **dict.fromkeys(spec("gru").forward_extras),
         )
 
 

@@ -80,6 +80,19 @@ class CellSpec:
             "gru": ("ln_ih_weight", "ln_hh_weight"),
         }.get(self.name, ())
 
+    @property
+    def forward_extras(self) -> Tuple[str, ...]:
+        """The forward kernel's arguments for fastrnn's extras (the regularization masks, layer
+        norm's weights and saved values), all None when they are off."""
+        return {
+            "lstm": ("zoneout_h", "zoneout_c", "recurrent_mask")
+            + self.layer_norm_args
+            + ("ln_ih", "ln_hh", "ln_cell", "ln_rstd"),
+            "gru": ("zoneout_h", "recurrent_mask")
+            + self.layer_norm_args
+            + ("ln_ih", "ln_hh", "ln_rstd"),
+        }.get(self.name, ())
+
     def layer_norm_params(self, hidden_size: int, suffix: str = "") -> Dict[str, Tuple[int, ...]]:
         """Name -> shape of the layer-norm parameters of one (layer, direction), in the order
         of :attr:`layer_norm_args`: layer_norm_ih_weight, layer_norm_hh_weight (G*H) and the

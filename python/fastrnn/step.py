@@ -30,34 +30,8 @@ __all__ = ["CellStep"]
 # Per cell kind: the kernel's arguments that do not change between inference steps (besides
 # the weights), and its scratch outputs of shape (B, H) (what the kernel keeps of the step).
 _STATIC: Dict[str, Dict[str, Any]] = {
-    "lstm": dict(
-        w_hr=None,
-        gates=None,
-        m=None,
-        training=False,
-        zoneout_h=None,
-        zoneout_c=None,
-        recurrent_mask=None,
-        ln_ih_weight=None,
-        ln_hh_weight=None,
-        ln_cell_weight=None,
-        ln_cell_bias=None,
-        ln_ih=None,
-        ln_hh=None,
-        ln_cell=None,
-        ln_rstd=None,
-    ),
-    "gru": dict(
-        gates=None,
-        training=False,
-        zoneout_h=None,
-        recurrent_mask=None,
-        ln_ih_weight=None,
-        ln_hh_weight=None,
-        ln_ih=None,
-        ln_hh=None,
-        ln_rstd=None,
-    ),
+    "lstm": dict(w_hr=None, gates=None, m=None, training=False),
+    "gru": dict(gates=None, training=False),
     "rnn": dict(gates=None),
 }
 _SCRATCH = {"lstm": ("cells",), "gru": ("extra",), "rnn": ()}
@@ -115,6 +89,7 @@ class CellStep:
         self.holds_views = all(h is g for h, g in zip(held, given))
         self._static = dict(
             _STATIC[self.cell.name],
+            **dict.fromkeys(self.cell.forward_extras),
             w_ih=held[0],
             w_hh=held[1],
             b_ih=held[2],

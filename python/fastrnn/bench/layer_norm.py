@@ -13,6 +13,8 @@ import numpy as np
 from fastrnn import ops
 from fastrnn.cell_spec import spec
 
+from .peers import torch_layer_case
+
 ZONEOUT = 0.1
 LAYER_NORM_PEERS = ("fastrnn", "torch", "dropin")
 
@@ -98,32 +100,15 @@ def _torch_plain_module(cell: str, w):
     return Loop()
 
 
-def _run_torch_module(m, mode: str, x) -> Callable[[], object]:
+def _run(m, mode: str, x) -> Callable[[], object]:
     import torch
 
-    xt = torch.from_numpy(x)
-    if mode == "forward":
-        m.eval()
-
-        def forward():
-            with torch.no_grad():
-                return m(xt)
-
-        return forward
-    xg = xt.clone().requires_grad_()
-
-    def train():
-        xg.grad = None
-        m.zero_grad(set_to_none=True)
-        y, _ = m(xg)
-        y.backward(y.detach())
-        return y
-
-    return train
+    m.train(mode != "forward")  # forward rows: evaluation, zoneout's factor p
+    return torch_layer_case(m, mode, torch.from_numpy(x))
 
 
 def torch_layer_norm_case(cell: str, mode: str, x, w) -> Callable[[], object]:
-    return _run_torch_module(_torch_plain_module(cell, w), mode, x)
+    return _run(_torch_plain_module(cell, w), mode, x)
 
 
 def dropin_layer_norm_case(cell: str, mode: str, x, w) -> Callable[[], object]:
@@ -136,4 +121,4 @@ def dropin_layer_norm_case(cell: str, mode: str, x, w) -> Callable[[], object]:
     with torch.no_grad():
         for p, v in zip(spec(cell).param_names("_l0"), w):
             getattr(m, p).copy_(torch.from_numpy(v))
-    return _run_torch_module(m, mode, x)
+    return _run(m, mode, x)

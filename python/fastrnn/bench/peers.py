@@ -129,7 +129,15 @@ def torch_case(
             return state
 
         return stream
-    xt = torch.from_numpy(x).to(dtype)
+    return torch_layer_case(m, mode, torch.from_numpy(x).to(dtype))
+
+
+def torch_layer_case(m, mode: str, xt) -> Callable[[], object]:
+    """A torch layer module m (returning (y, state)) on the tensor xt: its forward under
+    no_grad (forward), or forward + backward of L = ||y||^2 / 2 with gradients set to None
+    first (train). The callable returns y."""
+    import torch
+
     if mode == "forward":
 
         def forward():

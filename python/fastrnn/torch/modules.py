@@ -683,20 +683,28 @@ class _LayerNormed:
 
     _layer_norm = True
 
-    def _add_layer_norm(self, device, dtype) -> None:
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, **regularization) -> None:  # fmt: skip
+        _regularization_only(type(self).__name__, regularization)
+        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
+                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
+                         device=device, dtype=dtype, **regularization)  # fmt: skip
         cell = spec(self._cell_name)
         for layer in range(self.num_layers):
             for d in range(2 if self.bidirectional else 1):
                 sfx = f"_l{layer}" + ("_reverse" if d else "")
                 for n, shape in cell.layer_norm_params(self.hidden_size, sfx).items():
-                    init = torch.zeros if "cell_bias" in n else torch.ones
-                    self.register_parameter(
-                        n, torch.nn.Parameter(init(shape, device=device, dtype=dtype))
-                    )
+                    p = torch.nn.Parameter(torch.empty(shape, device=device, dtype=dtype))
+                    self.register_parameter(n, p)
+        self._reset_layer_norm()
 
     def reset_parameters(self) -> None:
         """torch.nn's initialization of its parameters; the layer-norm ones to 1 and 0."""
         super().reset_parameters()
+        self._reset_layer_norm()
+
+    def _reset_layer_norm(self) -> None:
         with torch.no_grad():
             for n, p in self.named_parameters():
                 if n.startswith("layer_norm_"):
@@ -712,27 +720,9 @@ class LayerNormLSTM(_LayerNormed, LSTM):
     layer_norm_cell_bias_l{k} (H) (``_reverse`` for the second direction). No torch.nn
     fallback: where the kernels cannot run, an error."""
 
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, **regularization) -> None:  # fmt: skip
-        _regularization_only(type(self).__name__, regularization)
-        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
-                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         device=device, dtype=dtype, **regularization)  # fmt: skip
-        self._add_layer_norm(device, dtype)
-
 
 class LayerNormGRU(_LayerNormed, GRU):
     """The layer-normalized GRU on fastrnn's kernels, reset after: a^x = LN(W_ih x;
     gamma_ih) + b_ih, a^h = LN(W_hh h; gamma_hh) + b_hh over the 3H pre-activations.
     torch.nn.GRU's constructor arguments and zoneout, recurrent_dropout, weight_drop; its
     parameters plus layer_norm_ih_weight_l{k}, layer_norm_hh_weight_l{k} (3H)."""
-
-    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
-                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, **regularization) -> None:  # fmt: skip
-        _regularization_only(type(self).__name__, regularization)
-        super().__init__(input_size, hidden_size, num_layers=num_layers, bias=bias,
-                         batch_first=batch_first, dropout=dropout, bidirectional=bidirectional,
-                         device=device, dtype=dtype, **regularization)  # fmt: skip
-        self._add_layer_norm(device, dtype)
